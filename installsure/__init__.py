@@ -1,0 +1,5 @@
+"""InstallSure backend: one Twisted reactor process serving HTTP, WAMP and background jobs."""
+
+from installsure._version import __version__
+
+__all__ = ["__version__"]

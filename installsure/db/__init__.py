@@ -1,0 +1,1 @@
+"""InstallSure db."""
