@@ -1,0 +1,79 @@
+"""What the rest of InstallSure may ask of Redis.
+
+Code outside ``installsure.redis`` depends on these protocols, not on txredisapi, so
+the job runner, rate limiter and backplane can be tested against any implementation
+and the client can change underneath them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeAlias
+
+from twisted.internet.defer import Deferred
+
+RedisArg: TypeAlias = str | bytes | int | float
+
+
+class RedisUnavailable(Exception):
+    """Redis did not answer in time or is not connected; the caller may retry later."""
+
+
+class LuaScript(Protocol):
+    """A script loaded once and called by EVALSHA (reloaded transparently on NOSCRIPT)."""
+
+    name: str
+    sha: str
+
+    def __call__(self, keys: Sequence[str], args: Sequence[RedisArg]) -> Deferred[Any]: ...
+
+
+class BlockingRedis(Protocol):
+    """A dedicated connection for blocking commands (BLMOVE, BZPOPMIN, ...).
+
+    A blocking command stalls every other command queued on its connection, so these
+    never share the pool.
+    """
+
+    def execute(self, command: str, *args: RedisArg, timeout: float) -> Deferred[Any]:
+        """Run one command; fail with RedisUnavailable after ``timeout`` seconds more than
+        the command's own block time."""
+        ...
+
+    def close(self) -> Deferred[None]: ...
+
+
+class Subscription(Protocol):
+    def cancel(self) -> Deferred[None]: ...
+
+
+MessageCallback: TypeAlias = Callable[[str, str], object]
+"""Called with ``(channel, message)`` for each message received."""
+
+
+class RedisCommands(Protocol):
+    """Ordinary commands over a pooled connection, each bounded by the command timeout."""
+
+    key_prefix: str
+
+    def key(self, *parts: str) -> str:
+        """``key_prefix`` + parts joined by ``:``."""
+        ...
+
+    def execute(self, command: str, *args: RedisArg) -> Deferred[Any]: ...
+
+    def script(self, name: str, source: str) -> LuaScript: ...
+
+    def blocking_connection(self) -> BlockingRedis: ...
+
+    def publish(self, channel: str, message: str) -> Deferred[int]: ...
+
+    def subscribe(self, channel: str, callback: MessageCallback) -> Deferred[Subscription]:
+        """Subscribe (re-subscribed automatically after a reconnect)."""
+        ...
+
+    def psubscribe(self, pattern: str, callback: MessageCallback) -> Deferred[Subscription]: ...
+
+    def ping(self) -> Deferred[float]:
+        """Round-trip latency in milliseconds."""
+        ...
