@@ -15,8 +15,22 @@ from twisted.internet.defer import Deferred
 RedisArg: TypeAlias = str | bytes | int | float
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(Exception):  # noqa: N818 - the name others already code against
     """Redis did not answer in time or is not connected; the caller may retry later."""
+
+
+class RedisReplyError(Exception):
+    """Redis answered with an error reply (``WRONGTYPE ...``, a Lua ``error()``, ...).
+
+    Retrying the same command will fail the same way; ``code`` is the reply's first word
+    when it is an upper-case error code (``WRONGTYPE``, ``NOSCRIPT``), else ``"ERR"``.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        first = message.split(" ", 1)[0]
+        self.code = first if first.isupper() and first.isalpha() else "ERR"
 
 
 class LuaScript(Protocol):
@@ -36,8 +50,8 @@ class BlockingRedis(Protocol):
     """
 
     def execute(self, command: str, *args: RedisArg, timeout: float) -> Deferred[Any]:
-        """Run one command; fail with RedisUnavailable after ``timeout`` seconds more than
-        the command's own block time."""
+        """Run one command; fail with RedisUnavailable when no reply came within
+        ``timeout`` seconds, so pass the command's own block time plus a margin."""
         ...
 
     def close(self) -> Deferred[None]: ...

@@ -1,0 +1,228 @@
+"""Pub/sub on one dedicated connection that subscribes everything again after a reconnect.
+
+txredisapi's SubscriberProtocol forgets its subscriptions with the connection and pairs
+acknowledgements with commands by arrival order; here acknowledgements are matched by
+channel name, and the set of live subscriptions is ours, so a new connection gets it all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import txredisapi
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from installsure.redis.interfaces import MessageCallback, RedisUnavailable, Subscription
+
+if TYPE_CHECKING:
+    from installsure.redis._link import _Link
+    from installsure.redis.client import RedisService
+
+log = Logger(namespace="installsure.redis.pubsub")
+
+_ACKS = frozenset({"subscribe", "psubscribe", "unsubscribe", "punsubscribe"})
+_Key = tuple[bool, str]  # (is_pattern, channel or pattern)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+class _SubscriberProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
+    """Routes pushed messages and acknowledgements; other replies go the usual way."""
+
+    def replyReceived(self, reply: Any) -> None:
+        if type(reply) is list and reply:
+            kind = reply[0]
+            if kind == "message" and len(reply) == 3:
+                self.factory.subscriber._deliver(False, reply[1], reply[1], reply[2])
+                return
+            if kind == "pmessage" and len(reply) == 4:
+                self.factory.subscriber._deliver(True, reply[1], reply[2], reply[3])
+                return
+            if kind in _ACKS and len(reply) == 3:
+                self.factory.subscriber._acknowledged(kind, _text(reply[1]))
+                return
+        super().replyReceived(reply)
+
+
+class _SentinelSubscriberProtocol(_SubscriberProtocol, txredisapi.SentinelRedisProtocol):  # type: ignore[misc]
+    pass
+
+
+class _Subscription:
+    __slots__ = ("_subscriber", "callback", "key")
+
+    def __init__(self, subscriber: Subscriber, key: _Key, callback: MessageCallback) -> None:
+        self._subscriber = subscriber
+        self.key = key
+        self.callback = callback
+
+    def cancel(self) -> defer.Deferred[None]:
+        """Stop delivering to this callback (UNSUBSCRIBE when it was the last one)."""
+        return self._subscriber._remove(self)
+
+    def __repr__(self) -> str:
+        kind = "pattern" if self.key[0] else "channel"
+        return f"<Subscription {kind} {self.key[1]!r}>"
+
+
+class Subscriber:
+    """The subscriptions of one RedisService and the connection that carries them."""
+
+    def __init__(self, redis: RedisService) -> None:
+        self._redis = redis
+        self._timeout = redis.command_timeout
+        self._callbacks: dict[_Key, list[_Subscription]] = {}
+        self._confirmed: set[_Key] = set()
+        self._ack_waiters: dict[_Key, list[defer.Deferred[None]]] = {}
+        self._conn: Any = None
+        self._connections = 0
+        protocol = (
+            _SentinelSubscriberProtocol if redis.target.is_sentinel else _SubscriberProtocol
+        )
+        self._link: _Link = redis._new_link("pub/sub", 1, None, protocol=protocol)
+        self._link.factory.subscriber = self
+        self._link.on_connection.append(self._connected)
+
+    def start(self) -> None:
+        self._link.start()
+
+    def stop(self) -> defer.Deferred[None]:
+        self._fail_all(RedisUnavailable("the Redis pub/sub connection was closed"))
+        return self._link.stop()
+
+    # --- subscribing
+
+    def add(
+        self, pattern: bool, name: str, callback: MessageCallback
+    ) -> defer.Deferred[Subscription]:
+        if not isinstance(name, str) or not name:
+            raise ValueError("a channel or pattern name must be a non-empty string")
+        key = (pattern, name)
+        subscription = _Subscription(self, key, callback)
+        existing = self._callbacks.setdefault(key, [])
+        existing.append(subscription)
+        if key in self._confirmed:
+            return defer.succeed(subscription)
+        if self._conn is None and self._link.state != "connecting":
+            self._discard(subscription)
+            return defer.fail(RedisUnavailable(self._link.unavailable_message()))
+        if len(existing) == 1 and self._conn is not None:
+            self._send("PSUBSCRIBE" if pattern else "SUBSCRIBE", name)
+        # Not connected yet: _connected() subscribes everything that is registered.
+        d = self._wait_ack(key)
+
+        def failed(failure: Any) -> Any:
+            self._discard(subscription)
+            return failure
+
+        return d.addCallbacks(lambda _: subscription, failed)
+
+    def _wait_ack(self, key: _Key) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+        self._ack_waiters.setdefault(key, []).append(d)
+
+        def expire() -> None:
+            if not d.called:
+                waiters = self._ack_waiters.get(key, [])
+                if d in waiters:
+                    waiters.remove(d)
+                kind = "pattern" if key[0] else "channel"
+                d.errback(
+                    RedisUnavailable(
+                        f"Redis did not confirm the subscription to {kind} {key[1]!r} within "
+                        f"{self._timeout}s (is it running at {self._redis.target.describe()}?)"
+                    )
+                )
+
+        call = self._redis._reactor.callLater(self._timeout, expire)
+
+        def done(result: object) -> object:
+            if call.active():
+                call.cancel()
+            return result
+
+        return d.addBoth(done)
+
+    def _remove(self, subscription: _Subscription) -> defer.Deferred[None]:
+        key = subscription.key
+        if not self._discard(subscription):
+            return defer.succeed(None)
+        if self._conn is not None and key not in self._callbacks:
+            self._send("PUNSUBSCRIBE" if key[0] else "UNSUBSCRIBE", key[1])
+        return defer.succeed(None)
+
+    def _discard(self, subscription: _Subscription) -> bool:
+        """Forget one callback; True when it was registered."""
+        key = subscription.key
+        callbacks = self._callbacks.get(key)
+        if not callbacks or subscription not in callbacks:
+            return False
+        callbacks.remove(subscription)
+        if not callbacks:
+            del self._callbacks[key]
+            self._confirmed.discard(key)
+        return True
+
+    def _send(self, command: str, *names: str) -> None:
+        conn = self._conn
+        conn.transport.write(conn._build_command(command, *names))
+
+    # --- events
+
+    def _connected(self, conn: Any) -> None:
+        self._conn = conn
+        self._connections += 1
+        self._confirmed.clear()
+        conn.whenDisconnected().addCallback(self._disconnected)
+        channels = [name for pattern, name in self._callbacks if not pattern]
+        patterns = [name for pattern, name in self._callbacks if pattern]
+        if channels:
+            self._send("SUBSCRIBE", *channels)
+        if patterns:
+            self._send("PSUBSCRIBE", *patterns)
+        if self._connections > 1 and (channels or patterns):
+            log.info(
+                "Redis pub/sub reconnected: subscribed again to {channels} channel(s) and "
+                "{patterns} pattern(s)",
+                channels=len(channels),
+                patterns=len(patterns),
+            )
+
+    def _disconnected(self, conn: Any) -> None:
+        if conn is self._conn:
+            self._conn = None
+            self._confirmed.clear()
+
+    def _acknowledged(self, kind: str, name: str) -> None:
+        if kind.startswith(("un", "pun")):
+            return
+        key = (kind == "psubscribe", name)
+        if key in self._callbacks:
+            self._confirmed.add(key)
+        for d in self._ack_waiters.pop(key, []):
+            d.callback(None)
+
+    def _deliver(self, pattern: bool, name: Any, channel: Any, message: Any) -> None:
+        callbacks = self._callbacks.get((pattern, _text(name)))
+        if not callbacks:
+            return
+        channel_text = _text(channel)
+        message_text = _text(message)
+        for subscription in list(callbacks):
+            try:
+                subscription.callback(channel_text, message_text)
+            except Exception:
+                log.failure(
+                    "pub/sub callback for {channel} failed", channel=channel_text
+                )
+
+    def _fail_all(self, error: Exception) -> None:
+        waiters, self._ack_waiters = self._ack_waiters, {}
+        for ds in waiters.values():
+            for d in ds:
+                d.errback(error)

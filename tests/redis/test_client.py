@@ -1,0 +1,166 @@
+"""RedisService against a real private redis-server: commands, timeouts, recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import pytest_twisted
+
+from installsure.redis.client import RedisService
+from installsure.redis.interfaces import RedisReplyError, RedisUnavailable
+from installsure.redis.target import RedisTarget
+from tests.fixtures.redis import RedisServerProcess, free_port
+from tests.redis.conftest import MakeService
+from tests.redis.helpers import eventually, within
+
+
+@pytest_twisted.ensureDeferred
+async def test_commands_round_trip_as_text(redis: RedisService) -> None:
+    """Replies come back as decoded str, numbers are not converted, integers stay ints."""
+    assert await redis.execute("SET", redis.key("a"), "héllo") == "OK"
+    assert await redis.execute("GET", redis.key("a")) == "héllo"
+    await redis.execute("SET", redis.key("n"), "007")
+    assert await redis.execute("GET", redis.key("n")) == "007"
+    assert await redis.execute("INCR", redis.key("counter")) == 1
+    assert await redis.execute("GET", redis.key("missing")) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_key_prefix(make_service: MakeService) -> None:
+    """key() joins parts under the configured prefix, and that is the key Redis sees."""
+    service = make_service(key_prefix="tenant:")
+    await within(5, service.when_connected())
+    assert service.key("jobs", "wait") == "tenant:jobs:wait"
+    await service.execute("SET", service.key("x"), "1")
+    assert await service.execute("KEYS", "*") == ["tenant:x"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_error_reply_is_redis_reply_error(redis: RedisService) -> None:
+    """An error reply fails with RedisReplyError carrying the code and message."""
+    await redis.execute("SET", redis.key("s"), "text")
+    with pytest.raises(RedisReplyError) as info:
+        await redis.execute("LPUSH", redis.key("s"), "x")
+    assert info.value.code == "WRONGTYPE"
+    with pytest.raises(RedisReplyError, match="unknown command"):
+        await redis.execute("NOSUCHCOMMAND")
+
+
+@pytest_twisted.ensureDeferred
+async def test_blocking_and_connection_state_commands_refused_on_pool(redis: RedisService) -> None:
+    """BLPOP, SUBSCRIBE, MULTI... on the shared pool would stall or corrupt it: refused clearly."""
+    for command in ("BLPOP", "blmove", "SUBSCRIBE", "MULTI", "SELECT"):
+        with pytest.raises(ValueError, match="cannot run on the shared connection pool"):
+            await redis.execute(command, "k", 0)
+    assert await redis.execute("PING") == "PONG"
+
+
+@pytest_twisted.ensureDeferred
+async def test_ping_reports_latency_in_ms(redis: RedisService) -> None:
+    """ping() answers a positive round-trip time in milliseconds (well under a second here)."""
+    latency = await redis.ping()
+    assert isinstance(latency, float)
+    assert 0 < latency < 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_database_number_from_url(redis_server: RedisServerProcess,
+                                        make_service: MakeService) -> None:
+    """redis://.../3 selects database 3 on every pooled connection."""
+    service = make_service(RedisTarget.from_url(f"redis://127.0.0.1:{redis_server.port}/3"))
+    await within(5, service.when_connected())
+    await service.execute("SET", "in-db-3", "yes")
+    other = make_service()
+    await within(5, other.when_connected())
+    assert await other.execute("GET", "in-db-3") is None
+    assert await other.execute("MOVE", "nothing", 3) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_unix_socket_target(redis_server: RedisServerProcess,
+                                  make_service: MakeService) -> None:
+    """A unix:// target talks to the same server over its socket."""
+    service = make_service(RedisTarget.for_unix_socket(redis_server.unix_socket))
+    await within(5, service.when_connected())
+    assert await service.execute("ECHO", "over the socket") == "over the socket"
+
+
+@pytest_twisted.ensureDeferred
+async def test_hung_redis_times_out_then_recovers(redis_server: RedisServerProcess,
+                                                  redis: RedisService) -> None:
+    """A stopped (SIGSTOP) Redis: commands fail with RedisUnavailable within about the
+    command timeout instead of waiting forever, and work again once it resumes."""
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable, match=r"did not answer within 1\.0s \(is it running"):
+            await within(5, redis.execute("GET", "k"))
+        assert time.monotonic() - started < 2.0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert await eventually(lambda: redis.execute("PING")) == "PONG"
+
+
+@pytest_twisted.ensureDeferred
+async def test_dead_redis_fails_fast_then_recovers(redis_server: RedisServerProcess,
+                                                   redis: RedisService) -> None:
+    """With Redis gone the connection is known lost: commands fail at once; after it is
+    started again the pool reconnects by itself and commands succeed."""
+    await redis.execute("SET", "durable", "1")
+    redis_server.stop()
+    await eventually(lambda: _assert_disconnected(redis))
+    started = time.monotonic()
+    with pytest.raises(RedisUnavailable, match="not connected"):
+        await within(5, redis.execute("GET", "durable"))
+    assert time.monotonic() - started < 0.5
+    redis_server.start()
+    assert await eventually(lambda: redis.execute("GET", "durable")) == "1"
+    assert redis.is_connected
+
+
+async def _assert_disconnected(redis: RedisService) -> None:
+    assert not redis.is_connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_at_start_fails_clearly_and_recovers(
+    tmp_path_factory: pytest.TempPathFactory, make_service: MakeService
+) -> None:
+    """Nothing listening at start: commands fail with a message naming the address, the
+    service keeps trying, and it connects once a server appears there."""
+    server = RedisServerProcess(tmp_path_factory.mktemp("late"))
+    service = make_service(RedisTarget.from_url(server.url), command_timeout=1.0)
+    try:
+        with pytest.raises(RedisUnavailable, match=f"127.0.0.1:{server.port}"):
+            await within(5, service.execute("PING"))
+        assert not service.is_connected
+        server.start()
+        assert await eventually(lambda: service.execute("PING")) == "PONG"
+    finally:
+        server.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_service_closes_connections(redis_server: RedisServerProcess) -> None:
+    """stopService fires once the pool is closed; later commands fail with RedisUnavailable."""
+    service = RedisService(RedisTarget.from_url(redis_server.url))
+    service.startService()
+    await within(5, service.when_connected())
+    await within(5, service.stopService())
+    assert not service.is_connected
+    with pytest.raises(RedisUnavailable):
+        await service.execute("PING")
+
+
+def test_constructor_validates_options() -> None:
+    """Nonsense timeouts and pool sizes are refused with the option's name."""
+    target = RedisTarget.from_url(f"redis://127.0.0.1:{free_port()}")
+    with pytest.raises(ValueError, match="command_timeout"):
+        RedisService(target, command_timeout=0)
+    with pytest.raises(ValueError, match="pool_size"):
+        RedisService(target, pool_size=0)

@@ -1,0 +1,165 @@
+"""Lua scripts, blocking connections and pub/sub against a real private redis-server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+
+from installsure.redis.client import RedisService
+from installsure.redis.interfaces import RedisReplyError, RedisUnavailable
+from tests.fixtures.redis import RedisServerProcess
+from tests.redis.helpers import Inbox, eventually, within
+
+INCR_BY = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+
+@pytest_twisted.ensureDeferred
+async def test_script_loads_once_and_runs_by_sha(redis: RedisService) -> None:
+    """The first call loads the script; afterwards it runs by EVALSHA under its sha1."""
+    script = redis.script("incr-by", INCR_BY)
+    assert await redis.execute("SCRIPT", "EXISTS", script.sha) == [0]
+    assert await script([redis.key("c")], [5]) == 5
+    assert await redis.execute("SCRIPT", "EXISTS", script.sha) == [1]
+    assert await script([redis.key("c")], [2]) == 7
+    assert redis.script("incr-by", INCR_BY) is script
+
+
+@pytest_twisted.ensureDeferred
+async def test_script_reloaded_after_flush(redis: RedisService) -> None:
+    """After SCRIPT FLUSH (as after a restart) the next call reloads it transparently."""
+    script = redis.script("incr-by", INCR_BY)
+    assert await script([redis.key("c")], [1]) == 1
+    await redis.execute("SCRIPT", "FLUSH")
+    assert await script([redis.key("c")], [1]) == 2
+    assert await redis.execute("SCRIPT", "EXISTS", script.sha) == [1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_script_errors_and_name_clash(redis: RedisService) -> None:
+    """A Lua error() surfaces as RedisReplyError; one name cannot mean two scripts."""
+    failing = redis.script("fails", "return redis.error_reply('BADJOB no such job')")
+    with pytest.raises(RedisReplyError) as info:
+        await failing([], [])
+    assert info.value.code == "BADJOB"
+    with pytest.raises(ValueError, match="already registered"):
+        redis.script("fails", "return 1")
+
+
+@pytest_twisted.ensureDeferred
+async def test_blocking_connection_does_not_stall_pool(redis: RedisService) -> None:
+    """A blocking pop waiting on its own connection leaves pooled commands fast, and gets
+    the element pushed meanwhile."""
+    blocking = redis.blocking_connection()
+    try:
+        popped = blocking.execute("BLPOP", redis.key("q"), 5, timeout=7)
+        results: list[object] = []
+        popped.addCallback(lambda r: results.append(r) or r)
+        started = time.monotonic()
+        for i in range(20):
+            await redis.execute("SET", redis.key("k"), i)
+        assert time.monotonic() - started < 0.5
+        assert results == []
+        await redis.execute("RPUSH", redis.key("q"), "job-1")
+        assert await within(5, popped) == [redis.key("q"), "job-1"]
+    finally:
+        await blocking.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_blocking_timeout_then_reuse(redis: RedisService) -> None:
+    """No reply within the timeout: RedisUnavailable; the connection is remade and the
+    next blocking command works."""
+    blocking = redis.blocking_connection()
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable, match=r"did not answer within 0\.3s"):
+            await within(5, blocking.execute("BLPOP", redis.key("empty"), 0, timeout=0.3))
+        assert time.monotonic() - started < 1.5
+        await redis.execute("RPUSH", redis.key("q2"), "x")
+        result = await eventually(
+            lambda: blocking.execute("BLPOP", redis.key("q2"), 1, timeout=3)
+        )
+        assert result == [redis.key("q2"), "x"]
+    finally:
+        await blocking.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelling_blocking_command(redis: RedisService) -> None:
+    """Cancelling a pending blocking command fails it with CancelledError at once."""
+    blocking = redis.blocking_connection()
+    try:
+        await within(5, blocking._link.when_connected(5))
+        d = blocking.execute("BLPOP", redis.key("never"), 0, timeout=30)
+        d.cancel()
+        with pytest.raises(defer.CancelledError):
+            await d
+    finally:
+        await blocking.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_publish_subscribe_and_cancel(redis: RedisService) -> None:
+    """Messages reach channel and pattern subscribers; after cancel() they stop."""
+    inbox, pinbox = Inbox(), Inbox()
+    sub = await within(5, redis.subscribe("news", inbox))
+    psub = await within(5, redis.psubscribe("project.*", pinbox))
+    assert await redis.publish("news", "hello") == 1
+    assert await inbox.next() == ("news", "hello")
+    await redis.publish("project.42", "changed")
+    assert await pinbox.next() == ("project.42", "changed")
+    await sub.cancel()
+    await psub.cancel()
+
+    async def unsubscribed() -> None:
+        assert await redis.execute("PUBSUB", "NUMSUB", "news") == ["news", 0]
+        assert await redis.execute("PUBSUB", "NUMPAT") == 0
+
+    await eventually(unsubscribed)
+    assert await redis.publish("news", "late") == 0
+    assert inbox.messages == [("news", "hello")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_callbacks_one_channel(redis: RedisService) -> None:
+    """Two subscribers of one channel both get each message; cancelling one keeps the
+    other subscribed; a failing callback does not stop delivery to the next."""
+    first, second = Inbox(), Inbox()
+
+    def broken(channel: str, message: str) -> None:
+        raise RuntimeError("subscriber bug")
+
+    await redis.subscribe("c", broken)
+    sub1 = await redis.subscribe("c", first)
+    await redis.subscribe("c", second)
+    both = defer.gatherResults([first.next(), second.next()])
+    await redis.publish("c", "m1")
+    assert await both == [("c", "m1"), ("c", "m1")]
+    await sub1.cancel()
+    await redis.publish("c", "m2")
+    assert await second.next() == ("c", "m2")
+    assert first.messages == [("c", "m1")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_resubscribes_after_redis_restart(redis_server: RedisServerProcess,
+                                                redis: RedisService) -> None:
+    """After Redis restarts, channel and pattern subscriptions are made again by
+    themselves and messages flow as before."""
+    inbox, pinbox = Inbox(), Inbox()
+    await redis.subscribe("events", inbox)
+    await redis.psubscribe("topic.*", pinbox)
+    redis_server.restart()
+
+    async def delivered() -> None:
+        assert await redis.publish("events", "after restart") == 1
+        assert await redis.publish("topic.x", "p") == 1
+
+    await eventually(delivered)
+    if not pinbox.messages:
+        await pinbox.next()
+    assert ("events", "after restart") in inbox.messages
+    assert ("topic.x", "p") in pinbox.messages
