@@ -1,0 +1,1 @@
+"""Alembic migrations of the InstallSure schema (configured in ``installsure.db.migrate``)."""

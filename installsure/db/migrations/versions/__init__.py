@@ -1,0 +1,1 @@
+"""One module per schema revision; numbered ``NNNN_what.py``, applied in order."""
