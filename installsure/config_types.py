@@ -1,0 +1,164 @@
+"""Value types for settings that need stricter parsing than ``int`` or ``str``.
+
+They are ``NewType``s so settings classes stay plain attrs classes that mypy understands,
+while the config loader registers one strict parser for each (see ``installsure.config``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, NewType
+
+Seconds = NewType("Seconds", float)
+"""A duration: a number of seconds, or a string such as ``"500ms"``, ``"30s"``, ``"15m"``."""
+
+ByteSize = NewType("ByteSize", int)
+"""A size in bytes: a number, or a string such as ``"100MiB"``, ``"512 KB"``."""
+
+Port = NewType("Port", int)
+"""A TCP port, 1–65535."""
+
+RedisUrl = NewType("RedisUrl", str)
+"""``redis://``, ``rediss://`` or ``unix://`` URL."""
+
+DatabaseUrl = NewType("DatabaseUrl", str)
+"""``sqlite:///path`` or ``postgresql://user@host/db``."""
+
+HttpUrl = NewType("HttpUrl", str)
+"""``http://`` or ``https://`` URL of an outside service."""
+
+Environment = Literal["development", "production", "test"]
+Role = Literal["all", "api", "worker"]
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2, "mi": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "gi": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "tib": 1024**4, "ti": 1024**4,
+}
+
+
+def parse_bool(value: object) -> bool:
+    """Only unambiguous spellings: the old system read ``"false"`` as true."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE:
+        return True
+    if isinstance(value, str) and value.strip().lower() in _FALSE:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"expected a boolean (true/false, yes/no, on/off, 1/0), got {value!r}")
+
+
+def parse_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got the boolean {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+        return int(value)
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def parse_float(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected a number, got {value!r}")
+
+
+def parse_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+def parse_seconds(value: object) -> Seconds:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    else:
+        raise ValueError(
+            f"expected a duration such as 30, \"500ms\", \"30s\", \"15m\", \"2h\", got {value!r}"
+        )
+    if seconds < 0:
+        raise ValueError(f"expected a duration of zero or more, got {value!r}")
+    return Seconds(seconds)
+
+
+def parse_byte_size(value: object) -> ByteSize:
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.match(value)):
+        size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+    else:
+        raise ValueError(f"expected a size such as 1048576, \"512KiB\", \"100MiB\", got {value!r}")
+    if size < 0:
+        raise ValueError(f"expected a size of zero or more, got {value!r}")
+    return ByteSize(size)
+
+
+def parse_port(value: object) -> Port:
+    port = parse_int(value)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"expected a TCP port between 1 and 65535, got {value!r}")
+    return Port(port)
+
+
+def _parse_url(value: object, schemes: tuple[str, ...], example: str) -> str:
+    text = parse_str(value).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"expected a URL starting with {allowed} (e.g. {example}), got {value!r}")
+    return text
+
+
+def parse_redis_url(value: object) -> RedisUrl:
+    return RedisUrl(
+        _parse_url(value, ("redis", "rediss", "unix"), "redis://127.0.0.1:6379/0")
+    )
+
+
+def parse_database_url(value: object) -> DatabaseUrl:
+    text = parse_str(value).strip()
+    scheme = text.partition("://")[0].lower()
+    # SQLAlchemy spells drivers as "dialect+driver"; accept ours with or without them.
+    if scheme.split("+")[0] not in ("sqlite", "postgresql", "postgres") or "://" not in text:
+        raise ValueError(
+            "expected sqlite:///path/to/file.db or postgresql://user:password@host:5432/db, "
+            f"got {value!r}"
+        )
+    return DatabaseUrl(text)
+
+
+def parse_http_url(value: object) -> HttpUrl:
+    return HttpUrl(_parse_url(value, ("http", "https"), "https://example.com"))
+
+
+def parse_string_tuple(value: object) -> tuple[str, ...]:
+    """A TOML array of strings, or a comma-separated string (environment variables)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple):
+        bad = [item for item in value if not isinstance(item, str)]
+        if bad:
+            raise ValueError(f"expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise ValueError(f"expected a list of strings or a comma-separated string, got {value!r}")

@@ -1,0 +1,261 @@
+"""Config layering, strict parsing and error reporting (installsure.config)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from installsure.config import (
+    DEFAULT_LISTEN,
+    Config,
+    ConfigError,
+    load_config,
+    prepare_data_dir,
+)
+from installsure.configdoc import render
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def problems_of(excinfo: pytest.ExceptionInfo[ConfigError]) -> dict[str, str]:
+    return {p.key: f"{p.source}: {p.message}" for p in excinfo.value.problems}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "installsure.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_any_layer() -> None:
+    """With no file, environment or options, the config is exactly the defaults."""
+    config = load_config(environ={})
+    assert config == Config()
+    assert config.http.listen == (DEFAULT_LISTEN,)
+    assert config.shutdown.grace == 25.0
+    assert config.upload.max_size == 100 * 1024 * 1024
+    assert config.auto_migrate is True
+
+
+def test_layers_override_in_order(tmp_path: Path) -> None:
+    """File overrides defaults, environment overrides the file, options override both."""
+    path = write(tmp_path, """
+environment = "test"
+role = "api"
+[shutdown]
+grace = "40s"
+[redis]
+url = "redis://file:6379/0"
+command_timeout = "750ms"
+""")
+    config = load_config(
+        config_file=path,
+        environ={"INSTALLSURE_REDIS_URL": "redis://env:6379/1"},
+        options={"role": "worker", "redis.url": None},
+    )
+    assert config.environment == "test"
+    assert config.role == "worker"
+    assert config.shutdown.grace == 40.0
+    assert config.redis.url == "redis://env:6379/1"
+    assert config.redis.command_timeout == 0.75
+    assert config.redis.key_prefix == "is:", "keys not named keep their defaults"
+
+
+def test_old_variable_names_are_understood() -> None:
+    """PORT/HOST, NODE_ENV, REDIS_URL, JWT_SECRET and ENABLE_* keep old deployments working."""
+    config = load_config(environ={
+        "PORT": "9000", "HOST": "0.0.0.0", "NODE_ENV": "test",
+        "REDIS_URL": "redis://old:6379/0", "JWT_SECRET": "s" * 40,
+        "ENABLE_REAL_TIME_SYNC": "false", "ENABLE_FILE_PROCESSING": "0",
+        "ENABLE_EMAIL_NOTIFICATIONS": "yes",
+    })
+    assert config.http.listen == ("tcp:9000:interface=0.0.0.0",)
+    assert config.environment == "test"
+    assert config.redis.url == "redis://old:6379/0"
+    assert config.auth.jwt_secret == "s" * 40
+    # The old system read the string "false" as true; we do not.
+    assert config.features.real_time_sync is False
+    assert config.features.file_processing is False
+    assert config.features.email_notifications is True
+
+
+def test_new_names_win_over_old_names() -> None:
+    """INSTALLSURE_* variables override the old names when both are set."""
+    config = load_config(environ={
+        "NODE_ENV": "production", "INSTALLSURE_ENVIRONMENT": "test",
+    })
+    assert config.environment == "test"
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    """Several bad values give one error listing each key, its source and what is expected."""
+    path = write(tmp_path, """
+role = "boss"
+[http]
+max_body_size = "lots"
+colour = "blue"
+[database]
+url = "mysql://x/y"
+""")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(config_file=path, environ={
+            "INSTALLSURE_FEATURES_FILE_PROCESSING": "maybe",
+            "PORT": "70000",
+        })
+    found = problems_of(excinfo)
+    assert "'all', 'api', 'worker'" in found["role"]
+    assert f"file {path}" in found["role"]
+    assert "unknown setting" in found["http.colour"]
+    assert "sqlite:///" in found["database.url"]
+    assert "environment variable INSTALLSURE_FEATURES_FILE_PROCESSING" in (
+        found["features.file_processing"]
+    )
+    assert "boolean" in found["features.file_processing"]
+    assert "1 and 65535" in found["http.listen"]
+    assert "http.max_body_size" in found
+    assert len(excinfo.value.problems) >= 6
+    assert "etc/installsure.toml" in excinfo.value.report()
+
+
+def test_strict_booleans_and_numbers() -> None:
+    """Booleans accept only the unambiguous spellings; numbers are not booleans."""
+    config = load_config(environ={"INSTALLSURE_REALTIME_ENABLED": "off"})
+    assert config.realtime.enabled is False
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"INSTALLSURE_REALTIME_ENABLED": "nope",
+                             "INSTALLSURE_REDIS_POOL_SIZE": "four"})
+    found = problems_of(excinfo)
+    assert "true/false" in found["realtime.enabled"]
+    assert "integer" in found["redis.pool_size"]
+
+
+def test_durations_and_sizes() -> None:
+    """Durations and sizes take units; negative or unit-less nonsense is refused."""
+    config = load_config(environ={
+        "INSTALLSURE_AUTH_ACCESS_TOKEN_TTL": "15m",
+        "INSTALLSURE_UPLOAD_MAX_SIZE": "250MiB",
+        "INSTALLSURE_REALTIME_MAX_MESSAGE_SIZE": "64 KB",
+    })
+    assert config.auth.access_token_ttl == 900.0
+    assert config.upload.max_size == 250 * 1024 * 1024
+    assert config.realtime.max_message_size == 64_000
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"INSTALLSURE_SHUTDOWN_GRACE": "soon",
+                             "INSTALLSURE_UPLOAD_MAX_SIZE": "-5"})
+    found = problems_of(excinfo)
+    assert "duration" in found["shutdown.grace"]
+    assert "size" in found["upload.max_size"]
+
+
+def test_unknown_variables_with_our_prefix_are_errors() -> None:
+    """A misspelt INSTALLSURE_ variable is reported; the test-suite's own variable is not."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"INSTALLSURE_REDIS_ULR": "redis://x",
+                             "INSTALLSURE_TEST_POSTGRES_URL": "postgresql://x/y"})
+    assert list(problems_of(excinfo)) == ["INSTALLSURE_REDIS_ULR"]
+
+
+def test_malformed_urls_and_endpoints() -> None:
+    """Redis URLs, listen endpoints and sentinel addresses are checked before start."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={}, options={
+            "redis.url": "http://nope",
+            "http.listen": ["bogus:1234"],
+        })
+    found = problems_of(excinfo)
+    assert "redis://" in found["redis.url"]
+    assert "option --redis-url" in found["redis.url"]
+    assert "endpoint" in found["http.listen"]
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"INSTALLSURE_REDIS_SENTINELS": "a:1,b"})
+    found = problems_of(excinfo)
+    assert "master_name" in found["redis.master_name"]
+    assert "'b' is not host:port" in found["redis.sentinels"]
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    """A file that is not TOML or does not exist is named with the reason."""
+    path = write(tmp_path, "[http\nlisten = 1")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(config_file=path, environ={})
+    assert "not valid TOML" in str(excinfo.value)
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(config_file=tmp_path / "missing.toml", environ={})
+    assert "does not exist" in str(excinfo.value)
+
+
+def test_queue_settings_merge_per_key(tmp_path: Path) -> None:
+    """Setting one key of one queue keeps every other queue and key at its default."""
+    path = write(tmp_path, """
+[queues]
+batch_size = 20
+[queues.email-send]
+attempts = 7
+""")
+    config = load_config(config_file=path,
+                         environ={"INSTALLSURE_QUEUES_FILE_UPLOAD_CONCURRENCY": "2"})
+    defaults = Config().queues.queues
+    assert config.queues.batch_size == 20
+    assert config.queues.queues["email-send"].attempts == 7
+    assert config.queues.queues["email-send"].concurrency == defaults["email-send"].concurrency
+    assert config.queues.queues["file-upload"].concurrency == 2
+    assert config.queues.queues["file-upload"].attempts == defaults["file-upload"].attempts
+    assert set(config.queues.queues) == set(defaults)
+
+
+def test_production_refuses_missing_or_short_secret() -> None:
+    """Production needs a JWT secret of 32 bytes or more."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"NODE_ENV": "production"})
+    assert "at least 32 bytes" in problems_of(excinfo)["auth.jwt_secret"]
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"NODE_ENV": "production", "JWT_SECRET": "short"})
+    assert "5 bytes" in problems_of(excinfo)["auth.jwt_secret"]
+    config = load_config(environ={"NODE_ENV": "production", "JWT_SECRET": "x" * 32})
+    assert config.auto_migrate is False, "production migrates only when told to"
+
+
+def test_development_secret_is_generated_once(tmp_path: Path) -> None:
+    """Development keeps one generated secret in the data directory, readable only by us."""
+    config = load_config(environ={}, options={"data_dir": str(tmp_path / "data")})
+    first = prepare_data_dir(config)
+    second = prepare_data_dir(config)
+    assert first.auth.jwt_secret is not None
+    assert len(first.auth.jwt_secret) >= 32
+    assert first.auth.jwt_secret == second.auth.jwt_secret
+    secret_file = tmp_path / "data" / "jwt-secret"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    """A data directory that cannot be created names the path and what to do."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = load_config(environ={}, options={"data_dir": str(blocker / "data")})
+    with pytest.raises(ConfigError) as excinfo:
+        prepare_data_dir(config)
+    assert "cannot create or write" in str(excinfo.value)
+    assert "--data-dir" in str(excinfo.value)
+
+
+def test_example_file_is_current_and_loads_to_defaults() -> None:
+    """etc/installsure.toml is what configdoc renders and loads to exactly the defaults."""
+    example = ROOT / "etc" / "installsure.toml"
+    assert example.read_text() == render(), (
+        "etc/installsure.toml is stale: run `python -m installsure.configdoc > "
+        "etc/installsure.toml`"
+    )
+    assert load_config(config_file=example, environ={}) == Config()
+
+
+def test_example_file_names_every_key_and_variable() -> None:
+    """Every setting appears in the example with its environment variable."""
+    text = render()
+    for name in ("listen", "command_timeout", "jwt_secret", "max_size", "grace",
+                 "retention_days", "lease_ttl", "real_time_sync"):
+        assert f"{name} =" in text, name
+    assert "INSTALLSURE_QUEUES_EMAIL_SEND_ATTEMPTS" in text
+    assert "old name JWT_SECRET" in text
+    assert "old name PORT and HOST" in text
