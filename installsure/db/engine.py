@@ -135,6 +135,12 @@ def prepare_sqlite_location(path: Path) -> None:
         "make it writable for this user, or point --data-dir / --database-url "
         "somewhere that is"
     )
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise DatabaseConfigError(
+            f"cannot put the SQLite database in {str(directory)!r}: {str(existing)!r} is a "
+            f"file, not a directory; point --data-dir / --database-url somewhere else"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
