@@ -1,0 +1,494 @@
+"""The Lua scripts: every state change of a job is one of these, run atomically.
+
+Every script gets ``KEYS[1]``, the queue's base key ``{<prefix>q:<queue>}``; all other
+keys are derived from it and share its hash tag, so a queue lives in one Redis Cluster
+slot. Times come from Redis' own clock (TIME), so nodes with skewed clocks agree on
+leases and due times. Layout of the keys below ``b = KEYS[1]``:
+
+    b:job:<id>  hash: type data opts v priority state created ready attempts stalls
+                lease worker started finished progress result error errors uniq idem
+    b:wait      zset id → rank (ready time in ms + priority * aging; lowest first)
+    b:active    zset id → lease deadline (ms)
+    b:delayed   zset id → due time (ms)           enqueued with a delay / RetryLater
+    b:retry     zset id → due time (ms)           failed, waiting for the next attempt
+    b:completed zset id → finish time (ms)        bounded by retention
+    b:dead      zset id → finish time (ms)        bounded by retention
+    b:meta      hash: paused
+    b:unique    hash unique key → id of the pending job holding it
+    b:idem:<k>  string → job id, expires after the idempotency TTL
+    b:marker    list; a worker blocks on it (BLPOP) while the queue is empty
+    b:limiter   string counter of the rate-limit window (expires with it)
+    b:workers   zset worker id → last heartbeat (ms)
+    b:alive:<w> string with a short TTL: the worker is alive
+    b:tp        hash minute → jobs completed in that minute (throughput)
+"""
+
+from __future__ import annotations
+
+_COMMON = r"""
+local b = KEYS[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function wake(b)
+  if redis.call('LLEN', b .. ':marker') == 0 then
+    redis.call('RPUSH', b .. ':marker', '1')
+  end
+end
+local function release_unique(b, id, uniq)
+  if uniq and uniq ~= '' and redis.call('HGET', b .. ':unique', uniq) == id then
+    redis.call('HDEL', b .. ':unique', uniq)
+  end
+end
+-- Bounded retention: at most `keep` entries and none older than `age` ms. Removes at
+-- most 1000 per call so one script never blocks Redis for long; later calls catch up.
+local function trim(b, set, keep, age, now)
+  local z = b .. set
+  local victims = {}
+  local n = redis.call('ZCARD', z)
+  if n > keep then
+    victims = redis.call('ZRANGE', z, 0, math.min(n - keep, 1000) - 1)
+  end
+  if age > 0 and #victims < 1000 then
+    local old = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. (now - age),
+      'LIMIT', 0, 1000 - #victims)
+    for _, id in ipairs(old) do victims[#victims + 1] = id end
+  end
+  for _, id in ipairs(victims) do
+    local jk = b .. ':job:' .. id
+    release_unique(b, id, redis.call('HGET', jk, 'uniq'))
+    redis.call('DEL', jk)
+    redis.call('ZREM', z, id)
+  end
+  return #victims
+end
+-- Move due jobs from the delayed and retry sets to wait, ranked by their due time so a
+-- job that has been due longer goes first.
+local function promote(b, now, aging)
+  local moved = 0
+  for _, set in ipairs({':delayed', ':retry'}) do
+    local due = redis.call('ZRANGEBYSCORE', b .. set, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+    for i = 1, #due, 2 do
+      local id = due[i]
+      local jk = b .. ':job:' .. id
+      local prio = redis.call('HGET', jk, 'priority')
+      if prio then
+        redis.call('HSET', jk, 'state', 'waiting', 'ready', due[i + 1])
+        redis.call('ZADD', b .. ':wait', tonumber(due[i + 1]) + tonumber(prio) * aging, id)
+        moved = moved + 1
+      end
+      redis.call('ZREM', b .. set, id)
+    end
+  end
+  if moved > 0 then wake(b) end
+  return moved
+end
+local function next_due(b)
+  local best = false
+  for _, set in ipairs({':delayed', ':retry'}) do
+    local first = redis.call('ZRANGE', b .. set, 0, 0, 'WITHSCORES')
+    if first[2] and (not best or tonumber(first[2]) < best) then best = tonumber(first[2]) end
+  end
+  return best
+end
+"""
+
+ENQUEUE = _COMMON + r"""
+-- ARGV: idempotency ttl ms, aging ms per priority level, then 9 per job:
+--   id, type, data, opts, schema version, priority, delay ms, unique key, idempotency key
+-- Returns per job: {id, 'new' | 'duplicate'} (duplicate: the id of the existing job).
+local idem_ttl = tonumber(ARGV[1])
+local aging = tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+local woke = false
+local seq = 0
+for n = 3, #ARGV, 9 do
+  local id, uniq, idem = ARGV[n], ARGV[n + 7], ARGV[n + 8]
+  local existing = false
+  if idem ~= '' then
+    existing = redis.call('GET', b .. ':idem:' .. idem)
+  end
+  if not existing and uniq ~= '' then
+    local holder = redis.call('HGET', b .. ':unique', uniq)
+    if holder then
+      local st = redis.call('HGET', b .. ':job:' .. holder, 'state')
+      if st and st ~= 'completed' and st ~= 'dead' then existing = holder end
+    end
+  end
+  if existing then
+    out[#out + 1] = {existing, 'duplicate'}
+  else
+    local jk = b .. ':job:' .. id
+    local prio = tonumber(ARGV[n + 5])
+    local delay = tonumber(ARGV[n + 6])
+    redis.call('HSET', jk, 'type', ARGV[n + 1], 'data', ARGV[n + 2], 'opts', ARGV[n + 3],
+      'v', ARGV[n + 4], 'priority', prio, 'created', now, 'attempts', 0, 'stalls', 0)
+    if uniq ~= '' then
+      redis.call('HSET', jk, 'uniq', uniq)
+      redis.call('HSET', b .. ':unique', uniq, id)
+    end
+    if idem ~= '' then
+      redis.call('HSET', jk, 'idem', idem)
+      redis.call('SET', b .. ':idem:' .. idem, id, 'PX', idem_ttl)
+    end
+    if delay > 0 then
+      redis.call('HSET', jk, 'state', 'delayed', 'ready', now + delay)
+      redis.call('ZADD', b .. ':delayed', now + delay, id)
+    else
+      redis.call('HSET', jk, 'state', 'waiting', 'ready', now)
+      -- seq keeps jobs of one call in order (ties in a zset sort by member).
+      seq = seq + 1
+      redis.call('ZADD', b .. ':wait', now + prio * aging + seq * 0.0001, id)
+      woke = true
+    end
+    out[#out + 1] = {id, 'new'}
+  end
+end
+if woke then wake(b) end
+return out
+"""
+
+CLAIM = _COMMON + r"""
+-- ARGV: count, worker id, lease ms, token base, rate max (0 = none), rate period ms, aging
+-- Returns {status, now, next due or '', jobs...}; status 'ok' | 'paused' | 'limited'
+-- ('limited': the second field is the ms until the window reopens).
+-- Each job: {id, token, type, data, opts, v, attempts, stalls, created, ready, idem}
+local count = tonumber(ARGV[1])
+local lease = tonumber(ARGV[3])
+local rmax = tonumber(ARGV[5])
+local now = now_ms()
+promote(b, now, tonumber(ARGV[7]))
+local due = next_due(b) or ''
+if redis.call('HEXISTS', b .. ':meta', 'paused') == 1 then
+  return {'paused', tostring(now), tostring(due)}
+end
+if rmax > 0 then
+  local used = tonumber(redis.call('GET', b .. ':limiter') or '0')
+  if used >= rmax then
+    local ttl = redis.call('PTTL', b .. ':limiter')
+    if ttl < 0 then ttl = 0 end
+    return {'limited', tostring(ttl), tostring(due)}
+  end
+  count = math.min(count, rmax - used)
+end
+local popped = redis.call('ZPOPMIN', b .. ':wait', count)
+local out = {'ok', tostring(now), tostring(due)}
+local claimed = 0
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local jk = b .. ':job:' .. id
+  local f = redis.call('HMGET', jk, 'type', 'data', 'opts', 'v', 'attempts', 'stalls',
+    'created', 'ready', 'idem')
+  if f[1] then
+    local token = ARGV[4] .. i
+    redis.call('HSET', jk, 'state', 'active', 'lease', token, 'worker', ARGV[2], 'started', now)
+    redis.call('ZADD', b .. ':active', now + lease, id)
+    out[#out + 1] = {id, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9] or ''}
+    claimed = claimed + 1
+  end
+end
+if rmax > 0 and claimed > 0 then
+  if redis.call('INCRBY', b .. ':limiter', claimed) == claimed then
+    redis.call('PEXPIRE', b .. ':limiter', ARGV[6])
+  end
+end
+-- Work left: wake one more idle worker (it wakes the next); none left: drop stale
+-- markers so idle workers do not wake for nothing.
+if redis.call('ZCARD', b .. ':wait') > 0 then wake(b) else redis.call('DEL', b .. ':marker') end
+return out
+"""
+
+COMPLETE = _COMMON + r"""
+-- ARGV: keep count, keep age ms, then 3 per job: id, lease token, result JSON.
+-- Returns the ids whose lease was no longer held (the result is refused).
+local now = now_ms()
+local refused = {}
+local done = 0
+for n = 3, #ARGV, 3 do
+  local id = ARGV[n]
+  local jk = b .. ':job:' .. id
+  local f = redis.call('HMGET', jk, 'lease', 'uniq')
+  if f[1] and f[1] == ARGV[n + 1] then
+    redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[n + 2])
+    redis.call('HDEL', jk, 'lease')
+    redis.call('ZREM', b .. ':active', id)
+    redis.call('ZADD', b .. ':completed', now, id)
+    release_unique(b, id, f[2])
+    done = done + 1
+  else
+    refused[#refused + 1] = id
+  end
+end
+if done > 0 then
+  redis.call('HINCRBY', b .. ':tp', math.floor(now / 60000), done)
+end
+trim(b, ':completed', tonumber(ARGV[1]), tonumber(ARGV[2]), now)
+return refused
+"""
+
+FAIL = _COMMON + r"""
+-- ARGV: keep dead count, keep dead age ms, then 5 per job:
+--   id, lease token, action ('retry' | 'later' | 'dead'), delay ms, error JSON object
+-- 'retry' spends an attempt and waits in b:retry; 'later' (RetryLater) waits in
+-- b:delayed without spending one; 'dead' spends it and moves the job to b:dead.
+-- Returns the ids whose lease was no longer held.
+local now = now_ms()
+local refused = {}
+local died = false
+for n = 3, #ARGV, 5 do
+  local id, action, delay = ARGV[n], ARGV[n + 2], tonumber(ARGV[n + 3])
+  local jk = b .. ':job:' .. id
+  local f = redis.call('HMGET', jk, 'lease', 'errors', 'uniq')
+  if f[1] and f[1] == ARGV[n + 1] then
+    redis.call('HDEL', jk, 'lease')
+    redis.call('ZREM', b .. ':active', id)
+    if action == 'later' then
+      redis.call('HSET', jk, 'state', 'delayed', 'ready', now + delay)
+      redis.call('ZADD', b .. ':delayed', now + delay, id)
+    else
+      local errors = {}
+      if f[2] then errors = cjson.decode(f[2]) end
+      local err = cjson.decode(ARGV[n + 4])
+      errors[#errors + 1] = err
+      while #errors > 10 do table.remove(errors, 1) end
+      redis.call('HINCRBY', jk, 'attempts', 1)
+      redis.call('HSET', jk, 'errors', cjson.encode(errors), 'error', err['message'] or '')
+      if action == 'retry' then
+        redis.call('HSET', jk, 'state', 'failed', 'ready', now + delay)
+        redis.call('ZADD', b .. ':retry', now + delay, id)
+      else
+        redis.call('HSET', jk, 'state', 'dead', 'finished', now)
+        redis.call('ZADD', b .. ':dead', now, id)
+        release_unique(b, id, f[3])
+        died = true
+      end
+    end
+  else
+    refused[#refused + 1] = id
+  end
+end
+if died then trim(b, ':dead', tonumber(ARGV[1]), tonumber(ARGV[2]), now) end
+return refused
+"""
+
+HEARTBEAT = _COMMON + r"""
+-- ARGV: worker id, lease ms, liveness ms, then 2 per job: id, lease token.
+-- Renews the worker's liveness and the leases it still holds; returns the ids it lost.
+local now = now_ms()
+local lease = tonumber(ARGV[2])
+redis.call('SET', b .. ':alive:' .. ARGV[1], now, 'PX', ARGV[3])
+redis.call('ZADD', b .. ':workers', now, ARGV[1])
+local lost = {}
+for n = 4, #ARGV, 2 do
+  local id = ARGV[n]
+  if redis.call('HGET', b .. ':job:' .. id, 'lease') == ARGV[n + 1] then
+    redis.call('ZADD', b .. ':active', 'XX', now + lease, id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
+"""
+
+SWEEP = _COMMON + r"""
+-- ARGV: max stalls, aging ms, liveness ms, keep dead count, keep dead age ms.
+-- Safe on every node at once: each expired lease is handled by exactly one call.
+-- Returns {stalled ids (back to waiting), ids moved to dead, delayed jobs promoted}.
+local max_stalls = tonumber(ARGV[1])
+local aging = tonumber(ARGV[2])
+local now = now_ms()
+local expired = redis.call('ZRANGEBYSCORE', b .. ':active', '-inf', now, 'LIMIT', 0, 1000)
+local stalled, dead = {}, {}
+for _, id in ipairs(expired) do
+  local jk = b .. ':job:' .. id
+  redis.call('ZREM', b .. ':active', id)
+  local f = redis.call('HMGET', jk, 'priority', 'ready', 'errors', 'uniq', 'worker')
+  if f[1] then
+    local stalls = redis.call('HINCRBY', jk, 'stalls', 1)
+    redis.call('HDEL', jk, 'lease')
+    if stalls > max_stalls then
+      local errors = {}
+      if f[3] then errors = cjson.decode(f[3]) end
+      local msg = 'stalled ' .. stalls .. ' times (its worker stopped answering); '
+        .. 'max_stalls is ' .. max_stalls
+      errors[#errors + 1] = {message = msg, kind = 'stalled', worker = f[5] or ''}
+      while #errors > 10 do table.remove(errors, 1) end
+      redis.call('HSET', jk, 'state', 'dead', 'finished', now,
+        'errors', cjson.encode(errors), 'error', msg)
+      redis.call('ZADD', b .. ':dead', now, id)
+      release_unique(b, id, f[4])
+      dead[#dead + 1] = id
+    else
+      redis.call('HSET', jk, 'state', 'waiting')
+      -- Its original rank: it has waited already, so it goes ahead of newer jobs.
+      redis.call('ZADD', b .. ':wait', tonumber(f[2]) + tonumber(f[1]) * aging, id)
+      stalled[#stalled + 1] = id
+    end
+  end
+end
+if #stalled > 0 then wake(b) end
+if #dead > 0 then trim(b, ':dead', tonumber(ARGV[4]), tonumber(ARGV[5]), now) end
+redis.call('ZREMRANGEBYSCORE', b .. ':workers', '-inf', now - tonumber(ARGV[3]))
+local promoted = promote(b, now, aging)
+-- Throughput buckets older than an hour are no longer read.
+local minute = math.floor(now / 60000)
+for _, m in ipairs(redis.call('HKEYS', b .. ':tp')) do
+  if tonumber(m) < minute - 60 then redis.call('HDEL', b .. ':tp', m) end
+end
+return {stalled, dead, promoted}
+"""
+
+RELEASE = _COMMON + r"""
+-- ARGV: 2 per job: id, lease token. Puts jobs back at the head of wait without
+-- spending an attempt (drain on shutdown). Returns how many were released.
+local released = 0
+local head = redis.call('ZRANGE', b .. ':wait', 0, 0, 'WITHSCORES')
+local rank = 0
+if head[2] then rank = tonumber(head[2]) end
+for n = 1, #ARGV, 2 do
+  local id = ARGV[n]
+  local jk = b .. ':job:' .. id
+  if redis.call('HGET', jk, 'lease') == ARGV[n + 1] then
+    redis.call('HDEL', jk, 'lease')
+    redis.call('HSET', jk, 'state', 'waiting')
+    redis.call('ZREM', b .. ':active', id)
+    rank = rank - 1
+    redis.call('ZADD', b .. ':wait', rank, id)
+    released = released + 1
+  end
+end
+if released > 0 then wake(b) end
+return released
+"""
+
+PROGRESS = _COMMON + r"""
+-- ARGV: id, lease token, progress JSON. Returns 1, or 0 when the lease is lost.
+local jk = b .. ':job:' .. ARGV[1]
+if redis.call('HGET', jk, 'lease') ~= ARGV[2] then return 0 end
+redis.call('HSET', jk, 'progress', ARGV[3])
+return 1
+"""
+
+COUNTS = _COMMON + r"""
+-- Returns {waiting, active, completed, failed, delayed, dead, paused flag, workers,
+--          completed this minute, completed last minute}.
+local now = now_ms()
+local minute = math.floor(now / 60000)
+return {
+  redis.call('ZCARD', b .. ':wait'), redis.call('ZCARD', b .. ':active'),
+  redis.call('ZCARD', b .. ':completed'), redis.call('ZCARD', b .. ':retry'),
+  redis.call('ZCARD', b .. ':delayed'), redis.call('ZCARD', b .. ':dead'),
+  redis.call('HEXISTS', b .. ':meta', 'paused'),
+  redis.call('ZCOUNT', b .. ':workers', now - tonumber(ARGV[1]), '+inf'),
+  tonumber(redis.call('HGET', b .. ':tp', minute) or '0'),
+  tonumber(redis.call('HGET', b .. ':tp', minute - 1) or '0'),
+}
+"""
+
+LIST = _COMMON + r"""
+-- ARGV: set suffix, start, stop, newest first (1/0). Returns {total, {field, value...}...}
+local z = b .. ARGV[1]
+local ids
+if ARGV[4] == '1' then
+  ids = redis.call('ZREVRANGE', z, ARGV[2], ARGV[3])
+else
+  ids = redis.call('ZRANGE', z, ARGV[2], ARGV[3])
+end
+local out = {redis.call('ZCARD', z)}
+for _, id in ipairs(ids) do
+  local h = redis.call('HGETALL', b .. ':job:' .. id)
+  h[#h + 1] = 'id'
+  h[#h + 1] = id
+  out[#out + 1] = h
+end
+return out
+"""
+
+RETRY = _COMMON + r"""
+-- ARGV: id, aging ms. Runs a dead, failed, delayed or completed job again at once,
+-- with its attempts reset. Returns 'ok', 'missing' or the state that forbids it.
+local id = ARGV[1]
+local jk = b .. ':job:' .. id
+local st = redis.call('HGET', jk, 'state')
+if not st then return 'missing' end
+if st == 'active' or st == 'waiting' then return st end
+local now = now_ms()
+for _, set in ipairs({':dead', ':retry', ':delayed', ':completed'}) do
+  redis.call('ZREM', b .. set, id)
+end
+redis.call('HSET', jk, 'state', 'waiting', 'ready', now, 'attempts', 0, 'stalls', 0)
+redis.call('HDEL', jk, 'finished', 'result')
+local prio = tonumber(redis.call('HGET', jk, 'priority') or '0')
+redis.call('ZADD', b .. ':wait', now + prio * tonumber(ARGV[2]), id)
+local uniq = redis.call('HGET', jk, 'uniq')
+if uniq and not redis.call('HGET', b .. ':unique', uniq) then
+  redis.call('HSET', b .. ':unique', uniq, id)
+end
+wake(b)
+return 'ok'
+"""
+
+RETRY_DEAD = _COMMON + r"""
+-- ARGV: aging ms. Moves up to 1000 dead jobs back to wait; returns how many.
+local now = now_ms()
+local aging = tonumber(ARGV[1])
+local ids = redis.call('ZRANGE', b .. ':dead', 0, 999)
+for i, id in ipairs(ids) do
+  local jk = b .. ':job:' .. id
+  local prio = tonumber(redis.call('HGET', jk, 'priority') or '0')
+  redis.call('HSET', jk, 'state', 'waiting', 'ready', now, 'attempts', 0, 'stalls', 0)
+  redis.call('HDEL', jk, 'finished')
+  redis.call('ZADD', b .. ':wait', now + prio * aging + i * 0.0001, id)
+  redis.call('ZREM', b .. ':dead', id)
+end
+if #ids > 0 then wake(b) end
+return #ids
+"""
+
+REMOVE = _COMMON + r"""
+-- ARGV: id. Returns 'ok', 'missing' or 'active' (an active job is not removed: its
+-- worker holds it; retry once it finished or stalled).
+local id = ARGV[1]
+local jk = b .. ':job:' .. id
+local f = redis.call('HMGET', jk, 'state', 'uniq')
+if not f[1] then return 'missing' end
+if f[1] == 'active' then return 'active' end
+for _, set in ipairs({':wait', ':delayed', ':retry', ':completed', ':dead'}) do
+  redis.call('ZREM', b .. set, id)
+end
+release_unique(b, id, f[2])
+redis.call('DEL', jk)
+return 'ok'
+"""
+
+PURGE = _COMMON + r"""
+-- ARGV: set suffix. Deletes up to 1000 jobs of that set; returns how many.
+local z = b .. ARGV[1]
+local ids = redis.call('ZRANGE', z, 0, 999)
+for _, id in ipairs(ids) do
+  local jk = b .. ':job:' .. id
+  release_unique(b, id, redis.call('HGET', jk, 'uniq'))
+  redis.call('DEL', jk)
+end
+if #ids > 0 then redis.call('ZREM', z, unpack(ids)) end
+return #ids
+"""
+
+SCRIPTS: dict[str, str] = {
+    "enqueue": ENQUEUE,
+    "claim": CLAIM,
+    "complete": COMPLETE,
+    "fail": FAIL,
+    "heartbeat": HEARTBEAT,
+    "sweep": SWEEP,
+    "release": RELEASE,
+    "progress": PROGRESS,
+    "counts": COUNTS,
+    "list": LIST,
+    "retry": RETRY,
+    "retry_dead": RETRY_DEAD,
+    "remove": REMOVE,
+    "purge": PURGE,
+}

@@ -1,0 +1,147 @@
+"""Job types: name → attrs payload class, processor, queue and default options.
+
+Payloads are checked here, when enqueued, so a bad payload fails the caller at once
+rather than a worker minutes later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import cattrs
+from attrs import field, frozen
+
+from installsure.jobs.backoff import BackoffPolicy
+from installsure.jobs.errors import InvalidPayload, UnknownJobType
+
+if TYPE_CHECKING:
+    from installsure.jobs.context import JobContext
+
+Processor = Callable[[Any, "JobContext"], object]
+"""Called with the payload and a JobContext; returns a value, a Deferred or a coroutine."""
+
+Upgrade = Callable[[int, dict[str, Any]], dict[str, Any]]
+"""Turns a payload stored with an older schema version into the current shape."""
+
+
+def _strict_converter() -> cattrs.Converter:
+    """A converter that refuses ``"5"`` for an int instead of quietly converting it."""
+    conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def strict(kind: type, accept: tuple[type, ...], reject: tuple[type, ...] = ()) -> None:
+        def hook(value: object, _: type) -> object:
+            if isinstance(value, reject) or not isinstance(value, accept):
+                raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+            return kind(value)
+
+        conv.register_structure_hook(kind, hook)
+
+    strict(str, (str,))
+    strict(int, (int,), (bool,))
+    strict(float, (int, float), (bool,))
+    strict(bool, (bool,))
+    return conv
+
+
+_converter = _strict_converter()
+
+
+@frozen
+class JobType:
+    """One kind of job. ``queue`` names a queue of ``JobsSettings.queues``; options left
+    ``None`` come from that queue's settings."""
+
+    name: str
+    payload_type: type
+    processor: Processor
+    queue: str
+    schema_version: int = 1
+    attempts: int | None = None
+    backoff: BackoffPolicy | None = None
+    timeout: float | None = None
+    priority: int = 0
+    upgrade: Upgrade | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not attrs.has(self.payload_type):
+            raise TypeError(
+                f"job type {self.name!r}: payload_type must be an attrs class, "
+                f"got {self.payload_type!r}"
+            )
+
+    def encode_payload(self, payload: object) -> str:
+        """Validate ``payload`` (an instance of ``payload_type`` or a mapping of its
+        fields) and return its JSON; raises InvalidPayload listing every problem."""
+        if isinstance(payload, self.payload_type):
+            try:
+                attrs.validate(payload)  # type: ignore[arg-type]
+            except (TypeError, ValueError) as e:
+                raise InvalidPayload(self.name, [str(e)]) from None
+            data = _converter.unstructure(payload)
+            # Round-trip so wrongly typed fields of an instance are caught as well.
+            self._structure(data)
+        elif isinstance(payload, Mapping):
+            instance = self._structure(dict(payload))
+            data = _converter.unstructure(instance)
+        else:
+            raise InvalidPayload(
+                self.name,
+                [f"expected {self.payload_type.__name__} or a mapping, "
+                 f"got {type(payload).__name__}"],
+            )
+        try:
+            return json.dumps(data, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidPayload(self.name, [f"payload is not JSON serialisable: {e}"]) from None
+
+    def decode_payload(self, data: str, version: int) -> object:
+        """The payload object of a stored job, upgraded from an older schema if needed."""
+        raw = json.loads(data)
+        if version != self.schema_version:
+            if version > self.schema_version or self.upgrade is None:
+                raise InvalidPayload(
+                    self.name,
+                    [f"stored with schema version {version}, this worker knows "
+                     f"{self.schema_version} and has no upgrade for it"],
+                )
+            raw = self.upgrade(version, raw)
+        return self._structure(raw)
+
+    def _structure(self, data: dict[str, Any]) -> object:
+        try:
+            return _converter.structure(data, self.payload_type)
+        except cattrs.BaseValidationError as e:
+            raise InvalidPayload(self.name, cattrs.transform_error(e)) from None
+        except (TypeError, ValueError) as e:
+            raise InvalidPayload(self.name, [str(e)]) from None
+
+
+@attrs.define
+class JobRegistry:
+    """All job types the process knows, by name."""
+
+    _types: dict[str, JobType] = field(factory=dict)
+
+    def register(self, job_type: JobType) -> JobType:
+        if job_type.name in self._types:
+            raise ValueError(f"job type {job_type.name!r} is registered twice")
+        self._types[job_type.name] = job_type
+        return job_type
+
+    def get(self, name: str) -> JobType:
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobType(name, sorted(self._types)) from None
+
+    def for_queue(self, queue: str) -> list[JobType]:
+        return [t for t in self._types.values() if t.queue == queue]
+
+    def __iter__(self) -> Iterator[JobType]:
+        return iter(self._types.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
