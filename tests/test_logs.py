@@ -169,6 +169,18 @@ def test_json_writes_values_json_cannot_as_text() -> None:
     assert line["message"] == "odd"
 
 
+def test_message_formatting_follows_twisted_logger() -> None:
+    """Twisted's ``{call()}`` syntax works and a bad format never raises, it is described."""
+    stream = io.StringIO()
+    log = _logger(LoggingSettings(format="json"), stream)
+    log.info("size {size()} of {name!r}", size=lambda: 42, name="a")
+    log.info("missing {nothere}", present=1)
+    first, second = _json_lines(stream.getvalue())
+    assert first["message"] == "size 42 of 'a'"
+    assert second["message"].startswith("Unable to format event")
+    assert second["present"] == 1
+
+
 def test_json_fields_clashing_with_reserved_keys_are_kept() -> None:
     """A field called ``level`` or ``message`` does not overwrite the line's own keys."""
     stream = io.StringIO()

@@ -1,0 +1,1 @@
+"""Internals of ``installsure.logs``; import from there, not from here."""

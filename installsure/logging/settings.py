@@ -1,0 +1,48 @@
+"""The ``[logging]`` section of the configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from attrs import field, frozen
+
+LEVELS = ("debug", "info", "warn", "error", "critical")
+FORMATS = ("text", "json")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, Any, Any], None]:
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
+        if value not in choices:
+            raise ValueError(
+                f"logging.{attribute.name} must be one of {', '.join(choices)}, not {value!r}"
+            )
+
+    return check
+
+
+def _check_file(_instance: Any, _attribute: Any, value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(
+            f"logging.file must be a file path, not {value!r}; leave it unset to log to "
+            "stdout (or to twistd's --logfile)"
+        )
+
+
+def _check_retention(_instance: Any, _attribute: Any, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"logging.retention_days must be a whole number of days >= 1, not {value!r}"
+        )
+
+
+@frozen
+class LoggingSettings:
+    """The ``[logging]`` section of the configuration."""
+
+    level: str = field(default="info", validator=_one_of(LEVELS))
+    format: str = field(default="text", validator=_one_of(FORMATS))
+    # None: stdout under ``twistd -n``, or twistd's --logfile when given.
+    file: str | None = field(default=None, validator=_check_file)
+    # Rotated files older than this many days are deleted.
+    retention_days: int = field(default=14, validator=_check_retention)

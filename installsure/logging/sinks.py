@@ -1,0 +1,223 @@
+"""Where rendered lines go: streams and the daily-rotating file; writes never raise."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from twisted.logger import ILogObserver, LogEvent
+from zope.interface import implementer
+
+
+class TextSink(Protocol):
+    """Where rendered lines go: a text stream or a ``DailyRotatingFile``."""
+
+    def write(self, text: str, /) -> Any: ...
+
+    def flush(self) -> Any: ...
+
+
+_reported: set[str] = set()
+
+
+def _report(key: str, message: str) -> None:
+    """Say once on the real stderr that logs are being lost (stderr may be redirected)."""
+    if key in _reported:
+        return
+    _reported.add(key)
+    stream = sys.__stderr__
+    if stream is None:
+        return
+    try:
+        stream.write(f"installsure: {message}\n")
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _recovered(key: str) -> bool:
+    if key in _reported:
+        _reported.discard(key)
+        return True
+    return False
+
+
+@implementer(ILogObserver)
+class LineObserver:
+    """Renders each event with ``render`` and writes it as one line to ``sink``."""
+
+    def __init__(self, render: Callable[[LogEvent], str], sink: TextSink) -> None:
+        self._render = render
+        self._sink = sink
+        self._key = f"sink-{id(sink)}"
+
+    def __call__(self, event: LogEvent) -> None:
+        try:
+            line = self._render(event) + "\n"
+        except Exception as error:  # our own bug must never break the code that logged
+            line = f"installsure.logs could not render an event: {error!r}\n"
+        try:
+            self._sink.write(line)
+            self._sink.flush()
+        except UnicodeEncodeError:
+            self._write_escaped(line)
+        except (OSError, ValueError) as error:
+            _report(self._key, f"cannot write log output: {error}; log lines are being dropped")
+        else:
+            _recovered(self._key)
+
+    def _write_escaped(self, line: str) -> None:
+        encoding = getattr(self._sink, "encoding", None) or "ascii"
+        try:
+            self._sink.write(line.encode(encoding, "backslashreplace").decode(encoding))
+            self._sink.flush()
+        except (OSError, ValueError) as error:
+            _report(self._key, f"cannot write log output: {error}; log lines are being dropped")
+
+
+_ROTATED = r"\.(\d{4}-\d{2}-\d{2})(?:\.\d+)?"
+
+
+class DailyRotatingFile:
+    """A log file that rotates at UTC midnight and keeps ``retention_days`` of old files.
+
+    ``write`` never raises: when the file cannot be opened or written (full disk,
+    missing permission) the line is dropped, the problem is reported once on stderr,
+    and opening is retried at most once a second.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        retention_days: int = 14,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path).absolute()
+        self.retention_days = retention_days
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._file: Any = None
+        self._next_open_attempt = 0.0
+        self._pattern = re.compile(re.escape(self.path.name) + _ROTATED)
+        self._key = f"file-{self.path}"
+        today = self._today()
+        self._day = today
+        with self._lock:
+            self._rotate_stale(today)
+            self._prune(today)
+            self._open()
+
+    def _today(self) -> date:
+        return datetime.fromtimestamp(self._clock(), UTC).date()
+
+    def _rotate_stale(self, today: date) -> None:
+        """A file left by an earlier run on an earlier day becomes that day's file."""
+        try:
+            modified = datetime.fromtimestamp(self.path.stat().st_mtime, UTC).date()
+        except OSError:
+            return
+        if modified < today:
+            self._move_aside(modified)
+
+    def _move_aside(self, day: date) -> None:
+        target = self.path.with_name(f"{self.path.name}.{day.isoformat()}")
+        number = 0
+        while target.exists():
+            number += 1
+            target = self.path.with_name(f"{self.path.name}.{day.isoformat()}.{number}")
+        try:
+            self.path.rename(target)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            _report(self._key + "-rotate", f"cannot rotate log file {self.path}: {error}")
+
+    def rotated_files(self) -> list[tuple[date, Path]]:
+        """Rotated files of this log, oldest first."""
+        found = []
+        try:
+            names = [entry.name for entry in self.path.parent.iterdir()]
+        except OSError:
+            return []
+        for name in names:
+            match = self._pattern.fullmatch(name)
+            if match is None:
+                continue
+            try:
+                day = date.fromisoformat(match.group(1))
+            except ValueError:
+                continue
+            found.append((day, self.path.with_name(name)))
+        return sorted(found)
+
+    def _prune(self, today: date) -> None:
+        oldest_kept = today - timedelta(days=self.retention_days)
+        for day, path in self.rotated_files():
+            if day < oldest_kept:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as error:
+                    _report(self._key + "-prune", f"cannot delete old log file {path}: {error}")
+
+    def _open(self) -> None:
+        now = self._clock()
+        if now < self._next_open_attempt:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8", errors="backslashreplace")
+        except OSError as error:
+            self._file = None
+            self._next_open_attempt = now + 1.0
+            _report(self._key, f"cannot open log file {self.path}: {error}; lines are dropped")
+
+    def _close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+    def _rotate(self, today: date) -> None:
+        self._close()
+        self._move_aside(self._day)
+        self._day = today
+        self._next_open_attempt = 0.0
+        self._prune(today)
+        self._open()
+
+    def write(self, text: str, /) -> None:
+        with self._lock:
+            today = self._today()
+            if today > self._day:
+                self._rotate(today)
+            if self._file is None:
+                self._open()
+                if self._file is None:
+                    return
+            try:
+                self._file.write(text)
+                self._file.flush()
+            except OSError as error:
+                kind = "disk full" if error.errno == errno.ENOSPC else "write failed"
+                _report(self._key, f"log file {self.path}: {kind} ({error}); lines are dropped")
+                return
+            _recovered(self._key)
+
+    def flush(self) -> None:
+        """Lines are flushed as they are written; kept for the stream protocol."""
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
