@@ -461,6 +461,10 @@ def _read_options(options: Mapping[str, object], layers: _Layers) -> None:
 # Structuring
 
 
+def _is_literal(declared: Any) -> bool:
+    return get_origin(declared) is Literal
+
+
 def _ignoring_type(parse: Callable[[object], object]) -> Callable[[object, Any], object]:
     return lambda value, _declared: parse(value)
 
@@ -513,10 +517,6 @@ _converter = _make_converter()
 def _defaults_as_data() -> dict[str, Any]:
     data: dict[str, Any] = _converter.unstructure(Config())
     return data
-
-
-def _is_literal(declared: Any) -> bool:
-    return get_origin(declared) is Literal
 
 
 def _collect(exc: BaseException, path: tuple[str, ...], layers: _Layers) -> None:

@@ -37,7 +37,7 @@ class ConnectionTracker:
         build = site.buildProtocol
 
         def buildProtocol(addr: Any) -> HTTPChannel | None:
-            channel: HTTPChannel | None = build(addr)
+            channel: HTTPChannel | None = build(addr)  # type: ignore[no-untyped-call]
             if channel is None:
                 return None
             self.channels.add(channel)
@@ -46,7 +46,7 @@ class ConnectionTracker:
             def connectionLost(reason: Failure) -> None:
                 self.channels.discard(channel)
                 try:
-                    lost(reason)
+                    lost(reason)  # type: ignore[no-untyped-call]
                 finally:
                     if not self.channels and self._closed is not None:
                         closed, self._closed = self._closed, None
@@ -63,8 +63,9 @@ class ConnectionTracker:
 
     def close_idle(self) -> None:
         for channel in list(self.channels):
-            if not _has_request(channel) and channel.transport is not None:
-                channel.transport.loseConnection()
+            transport = _transport(channel)
+            if not _has_request(channel) and transport is not None:
+                transport.loseConnection()
 
     def drain(self, reactor: IReactorTime, grace: float) -> Deferred[None]:
         """Close idle channels now and the others once their request ends, or abort them
@@ -84,8 +85,9 @@ class ConnectionTracker:
                 log.warn("drain: aborting {count} connection(s) still busy after {grace}s",
                          count=len(remaining), grace=grace)
             for channel in remaining:
-                if channel.transport is not None:
-                    channel.transport.abortConnection()
+                transport = _transport(channel)
+                if transport is not None:
+                    transport.abortConnection()
 
         timer = reactor.callLater(grace, abort)
 
@@ -99,8 +101,17 @@ class ConnectionTracker:
         return done
 
 
+def _inner(channel: HTTPChannel) -> Any:
+    # Site builds a protocol that picks HTTP/1.1 or HTTP/2 and keeps the real one inside.
+    return getattr(channel, "_channel", channel)
+
+
 def _has_request(channel: HTTPChannel) -> bool:
-    return bool(getattr(channel, "requests", None))
+    return bool(getattr(_inner(channel), "requests", None))
+
+
+def _transport(channel: HTTPChannel) -> Any:
+    return getattr(_inner(channel), "transport", None)
 
 
 class _Every:
@@ -148,7 +159,7 @@ class HttpListeners(Service):
 
     def _cannot_listen(self, failure: Failure, description: str) -> None:
         reason = failure.value
-        if failure.check(CannotListenError):
+        if failure.check(CannotListenError):  # type: ignore[no-untyped-call]
             reason = getattr(reason, "socketError", None) or reason
         core: IReactorCore = self.reactor
         fail_and_stop(

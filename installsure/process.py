@@ -39,3 +39,19 @@ def fail_and_stop(reactor: IReactorCore, message: str, code: int = 1, **fields: 
         reactor.stop()
     else:
         reactor.callWhenRunning(reactor.stop)
+
+
+def exit_zero_after_graceful_stop(reactor: IReactorCore) -> None:
+    """Exit 0, not "killed by SIGTERM", once a SIGTERM/SIGINT stop has drained cleanly.
+
+    twistd re-raises the signal that stopped the reactor after it has shut down, so the
+    exit status reads as a crash to shell scripts and process supervisors. Our stop is
+    an orderly drain, so we report it as a success. (twistd keeps the signal on the
+    reactor's private ``_exitSignal``; clearing it is the only hook it offers.)
+    """
+
+    def forget_signal() -> None:
+        if _exit_code is None and hasattr(reactor, "_exitSignal"):
+            reactor._exitSignal = None
+
+    reactor.addSystemEventTrigger("after", "shutdown", forget_signal)

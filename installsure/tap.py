@@ -82,7 +82,7 @@ def makeService(options: Options) -> IService:
     config = load_from_options(options)
     from installsure.service import build_service
 
-    return build_service(config)
+    return build_service(config, options)
 
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService"]

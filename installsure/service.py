@@ -1,0 +1,181 @@
+"""The service tree of one InstallSure process, built from a validated Config.
+
+Children start in order and stop in reverse (DESIGN.md "The process"):
+
+1. embedded redis-server (only without ``redis.url``/``redis.sentinels``),
+2. Redis client, 3. database (migrations at start when ``auto_migrate``),
+4. job workers (roles all/worker), 5. HTTP/WebSocket listeners (roles all/api),
+6. the drain service, which therefore stops first.
+
+Nothing here waits for Redis or the database to answer before serving: the process
+comes up, ``/readyz`` says what is missing, and the clients reconnect when it appears.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from installsure import __version__
+from installsure.api.health import CheckResult, HealthSources, health_router
+from installsure.config import Config
+from installsure.db.service import Database
+from installsure.drain import DrainService
+from installsure.http.app import ApiResource
+from installsure.http.builtin import builtin_router
+from installsure.http.ratelimit import RateLimiter
+from installsure.http.routing import Router
+from installsure.http.site import ApiSite
+from installsure.listeners import HttpListeners
+from installsure.logs import configure_logging
+from installsure.process import exit_zero_after_graceful_stop
+from installsure.redis.client import RedisService
+from installsure.redis.embedded import EmbeddedRedisService
+from installsure.redis.target import RedisTarget
+
+log = Logger()
+
+
+def redis_target(config: Config, embedded: EmbeddedRedisService | None) -> RedisTarget:
+    if embedded is not None:
+        return embedded.target
+    if config.redis.sentinels:
+        sentinels = []
+        for address in config.redis.sentinels:
+            host, _, port = address.rpartition(":")
+            sentinels.append((host, int(port)))
+        return RedisTarget.for_sentinels(
+            sentinels, config.redis.master_name or "",
+            password=config.redis.password, db=config.redis.db,
+        )
+    assert config.redis.url is not None  # noqa: S101 - load_config guarantees one of the three
+    return RedisTarget.from_url(config.redis.url)
+
+
+def _redis_check(redis: RedisService) -> Deferred[CheckResult]:
+    return redis.ping().addCallback(lambda ms: CheckResult(ok=True, latency_ms=ms))
+
+
+def _database_check(database: Database) -> Deferred[CheckResult]:
+    if not database.ready:
+        return succeed(CheckResult(ok=False, message="schema not ready yet (migrating or "
+                                   "waiting for the database)"))
+    return database.ping().addCallback(lambda ms: CheckResult(ok=True, latency_ms=ms))
+
+
+def _embedded_check(embedded: EmbeddedRedisService) -> Deferred[CheckResult]:
+    details: dict[str, Any] = {"state": embedded.state, "pid": embedded.pid}
+    return succeed(CheckResult(ok=embedded.state == "running", message=embedded.error,
+                               details=details))
+
+
+class InstallSureService(MultiService):
+    """The root service; parts are attributes so tests and tools can reach them."""
+
+    redis: RedisService
+    database: Database
+    drain: DrainService
+    embedded_redis: EmbeddedRedisService | None = None
+    http: HttpListeners | None = None
+
+
+def build_service(config: Config, options: object = None, reactor: Any = None) -> IService:
+    """The whole process as a service tree (see module docstring)."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    root = configure_logging(config.logging, options)
+    exit_zero_after_graceful_stop(reactor)
+    services = InstallSureService()  # type: ignore[no-untyped-call]
+    services.setServiceParent(root)  # type: ignore[no-untyped-call]
+
+    embedded = None
+    if config.redis.url is None and not config.redis.sentinels:
+        embedded = EmbeddedRedisService(config.data_path, binary=config.redis.embedded_binary,
+                                        reactor=reactor)
+        embedded.setServiceParent(services)  # type: ignore[no-untyped-call]
+        services.embedded_redis = embedded
+
+    redis = RedisService(
+        redis_target(config, embedded),
+        command_timeout=config.redis.command_timeout,
+        connect_timeout=config.redis.connect_timeout,
+        pool_size=config.redis.pool_size,
+        key_prefix=config.redis.key_prefix,
+        reactor=reactor,
+    )
+    redis.setServiceParent(services)  # type: ignore[no-untyped-call]
+    services.redis = redis
+
+    database = Database(
+        config.database_url,
+        auto_migrate=config.auto_migrate,
+        pool_size=config.database.pool_size,
+        busy_timeout=config.database.busy_timeout,
+        echo=config.database.echo,
+        reactor=reactor,
+    )
+    database.setServiceParent(services)  # type: ignore[no-untyped-call]
+    services.database = database
+
+    drain = DrainService(grace=config.shutdown.grace)
+    services.drain = drain
+
+    if config.runs_http:
+        checks: dict[str, Any] = {
+            "redis": lambda: _redis_check(redis),
+            "database": lambda: _database_check(database),
+        }
+        if embedded is not None:
+            checks["embeddedRedis"] = lambda: _embedded_check(embedded)
+        sources = HealthSources(
+            checks=checks,
+            is_draining=drain.is_draining,
+            version=__version__,
+            environment=config.environment,
+            features={
+                "realTimeSync": config.features.real_time_sync,
+                "fileProcessing": config.features.file_processing,
+                "emailNotifications": config.features.email_notifications,
+            },
+        )
+        site = build_site(config, redis, sources)
+        listeners = HttpListeners(reactor, config.http.listen, site)
+        listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
+        services.http = listeners
+        drain.add_hook("http", listeners.drain)
+
+    drain.setServiceParent(services)  # type: ignore[no-untyped-call]
+    log.info(
+        "installsure {version} starting: role {role}, environment {environment}, "
+        "data in {data_dir}, database {database}, redis {redis}",
+        version=__version__, role=config.role, environment=config.environment,
+        data_dir=str(config.data_path.resolve()), database=database.url,
+        redis=redis.target.describe(),
+    )
+    return root
+
+
+def build_site(config: Config, redis: RedisService, sources: HealthSources) -> ApiSite:
+    """The HTTP API: built-in routes, health, and every resource module's routes."""
+    router = Router()
+    limiter = None
+    if config.http.rate_limit_enabled:
+        rules = {"default": config.http.default_rate, **config.http.named_rates()}
+        limiter = RateLimiter(redis, rules)
+    router.include(health_router(sources))
+    router.include(builtin_router(
+        lambda: router.routes,
+        expose_docs=config.http.expose_docs,
+        metrics_token=config.http.metrics_token,
+        rate_limited=limiter is not None,
+    ))
+    api = ApiResource(router, config.http, environment=config.environment,
+                      rate_limiter=limiter)
+    site = ApiSite(api)
+    site.noisy = False  # "Starting factory" lines say nothing an operator needs
+    return site

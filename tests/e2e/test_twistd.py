@@ -1,0 +1,161 @@
+"""End to end: ``twistd -n installsure`` started, used and stopped as operators do."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+import treq
+
+from tests.e2e.server import TWISTD, ServerProcess, child_environment
+from tests.fixtures.redis import RedisServerProcess
+
+pytestmark = pytest.mark.e2e
+
+
+def redis_command(unix_socket: Path, *args: str) -> bytes:
+    """Send one command over RESP on a unix socket and return the raw reply."""
+    payload = f"*{len(args)}\r\n".encode()
+    for arg in args:
+        data = arg.encode()
+        payload += b"$%d\r\n%s\r\n" % (len(data), data)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(unix_socket))
+        s.sendall(payload)
+        return s.recv(65536)
+
+
+@pytest_twisted.inlineCallbacks
+def test_runs_with_embedded_defaults_stops_cleanly_and_keeps_data(tmp_path: Path):
+    """Fresh data dir: ready with embedded Redis + SQLite; SIGTERM exits 0; data survives."""
+    server = ServerProcess(tmp_path, "--environment", "test")
+    server.start()
+    try:
+        yield server.wait_until("/livez")
+        ready = yield server.wait_until("/readyz")
+        body = yield ready.json()
+        assert body["status"] == "ready"
+        health = yield treq.get(server.base + "/api/health")
+        assert health.code == 200
+        payload = yield health.json()
+        assert payload["checks"]["redis"]["status"] == "up"
+        assert payload["checks"]["database"]["status"] == "up"
+        data = tmp_path / "data"
+        assert (data / "installsure.db").exists()
+        secret = (data / "jwt-secret").read_text()
+        sockets = list(data.rglob("redis.sock"))
+        assert len(sockets) == 1, sockets
+        assert redis_command(sockets[0], "SET", "e2e:kept", "yes") == b"+OK\r\n"
+        server.terminate()
+        code = yield server.wait_exit()
+        assert code == 0, server.output()
+        assert "Traceback" not in server.output()
+        # The embedded redis-server went with it.
+        with pytest.raises(OSError):
+            redis_command(sockets[0], "PING")
+
+        again = ServerProcess(tmp_path, "--environment", "test", port=server.port)
+        again.start()
+        try:
+            yield again.wait_until("/readyz")
+            assert (data / "jwt-secret").read_text() == secret
+            assert redis_command(sockets[0], "GET", "e2e:kept") == b"$3\r\nyes\r\n"
+        finally:
+            again.terminate()
+            code = yield again.wait_exit()
+        assert code == 0
+    finally:
+        server.kill()
+
+
+def test_bad_configuration_exits_non_zero_with_every_problem(tmp_path: Path) -> None:
+    """Several bad settings: exit status 1, each named, and no traceback."""
+    result = subprocess.run(
+        [str(TWISTD), "--pidfile=", "-n", "installsure", "--role", "boss",
+         "--data-dir", str(tmp_path / "data")],
+        env=child_environment({"ENABLE_FILE_PROCESSING": "maybe", "PORT": "99999"}),
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "role (option --role)" in output
+    assert "ENABLE_FILE_PROCESSING" in output
+    assert "65535" in output
+    assert "Traceback" not in output
+
+
+def test_help_documents_every_option(tmp_path: Path) -> None:
+    """``twistd installsure --help`` names every option of the issue."""
+    result = subprocess.run(
+        [str(TWISTD), "installsure", "--help"], env=child_environment(),
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for option in ("--config", "--listen", "--data-dir", "--role", "--environment",
+                   "--redis-url", "--database-url"):
+        assert option in result.stdout, option
+
+
+@pytest_twisted.inlineCallbacks
+def test_port_in_use_is_a_clear_fatal_error(tmp_path: Path):
+    """Another program on our port: a message naming it and exit status 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = ServerProcess(tmp_path, "--environment", "test", port=port)
+        server.start()
+        try:
+            code = yield server.wait_exit(timeout=60)
+        finally:
+            server.kill()
+    output = server.output()
+    assert code == 1, output
+    assert f"cannot listen on tcp:{port}" in output
+    assert "Traceback" not in output
+
+
+@pytest_twisted.inlineCallbacks
+def test_redis_down_at_start_then_recovers(tmp_path: Path):
+    """Redis unreachable at start: up but not ready; ready once Redis appears."""
+    redis = RedisServerProcess(tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    server = ServerProcess(tmp_path / "server", "--environment", "test",
+                           "--redis-url", redis.url)
+    server.start()
+    try:
+        yield server.wait_until("/livez")
+        not_ready = yield server.wait_until("/readyz", status=503)
+        body = yield not_ready.json()
+        assert body["status"] == "not ready"
+        assert body["checks"]["redis"]["status"] != "up"
+        redis.start()
+        ready = yield server.wait_until("/readyz", status=200, timeout=40)
+        assert (yield ready.json())["status"] == "ready"
+    finally:
+        server.terminate()
+        yield server.wait_exit()
+        server.kill()
+        redis.kill()
+
+
+@pytest_twisted.inlineCallbacks
+def test_runs_under_the_asyncio_reactor(tmp_path: Path):
+    """The plugin installs no reactor, so ``--reactor=asyncio`` works."""
+    server = ServerProcess(tmp_path, "--environment", "test",
+                           twistd_args=["--reactor=asyncio"])
+    server.start()
+    try:
+        response = yield server.wait_until("/livez")
+        assert json.loads((yield response.content())) == {"status": "alive"}
+    finally:
+        server.terminate()
+        code = yield server.wait_exit()
+        server.kill()
+    assert code == 0, server.output()
+
