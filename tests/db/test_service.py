@@ -412,3 +412,95 @@ async def test_stopping_before_the_database_answered_fails_started(
     await within(database.stopService())
     with pytest.raises(DatabaseUnavailable, match="never became ready"):
         await within(ready)
+
+
+class _TrackingProxyFactory(ProxyFactory):
+    """A TCP forwarder that can cut every connection it carries (a server going away)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.carried: list[Any] = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        proto = super().buildProtocol(addr)
+        self.carried.append(proto)
+        return proto
+
+    def cut_all(self) -> None:
+        for proto in self.carried:
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+        self.carried.clear()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgres_connections_lost_after_start_are_replaced(
+    make_database: MakeDatabase, postgres_admin_url: URL, postgres_url: str
+) -> None:
+    """When the server drops every connection, queries fail with DatabaseUnavailable
+    (never hang) and the next ones succeed on fresh connections (pre-ping)."""
+    port = free_port()
+    forward = _TrackingProxyFactory(
+        postgres_admin_url.host or "127.0.0.1", postgres_admin_url.port or 5432
+    )
+    listener = reactor.listenTCP(port, forward, interface="127.0.0.1")  # type: ignore[attr-defined]
+    try:
+        moved = make_url(postgres_url).set(host="127.0.0.1", port=port)
+        database = make_database(moved.render_as_string(hide_password=False), pool_size=2)
+        await within(database.started())
+        await within(database.ping())
+        # The server goes away entirely: every connection cut, nothing listening.
+        forward.cut_all()
+        await defer.maybeDeferred(listener.stopListening)
+        with pytest.raises(DatabaseUnavailable, match="cannot reach the PostgreSQL database"):
+            await within(database.ping())
+        # It comes back on the same port: the pool replaces its dead connections.
+        listener = reactor.listenTCP(port, forward, interface="127.0.0.1")  # type: ignore[attr-defined]
+        assert await within(database.ping()) > 0
+        assert await within(database.run(get_value("instance_id"))) is not None
+    finally:
+        await defer.maybeDeferred(listener.stopListening)
+        forward.cut_all()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reactor_shutdown_stops_the_pool_threads(tmp_path: Path) -> None:
+    """If the reactor shuts down without stopService (another service failed), the
+    pool's threads are stopped so they cannot keep the process alive."""
+
+    class RecordingReactor:
+        """The real reactor, except that shutdown triggers are kept for the test to fire."""
+
+        def __init__(self) -> None:
+            self.triggers: dict[object, Any] = {}
+
+        def addSystemEventTrigger(self, phase: str, event: str, fn: Any) -> object:
+            assert (phase, event) == ("during", "shutdown")
+            handle = object()
+            self.triggers[handle] = fn
+            return handle
+
+        def removeSystemEventTrigger(self, handle: object) -> None:
+            del self.triggers[handle]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(reactor, name)
+
+    def pool_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if "installsure-db" in t.name]
+
+    fake = RecordingReactor()
+    database = Database(
+        f"sqlite:///{tmp_path / 'db.sqlite'}", auto_migrate=True, reactor=fake
+    )
+    database.startService()
+    try:
+        await within(database.started())
+        assert pool_threads()
+        (shutdown,) = fake.triggers.values()
+        shutdown()
+        for thread in pool_threads():
+            thread.join(WAIT)
+        assert pool_threads() == []
+    finally:
+        await within(database.stopService())
