@@ -52,13 +52,14 @@ from installsure.logging.runner import (
     start_logging,
 )
 from installsure.logging.settings import FORMATS, LEVELS, LoggingSettings
-from installsure.logging.sinks import DailyRotatingFile, TextSink
+from installsure.logging.sinks import DailyRotatingFile, LogFileError, TextSink
 
 __all__ = [
     "FORMATS",
     "LEVELS",
     "REDACTED",
     "DailyRotatingFile",
+    "LogFileError",
     "LoggingRootService",
     "LoggingSettings",
     "TextSink",

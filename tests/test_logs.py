@@ -31,6 +31,7 @@ from twisted.python import usage
 from installsure.logs import (
     REDACTED,
     DailyRotatingFile,
+    LogFileError,
     LoggingSettings,
     build_observer,
     business_event,
@@ -320,18 +321,54 @@ def test_full_disk_on_stream_never_raises_and_is_reported_once(
     assert "No space left on device" in err
 
 
-def test_unwritable_log_file_never_raises(
+def test_unopenable_log_file_at_start_is_a_clear_error(tmp_path: Path) -> None:
+    """A log path that cannot be opened at start fails at once, naming the path and key."""
+    (tmp_path / "not-a-dir").write_text("")
+    with pytest.raises(LogFileError, match=r"cannot open log file .*not-a-dir.*logging\.file"):
+        DailyRotatingFile(tmp_path / "not-a-dir" / "installsure.log")
+
+
+def test_log_directory_lost_while_running_never_raises(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """A log path that cannot be opened drops lines without raising; reported once."""
-    (tmp_path / "not-a-dir").write_text("")
-    sink = DailyRotatingFile(tmp_path / "not-a-dir" / "installsure.log")
+    """If the directory vanishes, rotation and writes drop lines without raising; said once."""
+    directory = tmp_path / "logs"
+    clock = FakeClock("2026-11-30T23:59:00")
+    sink = DailyRotatingFile(directory / "installsure.log", clock=clock)
     log = _logger(LoggingSettings(), sink)
-    log.info("first")
-    log.info("second")
+    log.info("kept")
+    shutil.rmtree(directory)
+    directory.write_text("now a file")
+    clock.set("2026-12-01T00:00:01")
+    log.info("dropped 1")
+    clock.set("2026-12-01T00:00:03")
+    log.info("dropped 2")
     err = capfd.readouterr().err
     assert err.count("cannot open log file") == 1
-    assert "not-a-dir" in err
+    assert str(directory) in err
+
+
+def test_reopen_follows_an_outside_rotation(tmp_path: Path) -> None:
+    """After logrotate moves the file, reopen() starts a fresh file at the same path."""
+    path = tmp_path / "installsure.log"
+    sink = DailyRotatingFile(path)
+    sink.write("one\n")
+    path.rename(tmp_path / "moved.log")
+    sink.reopen()
+    sink.write("two\n")
+    sink.close()
+    assert (tmp_path / "moved.log").read_text() == "one\n"
+    assert path.read_text() == "two\n"
+
+
+def test_day_without_lines_leaves_no_rotated_file(tmp_path: Path) -> None:
+    """A day on which nothing was logged does not produce an empty rotated file."""
+    clock = FakeClock("2026-11-30T12:00:00")
+    sink = DailyRotatingFile(tmp_path / "installsure.log", clock=clock)
+    clock.set("2026-12-01T00:00:01")
+    sink.write("first line of the 1st\n")
+    sink.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["installsure.log"]
 
 
 def test_log_file_directory_is_created(tmp_path: Path) -> None:

@@ -96,6 +96,8 @@ def configure_logging(
     ``parent`` holds twistd's (or twist's) own options. Use the returned service as the
     root of the service tree: twistd logs through our observer once it adopts it.
     Without a runner (``options`` None) nothing is handed over; call ``start_logging``.
+    Raises ``LogFileError`` (with a message for the operator) when the log file cannot
+    be opened.
     """
     runner = _runner_options(options)
     if runner is None:

@@ -26,29 +26,31 @@ class TextSink(Protocol):
     def flush(self) -> Any: ...
 
 
-_reported: set[str] = set()
+class _Problems:
+    """Problems of one log destination, each said once on stderr until it clears.
 
+    The real stderr (``sys.__stderr__``): twistd may have redirected ``sys.stderr``
+    into the very log that is failing.
+    """
 
-def _report(key: str, message: str) -> None:
-    """Say once on the real stderr that logs are being lost (stderr may be redirected)."""
-    if key in _reported:
-        return
-    _reported.add(key)
-    stream = sys.__stderr__
-    if stream is None:
-        return
-    try:
-        stream.write(f"installsure: {message}\n")
-        stream.flush()
-    except (OSError, ValueError):
-        pass
+    def __init__(self) -> None:
+        self._current: set[str] = set()
 
+    def report(self, kind: str, message: str) -> None:
+        if kind in self._current:
+            return
+        self._current.add(kind)
+        stream = sys.__stderr__
+        if stream is None:
+            return
+        try:
+            stream.write(f"installsure: {message}\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
-def _recovered(key: str) -> bool:
-    if key in _reported:
-        _reported.discard(key)
-        return True
-    return False
+    def clear(self, kind: str) -> None:
+        self._current.discard(kind)
 
 
 @implementer(ILogObserver)
@@ -58,7 +60,7 @@ class LineObserver:
     def __init__(self, render: Callable[[LogEvent], str], sink: TextSink) -> None:
         self._render = render
         self._sink = sink
-        self._key = f"sink-{id(sink)}"
+        self._problems = _Problems()
 
     def __call__(self, event: LogEvent) -> None:
         try:
@@ -71,9 +73,11 @@ class LineObserver:
         except UnicodeEncodeError:
             self._write_escaped(line)
         except (OSError, ValueError) as error:
-            _report(self._key, f"cannot write log output: {error}; log lines are being dropped")
+            self._problems.report(
+                "write", f"cannot write log output: {error}; log lines are being dropped"
+            )
         else:
-            _recovered(self._key)
+            self._problems.clear("write")
 
     def _write_escaped(self, line: str) -> None:
         encoding = getattr(self._sink, "encoding", None) or "ascii"
@@ -81,18 +85,25 @@ class LineObserver:
             self._sink.write(line.encode(encoding, "backslashreplace").decode(encoding))
             self._sink.flush()
         except (OSError, ValueError) as error:
-            _report(self._key, f"cannot write log output: {error}; log lines are being dropped")
+            self._problems.report(
+                "write", f"cannot write log output: {error}; log lines are being dropped"
+            )
 
 
 _ROTATED = r"\.(\d{4}-\d{2}-\d{2})(?:\.\d+)?"
 
 
+class LogFileError(Exception):
+    """The log file cannot be opened at start; the message says what to fix."""
+
+
 class DailyRotatingFile:
     """A log file that rotates at UTC midnight and keeps ``retention_days`` of old files.
 
-    ``write`` never raises: when the file cannot be opened or written (full disk,
-    missing permission) the line is dropped, the problem is reported once on stderr,
-    and opening is retried at most once a second.
+    Opening it at start raises ``LogFileError`` (a wrong path is a configuration
+    mistake); after that ``write`` never raises: when the file cannot be reopened or
+    written (full disk, directory removed) the line is dropped, the problem is reported
+    once on stderr, and reopening is retried at most once a second.
     """
 
     def __init__(
@@ -109,13 +120,21 @@ class DailyRotatingFile:
         self._file: Any = None
         self._next_open_attempt = 0.0
         self._pattern = re.compile(re.escape(self.path.name) + _ROTATED)
-        self._key = f"file-{self.path}"
+        self._problems = _Problems()
         today = self._today()
         self._day = today
         with self._lock:
             self._rotate_stale(today)
             self._prune(today)
-            self._open()
+            try:
+                self._file = self._opened()
+            except OSError as error:
+                # At start a bad path is a configuration mistake: say so and stop, rather
+                # than run a server that silently drops its log.
+                raise LogFileError(
+                    f"cannot open log file {self.path}: {error.strerror or error}; "
+                    "check logging.file (or twistd --logfile) and the directory's permissions"
+                ) from error
 
     def _today(self) -> date:
         return datetime.fromtimestamp(self._clock(), UTC).date()
@@ -140,7 +159,7 @@ class DailyRotatingFile:
         except FileNotFoundError:
             pass
         except OSError as error:
-            _report(self._key + "-rotate", f"cannot rotate log file {self.path}: {error}")
+            self._problems.report("rotate", f"cannot rotate log file {self.path}: {error}")
 
     def rotated_files(self) -> list[tuple[date, Path]]:
         """Rotated files of this log, oldest first."""
@@ -169,19 +188,24 @@ class DailyRotatingFile:
                 except FileNotFoundError:
                     pass
                 except OSError as error:
-                    _report(self._key + "-prune", f"cannot delete old log file {path}: {error}")
+                    self._problems.report("prune", f"cannot delete old log file {path}: {error}")
+
+    def _opened(self) -> Any:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self.path.open("a", encoding="utf-8", errors="backslashreplace")
 
     def _open(self) -> None:
         now = self._clock()
         if now < self._next_open_attempt:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8", errors="backslashreplace")
+            self._file = self._opened()
         except OSError as error:
             self._file = None
             self._next_open_attempt = now + 1.0
-            _report(self._key, f"cannot open log file {self.path}: {error}; lines are dropped")
+            self._problems.report(
+                "write", f"cannot open log file {self.path}: {error}; lines are dropped"
+            )
 
     def _close(self) -> None:
         if self._file is not None:
@@ -190,8 +214,13 @@ class DailyRotatingFile:
             self._file = None
 
     def _rotate(self, today: date) -> None:
+        try:
+            empty = self.path.stat().st_size == 0
+        except OSError:
+            empty = False
         self._close()
-        self._move_aside(self._day)
+        if not empty:  # a day without lines leaves no file behind
+            self._move_aside(self._day)
         self._day = today
         self._next_open_attempt = 0.0
         self._prune(today)
@@ -211,12 +240,21 @@ class DailyRotatingFile:
                 self._file.flush()
             except OSError as error:
                 kind = "disk full" if error.errno == errno.ENOSPC else "write failed"
-                _report(self._key, f"log file {self.path}: {kind} ({error}); lines are dropped")
+                self._problems.report(
+                    "write", f"log file {self.path}: {kind} ({error}); lines are dropped"
+                )
                 return
-            _recovered(self._key)
+            self._problems.clear("write")
 
     def flush(self) -> None:
         """Lines are flushed as they are written; kept for the stream protocol."""
+
+    def reopen(self) -> None:
+        """Close and reopen the file, for an outside tool (logrotate) that moved it."""
+        with self._lock:
+            self._close()
+            self._next_open_attempt = 0.0
+            self._open()
 
     def close(self) -> None:
         with self._lock:
