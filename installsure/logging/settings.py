@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from attrs import field, frozen
 
-LEVELS = ("debug", "info", "warn", "error", "critical")
-FORMATS = ("text", "json")
+# Literal types let the config loader check these per key (and name the key's source);
+# the validators below guard direct construction in code.
+Level = Literal["debug", "info", "warn", "error", "critical"]
+Format = Literal["text", "json"]
+LEVELS: tuple[str, ...] = get_args(Level)
+FORMATS: tuple[str, ...] = get_args(Format)
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any, Any, Any], None]:
@@ -40,8 +44,8 @@ def _check_retention(_instance: Any, _attribute: Any, value: int) -> None:
 class LoggingSettings:
     """The ``[logging]`` section of the configuration."""
 
-    level: str = field(default="info", validator=_one_of(LEVELS))
-    format: str = field(default="text", validator=_one_of(FORMATS))
+    level: Level = field(default="info", validator=_one_of(LEVELS))
+    format: Format = field(default="text", validator=_one_of(FORMATS))
     # None: stdout under ``twistd -n``, or twistd's --logfile when given.
     file: str | None = field(default=None, validator=_check_file)
     # Rotated files older than this many days are deleted.
