@@ -140,7 +140,7 @@ for n = 3, #ARGV, 9 do
       redis.call('HSET', jk, 'state', 'waiting', 'ready', now)
       -- seq keeps jobs of one call in order (ties in a zset sort by member).
       seq = seq + 1
-      redis.call('ZADD', b .. ':wait', now + prio * aging + seq * 0.0001, id)
+      redis.call('ZADD', b .. ':wait', now + prio * aging + seq * 0.001, id)
       woke = true
     end
     out[#out + 1] = {id, 'new'}
@@ -440,7 +440,7 @@ for i, id in ipairs(ids) do
   local prio = tonumber(redis.call('HGET', jk, 'priority') or '0')
   redis.call('HSET', jk, 'state', 'waiting', 'ready', now, 'attempts', 0, 'stalls', 0)
   redis.call('HDEL', jk, 'finished')
-  redis.call('ZADD', b .. ':wait', now + prio * aging + i * 0.0001, id)
+  redis.call('ZADD', b .. ':wait', now + prio * aging + i * 0.001, id)
   redis.call('ZREM', b .. ':dead', id)
 end
 if #ids > 0 then wake(b) end

@@ -110,7 +110,7 @@ class StatusReporter:
         self._publisher.publish(status_topic(queue), counts)
 
     def _failed(self, failure: Failure, queue: str) -> None:
-        log.warn(  # noqa: G010 - twisted.logger.Logger has no warning()
+        log.warn(
             "could not read the counts of queue {queue}: {error}",
             queue=queue, error=failure.getErrorMessage(),
         )

@@ -81,27 +81,42 @@ class _Running:
 
 
 @define
+class _OutageLog:
+    """One warning when Redis goes away and one line when it is back, for a whole
+    worker service, however many loops notice it."""
+
+    failing: bool = False
+
+    def down(self, what: str, error: BaseException) -> None:
+        if not self.failing:
+            log.warn(
+                "Redis is unavailable ({what}): {error}; workers pause until it answers",
+                what=what, error=error,
+            )
+            self.failing = True
+
+    def up(self, what: str) -> None:
+        if self.failing:
+            log.info("Redis answers again ({what}); workers resume", what=what)
+            self.failing = False
+
+
+@define
 class _Outage:
-    """Turns a run of Redis errors into one log line and a growing pause."""
+    """A growing pause between attempts of one activity while Redis fails."""
 
     what: str
-    failing: bool = False
+    log: _OutageLog
     delay: float = 0.0
 
     def failed(self, error: BaseException) -> float:
-        if not self.failing:
-            log.warn(  # noqa: G010 - twisted.logger.Logger has no warning()
-                "Redis is unavailable ({what}): {error}; pausing until it answers",
-                what=self.what, error=error,
-            )
-            self.failing = True
+        self.log.down(self.what, error)
         self.delay = min(5.0, max(0.25, self.delay * 2))
         return self.delay
 
     def succeeded(self) -> None:
-        if self.failing:
-            log.info("Redis answers again ({what}); resuming", what=self.what)
-        self.failing = False
+        if self.delay:
+            self.log.up(self.what)
         self.delay = 0.0
 
 
@@ -131,7 +146,9 @@ class QueueWorker:
         name: str,
         worker_id: str,
         reactor: IReactorTime,
+        *,
         concurrency: int | None = None,
+        outage: _OutageLog | None = None,
     ) -> None:
         self.name = name
         self.worker_id = worker_id
@@ -163,10 +180,11 @@ class QueueWorker:
         self._heartbeat.clock = reactor
         self._sweeper = task.LoopingCall(self._sweep)
         self._sweeper.clock = reactor
-        self._claim_outage = _Outage(f"claiming from {name}")
-        self._flush_outage = _Outage(f"reporting results of {name}")
-        self._beat_outage = _Outage(f"heartbeat of {name}")
-        self._sweep_outage = _Outage(f"sweeping {name}")
+        outage = outage or _OutageLog()
+        self._claim_outage = _Outage(f"claiming from {name}", outage)
+        self._flush_outage = _Outage(f"reporting results of {name}", outage)
+        self._beat_outage = _Outage(f"heartbeat of {name}", outage)
+        self._sweep_outage = _Outage(f"sweeping {name}", outage)
         self._counters = _Counters(name)
         self._wait_hist = metrics.WAIT_SECONDS.labels(name)
         self._opts_cache: dict[str, tuple[int, BackoffPolicy, float]] = {}
@@ -236,7 +254,7 @@ class QueueWorker:
             released = await self._scripts.release([self._keys.base], args)
         except Exception as e:
             # Their leases lapse and the sweeper returns them (as a stall).
-            log.warn(  # noqa: G010 - twisted.logger.Logger has no warning()
+            log.warn(
                 "could not give back {count} unfinished jobs of {queue}: {error}; "
                 "they return to waiting when their leases lapse",
                 count=len(unfinished), queue=self.name, error=e,
@@ -435,7 +453,7 @@ class QueueWorker:
             action, delay = "retry", job.backoff.delay_for(failures)
         if action != "later":
             metrics.FAILED.labels(self.name, job.type).inc()
-            log.warn(  # noqa: G010 - twisted.logger.Logger has no warning()
+            log.warn(
                 "job {job_id} ({job_type}) of {queue} failed on attempt {attempt} of "
                 "{max_attempts}: {error}; {outcome}",
                 job_id=job.id, job_type=job.type, queue=self.name, attempt=failures,
@@ -535,7 +553,7 @@ class QueueWorker:
         refused: set[str],
     ) -> None:
         for job_id in refused:
-            log.warn(  # noqa: G010 - twisted.logger.Logger has no warning()
+            log.warn(
                 "result of job {job_id} of {queue} refused: its lease was lost (it stalled "
                 "and runs or ran elsewhere)", job_id=job_id, queue=self.name,
             )
@@ -593,7 +611,7 @@ class QueueWorker:
         self._beat_outage.succeeded()
         for job_id in lost:
             if job_id in self._running:
-                log.warn(  # noqa: G010 - twisted.logger.Logger has no warning()
+                log.warn(
                     "lease of job {job_id} of {queue} lost while it runs here; its result "
                     "will be refused", job_id=job_id, queue=self.name,
                 )
@@ -617,7 +635,7 @@ class QueueWorker:
             return
         self._sweep_outage.succeeded()
         if stalled or dead:
-            log.warn(  # noqa: G010 - twisted.logger.Logger has no warning()
+            log.warn(
                 "{count} jobs of {queue} stalled (their worker stopped renewing leases): "
                 "{requeued} back to waiting, {dead} dead after too many stalls",
                 count=len(stalled) + len(dead), queue=self.name,
@@ -717,9 +735,11 @@ class WorkerService(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        outage = _OutageLog()
         for name in self.queues:
             worker = QueueWorker(
-                self.queue, name, self.worker_id, self._reactor, self._concurrency.get(name)
+                self.queue, name, self.worker_id, self._reactor,
+                concurrency=self._concurrency.get(name), outage=outage,
             )
             self.workers[name] = worker
             worker.start()

@@ -17,6 +17,7 @@ from installsure.jobs.registry import JobRegistry, JobType
 from installsure.jobs.settings import JobsSettings, QueueSettings
 from installsure.jobs.worker import WorkerService
 from installsure.redis.client import RedisService
+from installsure.redis.interfaces import RedisUnavailable
 from installsure.redis.target import RedisTarget
 from tests.fixtures.redis import RedisServerProcess
 
@@ -41,7 +42,10 @@ def wait_until(check: Any, timeout: float = 5.0, interval: float = 0.02) -> defe
         while True:
             value = check()
             if isinstance(value, defer.Deferred):
-                value = await value
+                try:
+                    value = await value
+                except RedisUnavailable:  # e.g. while a restarted Redis comes back
+                    value = False
             if value:
                 return
             if reactor.seconds() > deadline:

@@ -1,0 +1,280 @@
+"""Each Lua script transition, driven directly against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from installsure.jobs.errors import JobNotFound, JobStateConflict
+from installsure.jobs.queue import JobSpec
+from tests.jobs.conftest import Echo, Harness, sleep
+
+
+async def claim(h: Harness, count: int = 10, worker: str = "w1", **kw: Any) -> list[Any]:
+    """Claim like a worker does; returns the raw reply."""
+    qs = h.settings.queue("test")
+    reply = await h.queue.scripts.claim(
+        [h.queue.keys("test").base],
+        [count, worker, kw.get("lease", 1000), "tok:", kw.get("rate", 0),
+         kw.get("period", 60000), qs.priority_aging * 1000],
+    )
+    return list(reply)
+
+
+def base(h: Harness) -> list[str]:
+    return [h.queue.keys("test").base]
+
+
+async def state(h: Harness, job_id: str) -> str:
+    return (await h.queue.get("test", job_id)).state
+
+
+@pytest_twisted.ensureDeferred
+async def test_enqueue_then_claim_leases_in_order(harness: Harness) -> None:
+    """Claim returns waiting jobs oldest first, marks them active with a lease token."""
+    ids = await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(5)])
+    reply = await claim(harness, count=3)
+    assert reply[0] == "ok"
+    rows = reply[3:]
+    assert [r[0] for r in rows] == ids[:3]
+    assert all(r[1].startswith("tok:") for r in rows)
+    assert json.loads(rows[0][3]) == {"value": 0, "note": ""}
+    assert [await state(harness, i) for i in ids] == ["active"] * 3 + ["waiting"] * 2
+    counts = await harness.queue.stats("test")
+    assert (counts.waiting, counts.active) == (2, 3)
+
+
+@pytest_twisted.ensureDeferred
+async def test_complete_is_fenced_by_lease_token(harness: Harness) -> None:
+    """Completion with the right token completes; a wrong token is refused, job untouched."""
+    a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
+    rows = (await claim(harness))[3:]
+    tokens = {r[0]: r[1] for r in rows}
+    refused = await harness.queue.scripts.complete(
+        base(harness), [100, 0, a, tokens[a], "1", b, "stale-token", "2"]
+    )
+    assert list(refused) == [b]
+    assert await state(harness, a) == "completed"
+    assert await state(harness, b) == "active"
+    record = await harness.queue.get("test", a)
+    assert record.result == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_fail_retry_later_and_dead_transitions(harness: Harness) -> None:
+    """fail: 'retry' spends an attempt and waits in failed; 'later' waits in delayed
+    without spending one; 'dead' records the error history; due jobs are promoted."""
+    a, b, c = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2), Echo(3)])
+    tok = {r[0]: r[1] for r in (await claim(harness))[3:]}
+    err = json.dumps({"message": "boom"})
+    await harness.queue.scripts.fail(
+        base(harness),
+        [100, 0, a, tok[a], "retry", 50, err, b, tok[b], "later", 50, err,
+         c, tok[c], "dead", 0, err],
+    )
+    ra, rb, rc = [await harness.queue.get("test", i) for i in (a, b, c)]
+    assert (ra.state, ra.attempts_made, ra.errors[0]["message"]) == ("failed", 1, "boom")
+    assert (rb.state, rb.attempts_made, rb.errors) == ("delayed", 0, [])
+    assert (rc.state, rc.attempts_made, rc.error) == ("dead", 1, "boom")
+    counts = await harness.queue.stats("test")
+    assert (counts.failed, counts.delayed, counts.dead) == (1, 1, 1)
+    await sleep(0.08)
+    reply = await claim(harness)
+    assert sorted(r[0] for r in reply[3:]) == sorted([a, b])
+    assert reply[3][6] in ("0", "1")  # attempts travel with the claim
+
+
+@pytest_twisted.ensureDeferred
+async def test_delayed_job_waits_until_due(harness: Harness) -> None:
+    """A delayed job is not claimable before its delay; the claim reports when it is due."""
+    job_id = await harness.queue.enqueue("echo", Echo(1), delay=0.3)
+    reply = await claim(harness)
+    assert reply[0] == "ok"
+    assert len(reply) == 3
+    assert 0 < float(reply[2]) - float(reply[1]) <= 300
+    assert await state(harness, job_id) == "delayed"
+    await sleep(0.35)
+    reply = await claim(harness)
+    assert reply[3][0] == job_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_heartbeat_extends_leases_and_reports_lost_ones(harness: Harness) -> None:
+    """Heartbeat pushes the lease deadline forward and names jobs it no longer holds."""
+    a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
+    tok = {r[0]: r[1] for r in (await claim(harness, lease=200))[3:]}
+    lost = await harness.queue.scripts.heartbeat(
+        base(harness), ["w1", 5000, 1000, a, tok[a], b, "not-mine"]
+    )
+    assert list(lost) == [b]
+    await sleep(0.25)
+    stalled, dead, _ = await harness.queue.scripts.sweep(base(harness), [3, 1000, 1000, 100, 0])
+    assert list(stalled) == [b]  # its lease lapsed; a's was renewed
+    assert dead == []
+    assert await state(harness, a) == "active"
+    counts = await harness.queue.stats("test")
+    assert counts.workers == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> None:
+    """A job whose lease lapses goes back to waiting, with a stall counted; past
+    max_stalls it goes dead with an explanation; a late result is then refused."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    token = ""
+    for _ in range(3):
+        token = (await claim(harness, lease=10))[3][1]
+        await sleep(0.02)
+        stalled, dead, _ = await harness.queue.scripts.sweep(
+            base(harness), [2, 1000, 1000, 100, 0]
+        )
+    assert list(stalled) == []
+    assert list(dead) == [job_id]
+    record = await harness.queue.get("test", job_id)
+    assert record.state == "dead"
+    assert record.stalls == 3
+    assert "stalled 3 times" in (record.error or "")
+    refused = await harness.queue.scripts.complete(base(harness), [100, 0, job_id, token, "1"])
+    assert list(refused) == [job_id]
+
+
+@pytest_twisted.ensureDeferred
+async def test_release_puts_jobs_back_at_the_head(harness: Harness) -> None:
+    """Release returns a held job to the head of waiting with its attempts unchanged."""
+    a, b, _c = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2), Echo(3)])
+    rows = (await claim(harness, count=2))[3:]
+    tok = {r[0]: r[1] for r in rows}
+    assert await harness.queue.scripts.release(base(harness), [b, tok[b], a, "stale"]) == 1
+    reply = await claim(harness, count=1)
+    assert reply[3][0] == b  # ahead of c, which never ran
+    assert (await harness.queue.get("test", b)).attempts_made == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_unique_key_dedupes_pending_jobs_only(harness: Harness) -> None:
+    """A unique key returns the pending job's id; once that job finished, a new job is made."""
+    first = await harness.queue.enqueue("echo", Echo(1), unique_key="file-42")
+    again = await harness.queue.enqueue("echo", Echo(2), unique_key="file-42")
+    assert again == first
+    token = (await claim(harness))[3][1]
+    assert await harness.queue.enqueue("echo", Echo(3), unique_key="file-42") == first
+    await harness.queue.scripts.complete(base(harness), [100, 0, first, token, "null"])
+    later = await harness.queue.enqueue("echo", Echo(4), unique_key="file-42")
+    assert later != first
+
+
+@pytest_twisted.ensureDeferred
+async def test_idempotency_key_dedupes_even_after_completion(harness: Harness) -> None:
+    """An idempotency key answers with the first job's id for the TTL, finished or not."""
+    first = await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1")
+    token = (await claim(harness))[3][1]
+    await harness.queue.scripts.complete(base(harness), [100, 0, first, token, "null"])
+    assert await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1") == first
+    ids = await harness.queue.enqueue_bulk(
+        "echo", [JobSpec(Echo(1), idempotency_key="req-1"), JobSpec(Echo(2))]
+    )
+    assert ids[0] == first
+    assert ids[1] != first
+    assert (await harness.queue.stats("test")).waiting == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_pause_stops_claims_and_resume_restarts(harness: Harness) -> None:
+    """A paused queue is not claimed from; resume makes its jobs claimable again."""
+    await harness.queue.enqueue("echo", Echo(1))
+    await harness.queue.pause("test")
+    assert (await claim(harness))[0] == "paused"
+    counts = await harness.queue.stats("test")
+    assert counts.is_paused
+    assert counts.to_json()["paused"] == 1
+    await harness.queue.resume("test")
+    assert len((await claim(harness))[3:]) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_rate_limit_in_claim_script(harness: Harness) -> None:
+    """The claim script hands out at most rate jobs per period and says how long to wait."""
+    await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(10)])
+    first = await claim(harness, count=10, rate=4, period=300)
+    assert len(first[3:]) == 4
+    limited = await claim(harness, count=10, rate=4, period=300, worker="w2")
+    assert limited[0] == "limited"
+    assert 0 <= int(limited[1]) <= 300
+    await sleep(0.32)
+    assert len((await claim(harness, count=10, rate=4, period=300))[3:]) == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_priorities_with_aging(harness_factory: Any) -> None:
+    """Lower priority numbers go first, but a low-priority job that waited longer than
+    priority * aging goes ahead of fresh high-priority jobs (no starvation)."""
+    h: Harness = harness_factory(priority_aging=0.1)
+    low = await h.queue.enqueue("echo", Echo(0), priority=2)  # aged after 0.2 s
+    high = await h.queue.enqueue("echo", Echo(1), priority=0)
+    assert [r[0] for r in (await claim(h, count=2))[3:]] == [high, low]
+    old_low = await h.queue.enqueue("echo", Echo(2), priority=2)
+    await sleep(0.25)
+    fresh_high = await h.queue.enqueue("echo", Echo(3), priority=0)
+    assert [r[0] for r in (await claim(h, count=2))[3:]] == [old_low, fresh_high]
+
+
+@pytest_twisted.ensureDeferred
+async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
+    """Completed jobs beyond keep_completed_count are deleted, hash and all, oldest first."""
+    h: Harness = harness_factory(keep_completed_count=5)
+    ids = await h.queue.enqueue_bulk("echo", [Echo(i) for i in range(12)])
+    rows = (await claim(h, count=12))[3:]
+    for row in rows:  # one by one, so finish times follow the order
+        await h.queue.scripts.complete(base(h), [5, 0, row[0], row[1], "null"])
+    counts = await h.queue.stats("test")
+    assert counts.completed == 5
+    with pytest.raises(JobNotFound):
+        await h.queue.get("test", ids[0])
+    assert (await h.queue.get("test", ids[-1])).state == "completed"
+    # Age bound: everything older than 1 ms goes on the next completion.
+    extra = await h.queue.enqueue("echo", Echo(99))
+    token = (await claim(h))[3][1]
+    await sleep(0.01)
+    await h.queue.scripts.complete(base(h), [5, 1, extra, token, "null"])
+    assert (await h.queue.stats("test")).completed <= 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_admin_retry_remove_purge_retry_all(harness: Harness) -> None:
+    """retry revives a dead job with fresh attempts, remove refuses active jobs and
+    deletes others, retry_dead_all and purge act on whole states."""
+    ids = await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(4)])
+    tok = {r[0]: r[1] for r in (await claim(harness))[3:]}
+    err = json.dumps({"message": "x"})
+    args: list[Any] = [100, 0]
+    for i in ids[:3]:
+        args += [i, tok[i], "dead", 0, err]
+    await harness.queue.scripts.fail(base(harness), args)
+    with pytest.raises(JobStateConflict):
+        await harness.queue.remove("test", ids[3])  # active
+    await harness.queue.retry("test", ids[0])
+    record = await harness.queue.get("test", ids[0])
+    assert (record.state, record.attempts_made) == ("waiting", 0)
+    await harness.queue.remove("test", ids[1])
+    with pytest.raises(JobNotFound):
+        await harness.queue.get("test", ids[1])
+    with pytest.raises(JobNotFound):
+        await harness.queue.retry("test", "no-such-job")
+    assert await harness.queue.retry_dead_all("test") == 1
+    assert await harness.queue.purge("test", "waiting") == 2
+    counts = await harness.queue.stats("test")
+    assert (counts.waiting, counts.dead, counts.active) == (0, 0, 1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_list_pages_jobs_by_state(harness: Harness) -> None:
+    """list returns one page of a state with the total; finished states newest first."""
+    ids = await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(7)])
+    page, total = await harness.queue.list("test", "waiting", page=2, per_page=3)
+    assert total == 7
+    assert [j.id for j in page] == ids[3:6]
+    assert page[0].payload == {"value": 3, "note": ""}
+    assert page[0].to_json()["createdAt"].endswith("Z")

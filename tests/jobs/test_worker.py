@@ -1,0 +1,334 @@
+"""The worker service against a real redis-server: retries, timeouts, fencing, drain,
+idempotent effects, progress, events, rate limits across workers, Redis outages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+from twisted.logger import globalLogPublisher
+
+from installsure.jobs import metrics
+from installsure.jobs.context import JobContext
+from installsure.jobs.errors import InvalidPayload, RetryLater, UnknownJobType
+from installsure.jobs.events import file_progress_topic, job_topic, status_topic
+from tests.fixtures.redis import RedisServerProcess
+from tests.jobs.conftest import Echo, Harness, sleep, wait_until
+
+
+def completed(h: Harness, n: int, queue: str = "test") -> Any:
+    return lambda: h.queue.stats(queue).addCallback(lambda c: c.completed >= n)
+
+
+def in_state(h: Harness, job_id: str, wanted: str) -> Any:
+    return lambda: h.queue.get("test", job_id).addCallback(lambda r: r.state == wanted)
+
+
+@pytest_twisted.ensureDeferred
+async def test_failures_retry_with_backoff_then_succeed(harness: Harness) -> None:
+    """A failing job is retried after its backoff, with the attempt number growing,
+    and completes once the processor succeeds; its error history is kept."""
+    attempts: list[int] = []
+
+    def flaky(p: Echo, ctx: JobContext) -> int:
+        attempts.append(ctx.attempt)
+        if ctx.attempt < 3:
+            raise RuntimeError(f"try {ctx.attempt}")
+        return 7
+
+    harness.handlers["echo"] = flaky
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    harness.worker()
+    await wait_until(in_state(harness, job_id, "completed"))
+    record = await harness.queue.get("test", job_id)
+    assert attempts == [1, 2, 3]
+    assert record.attempts_made == 2
+    assert [e["message"] for e in record.errors] == ["RuntimeError: try 1", "RuntimeError: try 2"]
+    assert record.result == 7
+
+
+@pytest_twisted.ensureDeferred
+async def test_exhausted_attempts_go_dead(harness: Harness) -> None:
+    """After `attempts` failures the job is dead, and dead jobs can be retried by admin."""
+    runs: list[int] = []
+
+    def always_fails(p: Echo, ctx: JobContext) -> None:
+        runs.append(ctx.attempt)
+        raise ValueError("nope")
+
+    harness.handlers["echo"] = always_fails
+    job_id = await harness.queue.enqueue("echo", Echo(1), attempts=2)
+    harness.worker()
+    await wait_until(in_state(harness, job_id, "dead"))
+    assert runs == [1, 2]
+    harness.handlers["echo"] = lambda p, ctx: "ok"
+    await harness.queue.retry("test", job_id)
+    await wait_until(in_state(harness, job_id, "completed"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_retry_later_does_not_spend_an_attempt(harness: Harness) -> None:
+    """RetryLater reschedules after its delay and leaves the attempt count alone."""
+    seen: list[int] = []
+
+    def later_once(p: Echo, ctx: JobContext) -> str:
+        seen.append(ctx.attempt)
+        if len(seen) < 3:
+            raise RetryLater(0.05, "service busy")
+        return "done"
+
+    harness.handlers["echo"] = later_once
+    job_id = await harness.queue.enqueue("echo", Echo(1), attempts=1)
+    harness.worker()
+    await wait_until(in_state(harness, job_id, "completed"))
+    assert seen == [1, 1, 1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_timeout_cancels_processor(harness: Harness) -> None:
+    """A processor running past its timeout has its Deferred cancelled and the attempt
+    fails with a timeout error."""
+    cancelled: list[bool] = []
+
+    def hang(p: Echo, ctx: JobContext) -> defer.Deferred[None]:
+        return defer.Deferred(lambda d: cancelled.append(True))
+
+    harness.handlers["echo"] = hang
+    job_id = await harness.queue.enqueue("echo", Echo(1), attempts=1, timeout=0.2)
+    harness.worker()
+    await wait_until(in_state(harness, job_id, "dead"))
+    record = await harness.queue.get("test", job_id)
+    assert cancelled == [True]
+    assert record.error == "timed out after 0.2 s"
+
+
+@pytest_twisted.ensureDeferred
+async def test_coroutine_processors_and_progress(harness: Harness) -> None:
+    """Coroutine processors work; progress is stored and published on the job topic
+    and on the file topic when the payload names a file."""
+    import attrs
+
+    from installsure.jobs.registry import JobType
+
+    @attrs.frozen
+    class FileJob:
+        file_id: str
+
+    async def process(p: FileJob, ctx: JobContext) -> str:
+        await ctx.progress(50, "thumbnail")
+        await sleep(0.01)
+        return p.file_id
+
+    harness.registry.register(JobType("file", FileJob, process, "test"))
+    job_id = await harness.queue.enqueue("file", {"file_id": "f-1"})
+    harness.worker()
+    await wait_until(in_state(harness, job_id, "completed"))
+    record = await harness.queue.get("test", job_id)
+    assert record.progress == {"percent": 50.0, "stage": "thumbnail"}
+    assert (file_progress_topic("f-1"), {"percent": 50.0, "stage": "thumbnail"}) in (
+        harness.events.events
+    )
+    states = [p["state"] for t, p in harness.events.events
+              if t == job_topic("test") and p.get("jobId") == job_id]
+    assert states[0] == "queued"
+    assert states[-1] == "completed"
+    assert "active" in states
+    await wait_until(lambda: any(t == status_topic("test") for t, _ in harness.events.events))
+
+
+@pytest_twisted.ensureDeferred
+async def test_status_events_are_throttled(harness: Harness) -> None:
+    """Queue status goes out at most once per status_interval while counts change."""
+    harness.worker()
+    for i in range(30):
+        await harness.queue.enqueue("echo", Echo(i))
+        await sleep(0.01)
+    await wait_until(completed(harness, 30))
+    await sleep(0.15)
+    statuses = [p for t, p in harness.events.events if t == status_topic("test")]
+    # ~0.3 s of changes at one report per 0.1 s: a handful, not one per job.
+    assert 2 <= len(statuses) <= 8
+    assert statuses[-1]["completed"] == 30
+
+
+@pytest_twisted.ensureDeferred
+async def test_late_result_is_refused(harness: Harness) -> None:
+    """When a worker's lease is taken over while its job runs, its result is refused and
+    counted as lease lost; the job keeps the new owner's state."""
+    release: defer.Deferred[int] = defer.Deferred()
+    harness.handlers["echo"] = lambda p, ctx: release
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    harness.worker()
+    await wait_until(in_state(harness, job_id, "active"))
+    key = harness.queue.keys("test").job(job_id)
+    await harness.redis.execute("HSET", key, "lease", "someone-else")
+    before = metrics.LEASE_LOST.labels("test")._value.get()
+    release.callback(5)
+    await wait_until(lambda: metrics.LEASE_LOST.labels("test")._value.get() > before)
+    record = await harness.queue.get("test", job_id)
+    assert record.state == "active"
+    assert record.result is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_drain_gives_back_unfinished_jobs_with_attempts_intact(harness: Harness) -> None:
+    """On stop, jobs that finish within grace complete; the rest go back to the head of
+    waiting without spending an attempt and without being marked failed."""
+    quick: defer.Deferred[str] = defer.Deferred()
+    hangs: list[defer.Deferred[str]] = []
+
+    def run(p: Echo, ctx: JobContext) -> defer.Deferred[str]:
+        if p.value == 0:
+            return quick
+        d: defer.Deferred[str] = defer.Deferred()
+        hangs.append(d)
+        return d
+
+    harness.handlers["echo"] = run
+    ids = await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(3)], attempts=1)
+    service = WorkerServiceStarter(harness)(grace=0.3)
+    await wait_until(lambda: len(hangs) == 2)
+    stopping = harness.stop(service)
+    quick.callback("done")
+    await stopping
+    assert (await harness.queue.get("test", ids[0])).state == "completed"
+    for job_id in ids[1:]:
+        record = await harness.queue.get("test", job_id)
+        assert (record.state, record.attempts_made, record.errors) == ("waiting", 0, [])
+    # A late outcome of a given-back job changes nothing.
+    hangs[0].callback("late")
+    assert (await harness.queue.get("test", ids[1])).state == "waiting"
+    # The next worker runs them.
+    harness.handlers["echo"] = lambda p, ctx: "second run"
+    harness.worker()
+    await wait_until(completed(harness, 3))
+
+
+class WorkerServiceStarter:
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+
+    def __call__(self, **kw: Any) -> Any:
+        return self.h.worker(**kw)
+
+
+@pytest_twisted.ensureDeferred
+async def test_once_prevents_a_second_effect(harness: Harness) -> None:
+    """A job that runs twice (at-least-once delivery) performs an effect wrapped in
+    ctx.once only once; the second run gets the first run's result."""
+    effects: list[int] = []
+    runs: list[Any] = []
+
+    async def send(p: Echo, ctx: JobContext) -> Any:
+        result = await ctx.once("send-mail", lambda: effects.append(p.value) or "msg-1")
+        runs.append(result)
+        if len(runs) == 1:
+            raise RuntimeError("crashed after sending")
+        return result
+
+    harness.handlers["echo"] = send
+    job_id = await harness.queue.enqueue("echo", Echo(9), idempotency_key="mail-9")
+    harness.worker()
+    await wait_until(in_state(harness, job_id, "completed"))
+    assert effects == [9]
+    assert runs == ["msg-1", "msg-1"]
+    # Same idempotency key again: the producer gets the same job, no new effect.
+    assert await harness.queue.enqueue("echo", Echo(9), idempotency_key="mail-9") == job_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_payload_refused_at_enqueue(harness: Harness) -> None:
+    """A payload that does not match its type fails the caller, listing every problem;
+    nothing is written."""
+    with pytest.raises(InvalidPayload) as info:
+        await harness.queue.enqueue("echo", {"value": "ten", "extra": 1})
+    assert "value" in str(info.value)
+    assert "extra" in str(info.value)
+    with pytest.raises(InvalidPayload, match="job 1"):
+        await harness.queue.enqueue_bulk("echo", [Echo(1), {"note": "no value"}])
+    with pytest.raises(UnknownJobType, match="echo"):
+        await harness.queue.enqueue("nope", {})
+    counts = await harness.queue.stats("test")
+    assert counts.waiting == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_type_on_worker_goes_dead_with_a_reason(harness: Harness) -> None:
+    """A claimed job whose type this worker does not know goes dead saying so."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    await harness.redis.execute("HSET", harness.queue.keys("test").job(job_id), "type", "ghost")
+    harness.worker()
+    await wait_until(in_state(harness, job_id, "dead"))
+    assert "ghost" in ((await harness.queue.get("test", job_id)).error or "")
+
+
+@pytest_twisted.ensureDeferred
+async def test_rate_limit_holds_across_workers(harness_factory: Any) -> None:
+    """With a limit of 5 per 0.5 s, two workers together run no more than that."""
+    h: Harness = harness_factory(rate_limit_count=5, rate_limit_period=0.5)
+    started: list[float] = []
+    from twisted.internet import reactor
+
+    h.handlers["echo"] = lambda p, ctx: started.append(reactor.seconds())
+    await h.queue.enqueue_bulk("echo", [Echo(i) for i in range(12)])
+    h.worker(worker_id="a")
+    h.worker(worker_id="b")
+    await wait_until(lambda: len(started) == 12, timeout=5)
+    started.sort()
+    # 12 jobs at 5 per window need three windows: at least two full periods.
+    assert started[-1] - started[0] >= 0.9
+    for i in range(len(started) - 5):
+        assert started[i + 5] - started[i] > 0.3  # never 6 inside one window
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_worker_wakes_on_enqueue(harness: Harness) -> None:
+    """An idle worker blocks on the marker and picks a new job up at once (no polling
+    delay, although idle_wait is 1 s)."""
+    from twisted.internet import reactor
+
+    done: list[float] = []
+    harness.handlers["echo"] = lambda p, ctx: done.append(reactor.seconds())
+    harness.worker()
+    await sleep(0.2)  # worker is now blocked
+    sent = reactor.seconds()
+    await harness.queue.enqueue("echo", Echo(1))
+    await wait_until(lambda: done)
+    assert done[0] - sent < 0.3
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_redis_restart_loses_nothing(
+    harness: Harness, redis_server: RedisServerProcess
+) -> None:
+    """Redis restarts (AOF) mid-run: workers pause with one warning per activity rather
+    than a loop of errors, resume, and every job completes."""
+    warnings: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if "Redis is unavailable" in str(event.get("log_format", "")):
+            warnings.append(str(event.get("what")))
+
+    async def work(p: Echo, ctx: JobContext) -> int:
+        await sleep(0.005)
+        return p.value
+
+    harness.handlers["echo"] = work
+    await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(300)], attempts=10)
+    globalLogPublisher.addObserver(observe)
+    try:
+        harness.worker()
+        await wait_until(completed(harness, 50))
+        redis_server.stop()
+        await sleep(0.5)
+        redis_server.start()
+        await wait_until(completed(harness, 300), timeout=20)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    counts = await harness.queue.stats("test")
+    assert (counts.completed, counts.dead, counts.waiting) == (300, 0, 0)
+    assert warnings, "the outage was not reported"
+    assert len(warnings) == 1, warnings
