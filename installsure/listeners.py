@@ -139,10 +139,22 @@ class HttpListeners(Service):
         self.site = site
         self.tracker = ConnectionTracker(site)
         self.ports: list[IListeningPort] = []
+        self._listen_started = False
 
     def privilegedStartService(self) -> None:
         # Listening here, before twistd drops privileges, allows ports below 1024.
         super().privilegedStartService()  # type: ignore[no-untyped-call]
+        self._listen()
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        # `twist` never calls privilegedStartService.
+        self._listen()
+
+    def _listen(self) -> None:
+        if self._listen_started:
+            return
+        self._listen_started = True
         for description in self.endpoint_strings:
             endpoint = serverFromString(self.reactor, description)  # type: ignore[no-untyped-call]
             listening = endpoint.listen(self.site)

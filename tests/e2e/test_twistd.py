@@ -159,3 +159,52 @@ def test_runs_under_the_asyncio_reactor(tmp_path: Path):
         server.kill()
     assert code == 0, server.output()
 
+
+
+@pytest_twisted.inlineCallbacks
+def test_logfile_gets_json_lines_with_access_events(tmp_path: Path):
+    """``--logfile`` with ``logging.format = json``: one parseable object per line, and one
+    access event per request with its structured fields."""
+    logfile = tmp_path / "server.log"
+    server = ServerProcess(
+        tmp_path, "--environment", "test",
+        env={"INSTALLSURE_LOGGING_FORMAT": "json"},
+        twistd_args=[f"--logfile={logfile}"],
+    )
+    server.start()
+    try:
+        response = yield server.wait_until("/livez")
+        request_id = response.headers.getRawHeaders("X-Request-ID")[0]
+    finally:
+        server.terminate()
+        code = yield server.wait_exit()
+        server.kill()
+    assert code == 0, server.output()
+    events = [json.loads(line) for line in logfile.read_text().splitlines() if line.strip()]
+    access = [e for e in events if e.get("namespace") == "installsure.access"
+              and e.get("requestId") == request_id]
+    assert len(access) == 1, events[-5:]
+    assert access[0]["status"] == 200
+    assert access[0]["path"] == "/livez"
+    assert access[0]["method"] == "GET"
+    assert isinstance(access[0]["durationMs"], int | float)
+
+
+@pytest_twisted.inlineCallbacks
+def test_twist_runs_the_plugin_too(tmp_path: Path):
+    """``twist installsure`` (the newer runner) serves the same application."""
+    port = ServerProcess(tmp_path, port=None).port
+    twist = TWISTD.parent / "twist"
+    server = ServerProcess(tmp_path, port=port)
+    server.command = lambda: [  # type: ignore[method-assign]
+        str(twist), "installsure", "--data-dir", str(tmp_path / "data"),
+        "--listen", f"tcp:{port}:interface=127.0.0.1", "--environment", "test",
+    ]
+    server.start()
+    try:
+        response = yield server.wait_until("/readyz")
+        assert (yield response.json())["status"] == "ready"
+    finally:
+        server.terminate()
+        yield server.wait_exit()
+        server.kill()
