@@ -1,0 +1,217 @@
+"""Route declarations: each route says once what it takes, returns and needs.
+
+API modules build a :class:`Router` and decorate their handlers; the app factory
+serves them and the OpenAPI generator documents them from the same declarations::
+
+    router = Router()
+
+    @router.route("POST", "/api/projects", body=NewProject, response=Project,
+                  status=201, summary="Create a project", tags=("projects",), auth="user")
+    async def create_project(ctx: RequestContext, body: NewProject) -> Project: ...
+
+Handlers are called as ``handler(ctx, **path_params, [body=...], [query=...])`` and may
+return a value, a Deferred or a coroutine. Values are attrs instances (or anything
+:func:`~installsure.http.validation.unstructure` accepts), wrapped in the success
+envelope unless the route says ``envelope=False``; :class:`Paged` adds ``meta`` and
+:class:`Response` gives full control.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from attrs import field, frozen
+
+from installsure.http.errors import ApiError
+
+Handler = Callable[..., Any]
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+@frozen
+class Paged:
+    """A page of a list: ``{"success": true, "data": [...], "meta": {page, perPage, total}}``."""
+
+    items: Sequence[Any]
+    page: int
+    per_page: int
+    total: int
+
+
+@frozen
+class Response:
+    """Full control over one response; ``body`` is bytes (sent as is) or JSON-able."""
+
+    body: Any = None
+    status: int = 200
+    headers: Sequence[tuple[bytes, bytes]] = ()
+    content_type: bytes = b"application/json"
+    envelope: bool = True
+
+
+@frozen
+class Route:
+    """One declared operation. ``path`` uses OpenAPI syntax: ``/api/projects/{id}``."""
+
+    method: str
+    path: str
+    handler: Handler
+    body: type[Any] | None = None
+    query: type[Any] | None = None
+    response: Any = None
+    status: int = 200
+    summary: str = ""
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    #: ``None`` (public) or a requirement name ("user", "admin", ...) for the auth hook.
+    auth: str | None = None
+    #: Named rate limit ("default", "login", "upload", ...) or ``None`` for none.
+    rate_limit: str | None = "default"
+    envelope: bool = True
+    #: Body limit in bytes for this route; ``None`` uses ``HttpSettings.max_body_size``.
+    max_body: int | None = None
+    #: Answer 400 on body fields the type does not know.
+    forbid_extra: bool = False
+    #: Content types the body may have (JSON by default).
+    content_types: tuple[str, ...] = ("application/json",)
+    #: Extra error statuses worth documenting, e.g. ``(404, 409)``.
+    errors: tuple[int, ...] = ()
+    #: Leave the route out of ``/openapi.json``.
+    hidden: bool = False
+    operation_id: str = ""
+    params: tuple[str, ...] = field(default=())
+
+    @property
+    def is_static(self) -> bool:
+        return not self.params
+
+    @property
+    def werkzeug_path(self) -> str:
+        """The path in werkzeug/Klein rule syntax."""
+
+        def convert(m: re.Match[str]) -> str:
+            name, kind = m.group(1), m.group(2)
+            return f"<{kind}:{name}>" if kind else f"<{name}>"
+
+        return _PARAM.sub(convert, self.path)
+
+    @property
+    def openapi_path(self) -> str:
+        return _PARAM.sub(lambda m: "{" + m.group(1) + "}", self.path)
+
+
+class Router:
+    """A list of route declarations; routers of several API modules can be merged."""
+
+    def __init__(self, routes: Iterable[Route] = ()) -> None:
+        self.routes: list[Route] = list(routes)
+
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        body: type[Any] | None = None,
+        query: type[Any] | None = None,
+        response: Any = None,
+        status: int = 200,
+        summary: str = "",
+        description: str = "",
+        tags: Sequence[str] = (),
+        auth: str | None = None,
+        rate_limit: str | None = "default",
+        envelope: bool = True,
+        max_body: int | None = None,
+        forbid_extra: bool = False,
+        content_types: Sequence[str] = ("application/json",),
+        errors: Sequence[int] = (),
+        hidden: bool = False,
+        operation_id: str = "",
+    ) -> Route:
+        method = method.upper()
+        if method not in _METHODS:
+            raise ValueError(f"route {path!r}: unknown HTTP method {method!r}")
+        if not path.startswith("/"):
+            raise ValueError(f"route {path!r}: the path must start with '/'")
+        for existing in self.routes:
+            if existing.method == method and existing.path == path:
+                raise ValueError(f"route {method} {path} is declared twice")
+        route = Route(
+            method=method,
+            path=path,
+            handler=handler,
+            body=body,
+            query=query,
+            response=response,
+            status=status,
+            summary=summary,
+            description=description or (handler.__doc__ or "").strip(),
+            tags=tuple(tags),
+            auth=auth,
+            rate_limit=rate_limit,
+            envelope=envelope,
+            max_body=max_body,
+            forbid_extra=forbid_extra,
+            content_types=tuple(content_types),
+            errors=tuple(errors),
+            hidden=hidden,
+            operation_id=operation_id or getattr(handler, "__name__", "") or path,
+            params=tuple(m.group(1) for m in _PARAM.finditer(path)),
+        )
+        self.routes.append(route)
+        return route
+
+    def route(self, method: str, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`add`."""
+
+        def decorate(handler: Handler) -> Handler:
+            self.add(method, path, handler, **options)
+            return handler
+
+        return decorate
+
+    def include(self, other: Router) -> None:
+        for route in other.routes:
+            self.add(
+                route.method,
+                route.path,
+                route.handler,
+                body=route.body,
+                query=route.query,
+                response=route.response,
+                status=route.status,
+                summary=route.summary,
+                description=route.description,
+                tags=route.tags,
+                auth=route.auth,
+                rate_limit=route.rate_limit,
+                envelope=route.envelope,
+                max_body=route.max_body,
+                forbid_extra=route.forbid_extra,
+                content_types=route.content_types,
+                errors=route.errors,
+                hidden=route.hidden,
+                operation_id=route.operation_id,
+            )
+
+
+def method_not_allowed(allowed: Iterable[str]) -> ApiError:
+    methods = sorted(set(allowed) | ({"HEAD"} if "GET" in allowed else set()) | {"OPTIONS"})
+    text = ", ".join(methods)
+    return ApiError(
+        "METHOD_NOT_ALLOWED",
+        f"This method is not allowed here; use one of {text}.",
+        headers=((b"Allow", text.encode("ascii")),),
+    )
+
+
+def group_by_path(routes: Iterable[Route]) -> Mapping[str, dict[str, Route]]:
+    grouped: dict[str, dict[str, Route]] = {}
+    for r in routes:
+        grouped.setdefault(r.path, {})[r.method] = r
+    return grouped

@@ -1,0 +1,121 @@
+"""Settings of the HTTP layer (config section ``http``).
+
+Only simple types, so the config loader can fill them from TOML and environment
+variables; rate rules are written as ``"<requests>/<seconds>"`` strings and parsed here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import field, frozen
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+
+DEFAULT_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+
+
+@frozen
+class RateRule:
+    """At most ``requests`` per ``window`` seconds."""
+
+    requests: int
+    window: float
+
+
+def parse_rate(text: str) -> RateRule:
+    """Parse ``"300/60"`` (or ``"300/60s"``) into a :class:`RateRule`."""
+    match = _RATE.match(text)
+    if match is None:
+        raise ValueError(f"rate limit {text!r} is not '<requests>/<seconds>', e.g. '300/60'")
+    requests, window = int(match.group(1)), float(match.group(2))
+    if requests < 1 or window <= 0:
+        raise ValueError(f"rate limit {text!r} needs at least 1 request and a window above 0 s")
+    return RateRule(requests, window)
+
+
+def _check_rate(_inst: object, attribute: Any, value: str) -> None:
+    try:
+        parse_rate(value)
+    except ValueError as e:
+        raise ValueError(f"http.{attribute.name}: {e}") from None
+
+
+def _check_named_rates(_inst: object, attribute: Any, value: Mapping[str, str]) -> None:
+    for name, rate in value.items():
+        try:
+            parse_rate(rate)
+        except ValueError as e:
+            raise ValueError(f"http.{attribute.name}.{name}: {e}") from None
+
+
+def _check_positive(_inst: object, attribute: Any, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"http.{attribute.name} must be above 0, got {value!r}")
+
+
+def _check_not_negative(_inst: object, attribute: Any, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"http.{attribute.name} must be 0 or more, got {value!r}")
+
+
+def _check_header_name(_inst: object, attribute: Any, value: str) -> None:
+    if not _HEADER_NAME.match(value):
+        raise ValueError(
+            f"http.{attribute.name} must be a header name of letters, digits and '-', "
+            f"got {value!r}"
+        )
+
+
+def _default_named_rates() -> dict[str, str]:
+    return {"login": "10/60", "upload": "30/60"}
+
+
+@frozen
+class HttpSettings:
+    """How the HTTP layer behaves; host, port and listeners live elsewhere."""
+
+    #: Origins allowed to call the API from a browser (exact match, e.g. "https://app.example").
+    cors_origins: tuple[str, ...] = field(default=(), converter=tuple)
+    #: Send ``Access-Control-Allow-Credentials: true`` to allowed origins.
+    cors_allow_credentials: bool = True
+    #: Believe ``X-Forwarded-For`` / ``X-Forwarded-Proto`` (only behind a proxy you run).
+    trust_proxy: bool = False
+    #: Largest JSON request body in bytes (uploads have their own limit).
+    max_body_size: int = field(default=1024 * 1024, validator=_check_positive)
+    #: JSON responses at least this big are gzipped when the client accepts it.
+    gzip_min_size: int = field(default=1024, validator=_check_not_negative)
+    #: Requests slower than this many seconds are logged as slow.
+    slow_request_threshold: float = field(default=1.0, validator=_check_positive)
+    #: Turn the Redis-backed rate limiter on or off.
+    rate_limit_enabled: bool = True
+    #: Default limit per client address, ``"<requests>/<seconds>"``.
+    rate_limit_default: str = field(default="300/60", validator=_check_rate)
+    #: Stricter named limits routes can ask for (``rate_limit="login"``).
+    rate_limits: dict[str, str] = field(
+        factory=_default_named_rates, converter=dict, validator=_check_named_rates
+    )
+    #: Header carrying the request id in both directions.
+    request_id_header: str = field(default="X-Request-ID", validator=_check_header_name)
+    #: Serve ``/openapi.json`` and ``/docs``.
+    expose_docs: bool = True
+    #: When set, ``/metrics`` needs ``Authorization: Bearer <token>``.
+    metrics_token: str | None = None
+    #: Content-Security-Policy sent with every response.
+    csp: str = DEFAULT_CSP
+    #: ``Strict-Transport-Security`` max-age in seconds (0 disables the header).
+    hsts_max_age: int = field(default=31536000, validator=_check_not_negative)
+
+    @property
+    def default_rate(self) -> RateRule:
+        return parse_rate(self.rate_limit_default)
+
+    def named_rates(self) -> dict[str, RateRule]:
+        return {name: parse_rate(rate) for name, rate in self.rate_limits.items()}

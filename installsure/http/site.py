@@ -1,0 +1,178 @@
+"""The twisted.web ``Site`` for the API: body limits while reading, no version leak.
+
+:class:`ApiRequest` refuses an oversize body as soon as ``Content-Length`` (or the
+running count of a chunked body) passes the limit, answering 413 at once instead of
+buffering the rest. The site writes no access log of its own: the API resource logs
+every request with richer fields.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from twisted.internet.interfaces import ITCPTransport
+from twisted.python import failure
+from twisted.web import http, resource, server
+from twisted.web.resource import IResource
+
+from installsure import logs
+from installsure.http.app import ApiResource, too_large
+from installsure.http.context import sane_request_id
+from installsure.http.errors import error_body
+
+_LINGER_SECONDS = 2.0
+
+
+class _DateCache:
+    """The ``Date`` header changes once a second; format it once a second."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        now = int(time.time())
+        if now != cls.second:
+            cls.second = now
+            cls.value = http.datetimeToString(now)  # type: ignore[no-untyped-call]
+        return cls.value
+
+
+class ApiRequest(server.Request):
+    """A request that enforces the API body limit while the body arrives."""
+
+    _limit: int | None = None
+    _received = 0
+    _rejected = False
+
+    channel: Any
+
+    def gotLength(self, length: int | None) -> None:
+        site = getattr(self.channel, "site", None)
+        if isinstance(site, ApiSite):
+            path = getattr(self.channel, "_path", b"") or b""
+            self._limit = site.body_limit(path.split(b"?", 1)[0])
+            if length is not None and length > self._limit:
+                self._reject()
+                return
+        super().gotLength(length)  # type: ignore[no-untyped-call]
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        if self._limit is not None:
+            self._received += len(data)
+            if self._received > self._limit:
+                self._reject()
+                return
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._rejected:
+            return
+        super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+
+    def process(self) -> None:
+        # server.Request.process, minus the "Server: TwistedWeb/<version>" header.
+        self.site = self.channel.site
+        self.responseHeaders.setRawHeaders(b"Date", [_DateCache.now()])
+        self.prepath = []
+        self.postpath = [unquote_to_bytes(p) for p in self.path[1:].split(b"/")]
+        try:
+            resrc = self.site.getResourceFor(self)
+            self.render(resrc)  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.processingFailed(failure.Failure())  # type: ignore[no-untyped-call]
+
+    def _reject(self) -> None:
+        """Answer 413 now, close, and discard whatever else the client sends."""
+        self._rejected = True
+        channel = self.channel
+        site: ApiSite = channel.site
+        api = site.api
+        limit = self._limit or 0
+        raw_id = self.requestHeaders.getRawHeaders(api.settings.request_id_header)
+        request_id = (sane_request_id(raw_id[0].encode("latin-1")) if raw_id else None) or (
+            api.new_request_id()
+        )
+        error = too_large(limit)
+        body = error_body(error.code, error.message, request_id)
+        lines = [b"HTTP/1.1 413 Payload Too Large"]
+        for name, values in api.security_headers:
+            lines.extend(name + b": " + v for v in values)
+        lines += [
+            api.settings.request_id_header.encode("ascii") + b": " + request_id.encode("ascii"),
+            b"Content-Type: application/json; charset=utf-8",
+            b"Content-Length: %d" % len(body),
+            b"Date: " + _DateCache.now(),
+            b"Connection: close",
+        ]
+        transport: Any = channel.transport
+        transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        # Half-close so the client reads the answer before we drop the connection;
+        # a full close with unread data would reset it and lose the 413.
+        channel.dataReceived = lambda _data: None
+        if ITCPTransport.providedBy(transport):
+            transport.loseWriteConnection()
+            from twisted.internet import reactor
+
+            call = reactor.callLater(
+                _LINGER_SECONDS, transport.abortConnection
+            )
+            channel.connectionLost = _cancel_then(call, channel.connectionLost)
+        else:
+            transport.loseConnection()
+        path = getattr(channel, "_path", b"") or b""
+        command = getattr(channel, "_command", b"") or b""
+        logs.log_access(
+            method=command.decode("latin-1"),
+            path=path.decode("latin-1"),
+            route=None,
+            status=413,
+            duration_ms=0.0,
+            bytes_sent=len(body),
+            request_id=request_id,
+            remote=str(getattr(self.getClientAddress(), "host", "-")),  # type: ignore[no-untyped-call]
+        )
+
+
+def _cancel_then(call: Any, original: Any) -> Any:
+    def connectionLost(reason: Any) -> None:
+        if call.active():
+            call.cancel()
+        original(reason)
+
+    return connectionLost
+
+
+class ApiSite(server.Site):
+    """Serves an :class:`ApiResource`; ``mounts`` put other resources (e.g. ``/ws``) beside it."""
+
+    requestFactory = ApiRequest
+    displayTracebacks = False
+
+    def __init__(
+        self, api: ApiResource, mounts: Mapping[bytes, IResource] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(api, **kw)  # type: ignore[no-untyped-call]
+        self.api = api
+        self.mounts = dict(mounts or {})
+
+    def body_limit(self, path: bytes) -> int:
+        return self.api.body_limit(path)
+
+    def log(self, request: Any) -> None:
+        """The API resource logs every request itself."""
+
+    def getResourceFor(self, request: Any) -> Any:
+        request.site = self
+        request.sitepath = []
+        if self.mounts and request.postpath:
+            child = self.mounts.get(request.postpath[0])
+            if child is not None:
+                request.prepath.append(request.postpath.pop(0))
+                return resource.getChildForRequest(child, request)  # type: ignore[no-untyped-call]
+        return self.api

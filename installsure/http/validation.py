@@ -1,0 +1,420 @@
+"""Turn JSON bodies and query strings into attrs instances, and attrs instances into JSON.
+
+Field names are camelCase on the wire and snake_case in Python. Structuring is strict
+(``"false"`` is not a boolean, ``1.5`` is not an integer) and reports EVERY bad field
+at once as :class:`~installsure.http.errors.FieldError` entries, including the
+failures of attrs validators, so a client fixes its request in one round trip.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import math
+import re
+import typing
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import attrs
+from cattrs import Converter
+from cattrs.errors import (
+    AttributeValidationNote,
+    BaseValidationError,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+)
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from installsure.http.errors import ApiError, FieldError, validation_error
+
+T = TypeVar("T")
+
+_CAMEL_BOUNDARY = re.compile(r"_([a-z0-9])")
+
+
+@cache
+def camel(name: str) -> str:
+    """``start_date`` -> ``startDate`` (leading underscores are kept off the wire)."""
+    return _CAMEL_BOUNDARY.sub(lambda m: m.group(1).upper(), name.lstrip("_"))
+
+
+class FieldValueError(ValueError):
+    """Raise from ``__attrs_post_init__`` to blame a named field (camelCase on the wire).
+
+    E.g. ``raise FieldValueError("endDate", "must not be before startDate")``.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+# -- strict primitives --------------------------------------------------------------
+
+
+def _json_str(value: object, _t: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("must be a string")
+    return value
+
+
+def _json_int(value: object, _t: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TypeError("must be an integer")
+    return value
+
+
+def _json_float(value: object, _t: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("must be a number")
+    return float(value)
+
+
+def _json_bool(value: object, _t: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("must be true or false")
+    return value
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _query_int(value: object, _t: object) -> int:
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value):
+        return int(value)
+    raise TypeError("must be an integer")
+
+
+def _query_float(value: object, _t: object) -> float:
+    if isinstance(value, str):
+        try:
+            result = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(result):
+                return result
+    raise TypeError("must be a number")
+
+
+def _query_bool(value: object, _t: object) -> bool:
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise TypeError("must be true or false")
+
+
+def _datetime(value: object, _t: object) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                raise ValueError("must include a time zone, e.g. 2024-05-01T12:00:00Z")
+            return parsed.astimezone(dt.UTC)
+    raise TypeError("must be an ISO 8601 date-time, e.g. 2024-05-01T12:00:00Z")
+
+
+def _date(value: object, _t: object) -> dt.date:
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise TypeError("must be a date as YYYY-MM-DD")
+
+
+def _uuid(value: object, _t: object) -> uuid.UUID:
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise TypeError("must be a UUID")
+
+
+def _format_datetime(value: dt.datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="milliseconds") + "Z"
+
+
+def _literal_hook(t: Any) -> Callable[[object, object], object]:
+    allowed = get_args(t)
+    text = ", ".join(json.dumps(a) if not isinstance(a, enum.Enum) else a.value for a in allowed)
+
+    def structure(value: object, _t: object) -> object:
+        for candidate in allowed:
+            if value == candidate and type(value) is type(candidate):
+                return candidate
+        raise ValueError(f"must be one of {text}")
+
+    return structure
+
+
+def _enum_hook(t: type[enum.Enum]) -> Callable[[object, object], object]:
+    values = [m.value for m in t]
+    text = ", ".join(str(v) for v in values)
+
+    def structure(value: object, _t: object) -> object:
+        try:
+            return t(value)
+        except ValueError:
+            raise ValueError(f"must be one of {text}") from None
+
+    return structure
+
+
+def _is_literal(t: Any) -> bool:
+    return get_origin(t) is Literal
+
+
+def _is_enum(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, enum.Enum)
+
+
+class _ValidatorsOff:
+    """Run attrs validators ourselves afterwards, one per field, to report them all."""
+
+    depth = 0
+
+    def __enter__(self) -> None:
+        if _ValidatorsOff.depth == 0:
+            attrs.validators.set_disabled(True)
+        _ValidatorsOff.depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        _ValidatorsOff.depth -= 1
+        if _ValidatorsOff.depth == 0:
+            attrs.validators.set_disabled(False)
+
+
+def _attrs_hook_factory(converter: Converter, forbid_extra: bool) -> Callable[[Any], Any]:
+    def factory(cls: Any) -> Callable[[Any, Any], Any]:
+        fields = attrs.fields(cls)
+        renames = {a.name: override(rename=camel(a.name)) for a in fields}
+        base = make_dict_structure_fn(
+            cls, converter, _cattrs_forbid_extra_keys=forbid_extra, **renames  # type: ignore[arg-type]
+        )
+        checked = [a for a in fields if a.validator is not None]
+
+        def structure(value: Any, t: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise TypeError("must be an object")
+            errors: list[Exception] = []
+            try:
+                with _ValidatorsOff():
+                    instance = base(value, t)
+            except ClassValidationError as failed:
+                # Still run the validators of the fields that did structure, so the
+                # client hears about those too.
+                errors.extend(failed.exceptions)
+                blamed = {
+                    note.name for _e, note in failed.group_exceptions()[0]
+                }
+                for a in checked:
+                    name = camel(a.name)
+                    if a.name in blamed or name not in value:
+                        continue
+                    try:
+                        field_value = converter.structure(value[name], a.type)
+                        a.validator(None, a, field_value)
+                    except Exception as e:
+                        e.__notes__ = [AttributeValidationNote("validator", a.name, a.type)]
+                        errors.append(e)
+                raise ClassValidationError(
+                    f"While structuring {cls.__qualname__}", errors, cls
+                ) from None
+            for a in checked:
+                try:
+                    a.validator(instance, a, getattr(instance, a.name))
+                except (ValueError, TypeError) as e:
+                    e.__notes__ = [AttributeValidationNote("validator", a.name, a.type)]
+                    errors.append(e)
+            if errors:
+                raise ClassValidationError(f"While validating {cls.__qualname__}", errors, cls)
+            return instance
+
+        return structure
+
+    return factory
+
+
+def _make_converter(*, query: bool, forbid_extra: bool) -> Converter:
+    conv = Converter(detailed_validation=True)
+    if query:
+        conv.register_structure_hook(int, _query_int)
+        conv.register_structure_hook(float, _query_float)
+        conv.register_structure_hook(bool, _query_bool)
+    else:
+        conv.register_structure_hook(int, _json_int)
+        conv.register_structure_hook(float, _json_float)
+        conv.register_structure_hook(bool, _json_bool)
+    conv.register_structure_hook(str, _json_str)
+    conv.register_structure_hook(dt.datetime, _datetime)
+    conv.register_structure_hook(dt.date, _date)
+    conv.register_structure_hook(uuid.UUID, _uuid)
+    conv.register_structure_hook_factory(_is_literal, _literal_hook)
+    conv.register_structure_hook_factory(_is_enum, _enum_hook)
+    conv.register_structure_hook_factory(
+        attrs.has, _attrs_hook_factory(conv, forbid_extra)
+    )
+    return conv
+
+
+def _make_unstructurer() -> Converter:
+    conv = Converter()
+    conv.register_unstructure_hook(dt.datetime, _format_datetime)
+    conv.register_unstructure_hook(dt.date, dt.date.isoformat)
+    conv.register_unstructure_hook(uuid.UUID, str)
+
+    def factory(cls: Any) -> Callable[[Any], Any]:
+        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        return make_dict_unstructure_fn(cls, conv, **renames)  # type: ignore[arg-type]
+
+    conv.register_unstructure_hook_factory(attrs.has, factory)
+    return conv
+
+
+_BODY = _make_converter(query=False, forbid_extra=False)
+_BODY_STRICT = _make_converter(query=False, forbid_extra=True)
+_QUERY = _make_converter(query=True, forbid_extra=False)
+_OUT = _make_unstructurer()
+
+
+# -- error collection ---------------------------------------------------------------
+
+
+def _join(path: Sequence[str | int]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text = f"{text}.{part}" if text else part
+    return text
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return "is required"
+    if isinstance(exc, FieldValueError):
+        return exc.message
+    if exc.args and isinstance(exc.args[0], str) and exc.args[0]:
+        return exc.args[0]
+    return "is not valid"
+
+
+def _collect(exc: BaseException, path: list[str | int], out: list[FieldError]) -> None:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        for name in sorted(exc.extra_fields):
+            out.append(FieldError(_join([*path, name]), "is not a known field"))
+        return
+    if isinstance(exc, ClassValidationError):
+        with_notes, without = exc.group_exceptions()
+        for sub, note in with_notes:
+            _collect(sub, [*path, camel(note.name)], out)
+        for sub in without:
+            _collect(sub, path, out)
+        return
+    if isinstance(exc, IterableValidationError):
+        iter_notes, iter_without = exc.group_exceptions()
+        for sub, inote in iter_notes:
+            _collect(sub, [*path, inote.index], out)
+        for sub in iter_without:
+            _collect(sub, path, out)
+        return
+    if isinstance(exc, BaseValidationError | ExceptionGroup):
+        for sub in exc.exceptions:
+            _collect(sub, path, out)
+        return
+    if isinstance(exc, FieldValueError):
+        path = [*path, exc.field]
+    out.append(FieldError(_join(path), _message(exc)))
+
+
+def _structure(converter: Converter, data: object, cls: type[T], root: str) -> T:
+    try:
+        return converter.structure(data, cls)
+    except (BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        errors: list[FieldError] = []
+        _collect(exc, [root] if root else [], errors)
+        raise validation_error(errors) from None
+
+
+# -- public surface -----------------------------------------------------------------
+
+
+def parse_json(raw: bytes) -> Any:
+    """Decode UTF-8 JSON bytes, or raise a 400 that says what is wrong with them."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ApiError(
+            "BAD_REQUEST", f"The request body is not valid UTF-8 (byte {e.start})."
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ApiError(
+            "BAD_REQUEST",
+            f"The request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}.",
+        ) from None
+
+
+def structure_body(data: object, cls: type[T], *, forbid_extra: bool = False) -> T:
+    """Structure a decoded JSON body into ``cls`` or raise 400 listing every bad field."""
+    if not isinstance(data, dict):
+        raise ApiError("BAD_REQUEST", "The request body must be a JSON object.")
+    return _structure(_BODY_STRICT if forbid_extra else _BODY, data, cls, "")
+
+
+def _is_multi(t: Any) -> bool:
+    return get_origin(t) in (list, tuple, Sequence, frozenset, set, typing.Sequence)
+
+
+@cache
+def _query_fields(cls: type[Any]) -> tuple[tuple[bytes, str, bool], ...]:
+    resolved = attrs.resolve_types(cls)
+    return tuple(
+        (camel(a.name).encode("ascii"), camel(a.name), _is_multi(a.type))
+        for a in attrs.fields(resolved)
+    )
+
+
+def structure_query(args: Mapping[bytes, Sequence[bytes]], cls: type[T]) -> T:
+    """Structure ``request.args`` into ``cls`` (camelCase names, strings parsed strictly)."""
+    data: dict[str, object] = {}
+    bad: list[FieldError] = []
+    for raw_name, name, multi in _query_fields(cls):  # type: ignore[arg-type]
+        values = args.get(raw_name)
+        if not values:
+            continue
+        try:
+            decoded = [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError:
+            bad.append(FieldError(name, "is not valid UTF-8"))
+            continue
+        data[name] = decoded if multi else decoded[-1]
+    if bad:
+        raise validation_error(bad)
+    return _structure(_QUERY, data, cls, "")
+
+
+def unstructure(value: object) -> Any:
+    """attrs instances (and containers of them) to JSON-ready values with camelCase keys."""
+    return _OUT.unstructure(value)

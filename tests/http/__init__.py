@@ -1,0 +1,1 @@
+"""Tests of installsure.http: middleware, envelope, validation, limits, OpenAPI."""
