@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -346,6 +347,28 @@ def test_log_directory_lost_while_running_never_raises(
     err = capfd.readouterr().err
     assert err.count("cannot open log file") == 1
     assert str(directory) in err
+
+
+def test_lines_from_many_threads_stay_whole(tmp_path: Path) -> None:
+    """Events logged from thread-pool threads at once come out as whole, parseable lines."""
+    sink = DailyRotatingFile(tmp_path / "installsure.log")
+    log = _logger(LoggingSettings(format="json"), sink)
+
+    def work(worker: int) -> None:
+        for n in range(200):
+            log.info("worker {worker} line {n}", worker=worker, n=n, pad="x" * 500)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    sink.close()
+    lines = _json_lines((tmp_path / "installsure.log").read_text())
+    assert len(lines) == 800
+    assert {(line["worker"], line["n"]) for line in lines} == {
+        (worker, n) for worker in range(4) for n in range(200)
+    }
 
 
 def test_reopen_follows_an_outside_rotation(tmp_path: Path) -> None:
