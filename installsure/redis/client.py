@@ -118,7 +118,8 @@ class BlockingConnection:
 
     Commands on it run one after the other; a command that gets no reply within its
     ``timeout`` fails with RedisUnavailable and the connection is dropped and remade,
-    because its reply would otherwise arrive in the place of the next command's.
+    because its reply would otherwise arrive in the place of the next command's. While
+    the connection is down a command waits for it, within the same ``timeout``.
     """
 
     def __init__(self, redis: RedisService, link: _Link) -> None:
@@ -135,9 +136,9 @@ class BlockingConnection:
         conn = self._link.pick()
         if conn is not None:
             return self._run(conn, timeout, timeout, (command, *args))
-        if self._link.state != "connecting":
-            return defer.fail(RedisUnavailable(self._link.unavailable_message()))
-        # Just made: give it the same time to connect that the command has to answer.
+        # Reconnecting (or just made): spend the command's own time budget waiting for
+        # the connection, so that a caller looping on blocking pops does not spin while
+        # Redis is down.
         started = self._redis._reactor.seconds()
 
         def connected(_: object) -> defer.Deferred[Any]:
@@ -265,8 +266,10 @@ class RedisService(Service):
             self._sentinel = txredisapi.Sentinel(
                 list(self.target.sentinels), connectTimeout=self.connect_timeout
             )
-            # How long to wait for a Sentinel to name the master before trying again.
-            self._sentinel.discovery_timeout = self.connect_timeout
+            # How long to wait for a Sentinel to name a healthy master before trying again:
+            # during a failover no master is healthy and a long wait only delays
+            # noticing the promoted one.
+            self._sentinel.discovery_timeout = min(self.connect_timeout, 2.0)
         return self._sentinel
 
     # --- state

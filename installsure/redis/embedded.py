@@ -353,9 +353,11 @@ class EmbeddedRedisService(Service):
         return ended
 
     def _kill_late(self, process: _RedisProcess) -> None:
-        log.warn(  # noqa: G010 - twisted.logger.Logger has no warning()
+        log.warn(
             "redis-server (pid {pid}) did not exit {seconds}s after SIGTERM; killing it",
-                 pid=process.pid, seconds=_KILL_AFTER)
+            pid=process.pid,
+            seconds=_KILL_AFTER,
+        )
         self._signal(process, signal.SIGKILL)
 
     def _signal(self, process: _RedisProcess, signum: int) -> None:

@@ -8,6 +8,8 @@ import time
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor, task
+from twisted.logger import formatEvent, globalLogPublisher
 
 from installsure.redis.client import RedisService
 from installsure.redis.interfaces import RedisReplyError, RedisUnavailable
@@ -164,3 +166,25 @@ def test_constructor_validates_options() -> None:
         RedisService(target, command_timeout=0)
     with pytest.raises(ValueError, match="pool_size"):
         RedisService(target, pool_size=0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_log_line_per_outage(redis_server: RedisServerProcess,
+                                       redis: RedisService) -> None:
+    """An outage with several reconnection attempts logs one "lost" warning and one "back"
+    line, not a line per retry."""
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        redis_server.stop()
+        await eventually(lambda: _assert_disconnected(redis))
+        # The point is the retries nobody may log: let a few happen (0.2 s, 0.5 s, ...).
+        await task.deferLater(reactor, 1.0, lambda: None)  # type: ignore[arg-type]
+        redis_server.start()
+        await eventually(lambda: redis.execute("PING"))
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    texts = [formatEvent(e) for e in events]
+    assert len([t for t in texts if "connection to" in t and "lost" in t]) == 1
+    assert len([t for t in texts if "connection is back" in t]) == 1
+    assert not [t for t in texts if "Scheduling retry" in t]

@@ -163,3 +163,29 @@ async def test_resubscribes_after_redis_restart(redis_server: RedisServerProcess
         await pinbox.next()
     assert ("events", "after restart") in inbox.messages
     assert ("topic.x", "p") in pinbox.messages
+
+
+@pytest_twisted.ensureDeferred
+async def test_blocking_command_waits_for_reconnection(redis_server: RedisServerProcess,
+                                                       redis: RedisService) -> None:
+    """While Redis is down a blocking command fails only after its timeout (no busy loop
+    for callers), and once Redis is back the same connection serves it."""
+    blocking = redis.blocking_connection()
+    try:
+        await within(5, blocking._link.when_connected(5))
+        redis_server.stop()
+        await eventually(lambda: _assert_down(blocking))
+        started = time.monotonic()
+        with pytest.raises(RedisUnavailable):
+            await within(5, blocking.execute("BLPOP", "q", 1, timeout=0.5))
+        assert 0.4 < time.monotonic() - started < 2.0
+        redis_server.start()
+        await eventually(lambda: redis.execute("RPUSH", "q", "v"))
+        result = await within(15, blocking.execute("BLPOP", "q", 1, timeout=10))
+        assert result == ["q", "v"]
+    finally:
+        await blocking.close()
+
+
+async def _assert_down(blocking: object) -> None:
+    assert not blocking.is_connected  # type: ignore[attr-defined]
