@@ -80,9 +80,13 @@ def load_from_options(options: Options) -> Config:
 
 def makeService(options: Options) -> IService:
     config = load_from_options(options)
+    from installsure.logs import LogFileError
     from installsure.service import build_service
 
-    return build_service(config, options)
+    try:
+        return build_service(config, options)
+    except LogFileError as exc:
+        raise SystemExit(f"installsure: {exc}") from None
 
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService"]

@@ -208,3 +208,18 @@ def test_twist_runs_the_plugin_too(tmp_path: Path):
         server.terminate()
         yield server.wait_exit()
         server.kill()
+
+
+def test_unopenable_log_file_exits_with_a_message(tmp_path: Path) -> None:
+    """logging.file under a regular file: exit status 1 with the reason, no traceback."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    result = subprocess.run(
+        [str(TWISTD), "--pidfile=", "-n", "installsure", "--data-dir", str(tmp_path / "data")],
+        env=child_environment({"INSTALLSURE_LOGGING_FILE": str(blocker / "installsure.log")}),
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert str(blocker) in output
+    assert "Traceback" not in output
