@@ -1,0 +1,23 @@
+// The Fastify peer: a bare hello app, logger off as in Fastify's own benchmarks.
+// bench/http.py copies this file next to the cached node_modules and runs
+// `node fastify_app.js` with PORT set; it serves the same paths as ours.
+'use strict'
+
+const fastify = require('fastify')({ logger: false })
+
+fastify.get('/livez', async () => ({ status: 'alive' }))
+
+fastify.get('/info', async () => ({
+  name: 'installsure',
+  version: '0.0.0',
+  environment: 'development',
+  build: { commit: 'unknown' },
+  features: { realtime: true, fileProcessing: true, email: true }
+}))
+
+fastify.listen({ host: '127.0.0.1', port: Number(process.env.PORT) }, (err) => {
+  if (err) {
+    console.error(err)
+    process.exit(1)
+  }
+})
