@@ -113,6 +113,15 @@ class Database(Service):
         """True once the schema is ready (migrated or checked) and queries may run."""
         return self._startup_done and self._startup_failure is None
 
+    @property
+    def startup_error(self) -> str | None:
+        """Why the schema is not ready (last failed attempt), for health reports."""
+        if self._startup_failure is not None:
+            return str(self._startup_failure.value)
+        if not self._startup_done and self._last_startup_error is not None:
+            return str(self._last_startup_error)
+        return None
+
     def started(self) -> Deferred[None]:
         """Fires once the schema is ready; fails with DatabaseConfigError if it cannot be
         (unknown revision, schema behind and auto_migrate off) or DatabaseUnavailable if
@@ -248,7 +257,7 @@ class Database(Service):
                 return
             if isinstance(failure.value, DatabaseUnavailable):
                 self._last_startup_error = failure.value
-                log.warn(  # noqa: G010 - twisted.logger's name
+                log.warn(
                     "database not ready: {error}; retrying in {delay:.1f}s",
                     error=str(failure.value),
                     delay=delay,

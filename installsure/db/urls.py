@@ -76,7 +76,14 @@ def parse_database_url(raw: str) -> DatabaseURL:
         ) from None
     scheme = url.drivername.lower()
     if scheme in _SQLITE_SCHEMES:
-        return DatabaseURL(url.set(drivername="sqlite"), "sqlite")
+        url = url.set(drivername="sqlite")
+        if url.database not in (None, "", ":memory:") and not str(url.database).startswith(
+            "file:"
+        ):
+            # Pin a relative path to the directory we started in: a daemonizing twistd
+            # changes directory later, and the database must not move with it.
+            url = url.set(database=str(Path(str(url.database)).expanduser().resolve()))
+        return DatabaseURL(url, "sqlite")
     if scheme in _POSTGRES_SCHEMES:
         if not url.host and not url.query.get("host"):
             raise DatabaseConfigError(

@@ -12,7 +12,7 @@ import pytest_twisted
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.protocols.portforward import ProxyFactory
 from twisted.python.failure import Failure
@@ -296,6 +296,7 @@ async def test_without_auto_migrate_an_old_schema_stops_start_up(
     with pytest.raises(DatabaseConfigError, match=r"python -m installsure migrate"):
         await within(database.started())
     assert not database.ready
+    assert "python -m installsure migrate" in (database.startup_error or "")
     with pytest.raises(DatabaseUnavailable, match="could not start"):
         await within(database.ping())
 
@@ -387,12 +388,20 @@ async def test_unreachable_postgres_retries_then_recovers(
     ready = database.started()
     with pytest.raises(DatabaseUnavailable, match="not ready yet"):
         await within(database.ping())
+    # No event marks a failed attempt; poll (bounded) until the first one has failed.
+    deadline = reactor.seconds() + WAIT  # type: ignore[attr-defined]
+    while database.startup_error is None and reactor.seconds() < deadline:  # type: ignore[attr-defined]
+        await task.deferLater(reactor, 0.02)  # type: ignore[arg-type]
+    assert "cannot reach the PostgreSQL database" in (database.startup_error or "")
+    with pytest.raises(DatabaseUnavailable, match=r"not ready yet.*cannot reach"):
+        await within(database.ping())
     assert not ready.called
     # The "server" appears: a TCP forwarder to the real one on the port we tried.
     forward = ProxyFactory(postgres_admin_url.host or "127.0.0.1", postgres_admin_url.port or 5432)
     listener = reactor.listenTCP(port, forward, interface="127.0.0.1")  # type: ignore[arg-type]
     try:
         await within(ready)
+        assert database.startup_error is None
         assert await within(database.ping()) > 0
     finally:
         await database.stopService()

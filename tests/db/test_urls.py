@@ -85,3 +85,14 @@ def test_sqlite_url_for_data_dir_is_absolute(
     monkeypatch.chdir(tmp_path)
     url = parse_database_url(sqlite_url_for("data"))
     assert url.sqlite_path == tmp_path / "data" / "installsure.db"
+
+
+def test_relative_sqlite_path_is_pinned_to_the_start_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative SQLite path is resolved when parsed, so a later chdir (twistd
+    daemonizing) cannot make the service open a different file."""
+    monkeypatch.chdir(tmp_path)
+    url = parse_database_url("sqlite:///data/app.db")
+    assert url.sqlite_path == tmp_path / "data" / "app.db"
+    assert url.redacted == f"sqlite:///{tmp_path}/data/app.db"
