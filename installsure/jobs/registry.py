@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import cattrs
 from attrs import field, frozen
+from cattrs.v import format_exception
 
 from installsure.jobs.backoff import BackoffPolicy
 from installsure.jobs.errors import InvalidPayload, UnknownJobType
@@ -47,6 +48,13 @@ def _strict_converter() -> cattrs.Converter:
 
 
 _converter = _strict_converter()
+
+
+def _describe(error: BaseException, type_: type | None) -> str:
+    """cattrs' wording, plus the validator's own message (which says what is wrong)."""
+    if isinstance(error, ValueError | TypeError) and str(error):
+        return f"invalid value ({error})"
+    return format_exception(error, type_)
 
 
 @frozen
@@ -114,7 +122,9 @@ class JobType:
         try:
             return _converter.structure(data, self.payload_type)
         except cattrs.BaseValidationError as e:
-            raise InvalidPayload(self.name, cattrs.transform_error(e)) from None
+            raise InvalidPayload(
+                self.name, cattrs.transform_error(e, format_exception=_describe)
+            ) from None
         except (TypeError, ValueError) as e:
             raise InvalidPayload(self.name, [str(e)]) from None
 

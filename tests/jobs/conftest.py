@@ -3,6 +3,7 @@ registry of test job types and a JobQueue over them."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +42,8 @@ def wait_until(check: Any, timeout: float = 5.0, interval: float = 0.02) -> defe
         deadline = reactor.seconds() + timeout
         while True:
             value = check()
+            if inspect.iscoroutine(value):
+                value = defer.ensureDeferred(value)
             if isinstance(value, defer.Deferred):
                 try:
                     value = await value
