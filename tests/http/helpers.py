@@ -66,3 +66,23 @@ def captured_events(namespace_prefix: str = "installsure") -> Iterator[list[LogE
         yield events
     finally:
         globalLogPublisher.removeObserver(observer)
+
+
+def raw_fetch(
+    resource: ApiResource, method: str, url: str, headers: dict[str, str] | None = None
+) -> tuple[Any, bytes]:
+    """Like :func:`fetch` but without treq's automatic gzip decoding."""
+    import treq
+    from treq.testing import RequestTraversalAgent
+    from twisted.web.http_headers import Headers
+
+    agent = RequestTraversalAgent(resource)
+    results: list[Any] = []
+    raw_headers = Headers({k: [v] for k, v in (headers or {}).items()})
+    d = agent.request(method.encode(), b"http://example.test" + url.encode(), raw_headers)
+    d.addCallback(lambda r: treq.content(r).addCallback(lambda b: (r, b)))
+    d.addBoth(results.append)
+    agent.flush()
+    assert results, f"{method} {url} did not answer"
+    assert isinstance(results[0], tuple), results
+    return results[0]  # type: ignore[no-any-return]

@@ -1,0 +1,184 @@
+"""CORS, gzip, OPTIONS, the OpenAPI document and /docs (StubTreq)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+from attrs import frozen
+
+from installsure.api.health import HealthSources, health_router
+from installsure.http import HttpSettings, Paged, Router
+from tests.http.helpers import body_of, fetch, header, json_of, raw_fetch, stub
+
+ORIGIN = "https://app.installsure.test"
+
+
+@frozen
+class Note:
+    note_id: str
+    text: str
+
+
+@frozen
+class NewNote:
+    text: str
+
+
+@frozen
+class NoteQuery:
+    page: int = 1
+
+
+def make_router() -> Router:
+    router = Router()
+
+    @router.route("GET", "/api/notes/{note_id}", response=Note, tags=("notes",),
+                  summary="One note", errors=(404,))
+    def get_note(_ctx: Any, note_id: str) -> Note:
+        return Note(note_id, "x")
+
+    @router.route("GET", "/api/notes", query=NoteQuery, response=Paged, rate_limit=None)
+    def list_notes(_ctx: Any, query: NoteQuery) -> Paged:
+        return Paged([Note(str(i), "n" * 50) for i in range(40)], 1, 40, 40)
+
+    @router.route("POST", "/api/notes", body=NewNote, response=Note, status=201, auth="user")
+    def add_note(_ctx: Any, body: NewNote) -> Note:
+        return Note("1", body.text)
+
+    return router
+
+
+def cors_client() -> Any:
+    return stub(make_router(), HttpSettings(cors_origins=(ORIGIN,)))[0]
+
+
+def test_allowed_origin_gets_cors_headers() -> None:
+    """An allowlisted Origin gets Allow-Origin, credentials, exposed X-Request-ID, Vary."""
+    client = cors_client()
+    response = fetch(client, "GET", "/api/notes/1", headers={"Origin": ORIGIN})
+    assert header(response, "Access-Control-Allow-Origin") == ORIGIN
+    assert header(response, "Access-Control-Allow-Credentials") == "true"
+    assert "X-Request-ID" in (header(response, "Access-Control-Expose-Headers") or "")
+    assert "Origin" in (header(response, "Vary") or "")
+
+
+def test_disallowed_origin_gets_no_cors_headers_and_no_error() -> None:
+    """Another Origin is served normally, just without CORS headers (never a 500)."""
+    client = cors_client()
+    response = fetch(client, "GET", "/api/notes/1", headers={"Origin": "https://evil.test"})
+    assert response.code == 200
+    assert header(response, "Access-Control-Allow-Origin") is None
+    assert header(response, "Access-Control-Allow-Credentials") is None
+
+
+def test_preflight_is_204_with_methods_for_allowed_origin_only() -> None:
+    """OPTIONS preflight answers 204; CORS grants only for allowlisted origins; unknown
+    paths are 404."""
+    client = cors_client()
+    preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}
+    response = fetch(client, "OPTIONS", "/api/notes", headers=preflight)
+    assert response.code == 204
+    assert header(response, "Access-Control-Allow-Origin") == ORIGIN
+    assert "POST" in (header(response, "Access-Control-Allow-Methods") or "")
+    assert "Content-Type" in (header(response, "Access-Control-Allow-Headers") or "")
+    evil = fetch(client, "OPTIONS", "/api/notes", headers={**preflight, "Origin": "https://x.test"})
+    assert evil.code == 204
+    assert header(evil, "Access-Control-Allow-Origin") is None
+    assert header(evil, "Access-Control-Allow-Methods") is None
+    assert fetch(client, "OPTIONS", "/api/nothing", headers=preflight).code == 404
+
+
+def test_large_json_is_gzipped_when_accepted() -> None:
+    """JSON responses over 1 KiB are gzipped when Accept-Encoding allows; small ones and
+    clients that do not accept gzip get plain JSON."""
+    _, resource = stub(make_router())
+    zipped, raw = raw_fetch(resource, "GET", "/api/notes", {"Accept-Encoding": "gzip, br"})
+    assert header(zipped, "Content-Encoding") == "gzip"
+    assert "Accept-Encoding" in (header(zipped, "Vary") or "")
+    assert zipped.length == len(raw)
+    assert len(json.loads(gzip.decompress(raw))["data"]) == 40
+    plain, body = raw_fetch(resource, "GET", "/api/notes")
+    assert header(plain, "Content-Encoding") is None
+    assert plain.length == len(body) > 1024
+    refused, _ = raw_fetch(resource, "GET", "/api/notes", {"Accept-Encoding": "gzip;q=0"})
+    assert header(refused, "Content-Encoding") is None
+    small, _ = raw_fetch(resource, "GET", "/api/notes/1", {"Accept-Encoding": "gzip"})
+    assert header(small, "Content-Encoding") is None
+
+
+def _resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if "$ref" in node else []
+        for value in node.values():
+            found += _refs(value)
+        return found
+    if isinstance(node, list):
+        return [r for item in node for r in _refs(item)]
+    return []
+
+
+def test_openapi_lists_every_route_and_references_resolve() -> None:
+    """/openapi.json is OpenAPI 3.1 with every declared route, camelCase schemas, the
+    envelope, path and query parameters, and every $ref resolving."""
+    router = make_router()
+    router.include(health_router(HealthSources()))
+    client, _ = stub(router, rate_limiter=None)
+    response = fetch(client, "GET", "/openapi.json")
+    assert response.code == 200
+    document = json_of(client, response)
+    assert document["openapi"] == "3.1.0"
+    expected = {(r.openapi_path, r.method.lower()) for r in router.routes}
+    listed = {(p, m) for p, ops in document["paths"].items() for m in ops}
+    assert expected | {("/metrics", "get")} == listed
+    for ref in _refs(document):
+        assert _resolve(document, ref) is not None
+    note = document["components"]["schemas"]["Note"]
+    assert set(note["properties"]) == {"noteId", "text"}
+    get_op = document["paths"]["/api/notes/{note_id}"]["get"]
+    assert get_op["parameters"][0] == {
+        "name": "note_id", "in": "path", "required": True, "schema": {"type": "string"}
+    }
+    ok = get_op["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok["properties"]["data"] == {"$ref": "#/components/schemas/Note"}
+    assert "404" in get_op["responses"]
+    post_op = document["paths"]["/api/notes"]["post"]
+    assert post_op["security"] == [{"bearerAuth": []}]
+    assert {"400", "401", "413", "415"} <= set(post_op["responses"])
+    list_op = document["paths"]["/api/notes"]["get"]
+    assert list_op["parameters"][0]["name"] == "page"
+
+
+def test_docs_page_and_assets_are_served_locally() -> None:
+    """/docs is an HTML page that loads Swagger UI from our own paths (no CDN)."""
+    client, resource = stub(make_router())
+    page = fetch(client, "GET", "/docs")
+    html = body_of(client, page).decode()
+    assert page.code == 200
+    assert "/docs/swagger-ui-bundle.js" in html
+    assert "http" not in html.replace("http-equiv", "")
+    bundle, zipped = raw_fetch(
+        resource, "GET", "/docs/swagger-ui-bundle.js", {"Accept-Encoding": "gzip"}
+    )
+    assert bundle.code == 200
+    assert header(bundle, "Content-Encoding") == "gzip"
+    assert b"SwaggerUIBundle" in gzip.decompress(zipped)
+    for path in ["/docs/swagger-ui.css", "/docs/init.js", "/docs/swagger-ui-LICENSE.txt"]:
+        assert fetch(client, "GET", path).code == 200
+
+
+def test_docs_can_be_switched_off() -> None:
+    """expose_docs=false removes /docs and /openapi.json."""
+    client, _ = stub(make_router(), HttpSettings(expose_docs=False))
+    assert fetch(client, "GET", "/docs").code == 404
+    assert fetch(client, "GET", "/openapi.json").code == 404

@@ -1,0 +1,123 @@
+"""Over a real listening socket: body limits while reading, access log, mounts."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+import treq
+from attrs import frozen
+from twisted.internet import reactor, threads
+from twisted.web.resource import Resource
+
+from installsure.http import HttpSettings, Router, build_site
+from tests.http.helpers import captured_events
+
+
+@frozen
+class Echo:
+    text: str
+
+
+class Hello(Resource):
+    isLeaf = True
+
+    def render_GET(self, _request: Any) -> bytes:
+        return b"mounted"
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    router = Router()
+
+    @router.route("POST", "/api/echo", body=Echo, rate_limit=None)
+    def echo(_ctx: Any, body: Echo) -> Echo:
+        return body
+
+    site = build_site(router, HttpSettings(max_body_size=1000), mounts={b"ws": Hello()})
+    listening = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    yield listening.getHost().port
+    pytest_twisted.blockon(listening.stopListening())
+
+
+def _exchange(port: int, request: bytes, body_chunks: list[bytes]) -> bytes:
+    """Send raw HTTP (headers, then chunks) and read until the server closes (5 s max)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        for chunk in body_chunks:
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+        received = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not data:
+                break
+            received += data
+        return received
+
+
+@pytest_twisted.ensureDeferred
+async def test_content_length_over_limit_answers_413_before_the_body(port: int) -> None:
+    """A Content-Length over the limit is refused at once with 413 in the envelope, and the
+    connection is closed without waiting for the body."""
+    request = (
+        b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Request-ID: big-1\r\nContent-Length: 50000000\r\n\r\n"
+    )
+    with captured_events("installsure.access") as events:
+        answer = await threads.deferToThread(_exchange, port, request, [])
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert b"X-Request-ID: big-1" in head
+    assert b"X-Content-Type-Options: nosniff" in head
+    envelope = json.loads(body)
+    assert envelope["code"] == "PAYLOAD_TOO_LARGE"
+    assert envelope["requestId"] == "big-1"
+    assert [e["status"] for e in events] == [413]
+
+
+@pytest_twisted.ensureDeferred
+async def test_chunked_body_over_limit_is_cut_off_while_reading(port: int) -> None:
+    """A chunked body is counted as it arrives and refused with 413 once over the limit."""
+    request = (
+        b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"%x\r\n%s\r\n" % (400, b"x" * 400)
+    answer = await threads.deferToThread(_exchange, port, request, [chunk] * 50)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b'"code":"PAYLOAD_TOO_LARGE"' in answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_access_log_and_normal_requests_over_treq(port: int) -> None:
+    """A real request is answered normally and logged once with its fields; mounts work."""
+    url = f"http://127.0.0.1:{port}"
+    with captured_events("installsure.access") as events:
+        response = await treq.post(
+            url + "/api/echo?token=hide", json={"text": "hi"}, headers={"X-Request-ID": "r-1"}
+        )
+        body = await response.json()
+    assert response.code == 200
+    assert body == {"success": True, "data": {"text": "hi"}}
+    assert response.headers.getRawHeaders("server") is None
+    assert len(events) == 1
+    event = events[0]
+    assert event["method"] == "POST"
+    assert event["route"] == "/api/echo"
+    assert event["status"] == 200
+    assert event["requestId"] == "r-1"
+    assert event["remote"] == "127.0.0.1"
+    assert event["bytes"] == len(json.dumps(body, separators=(",", ":")))
+    assert "hide" not in event["path"]
+    mounted = await treq.get(url + "/ws")
+    assert await mounted.content() == b"mounted"
