@@ -136,6 +136,8 @@ class _Link:
         self._sentinel = sentinel
         self._quiet = quiet
         self._stopping = False
+        # Set when it will never connect (refused credentials, Redis that never came).
+        self._dead = False
         self._rr = 0
         self._waiting: list[defer.Deferred[None]] = []
         common: dict[str, Any] = {
@@ -190,6 +192,13 @@ class _Link:
             self.factory.sentinel_manager = self._sentinel()
         self.factory.startConnecting(self._endpoint)
 
+    def fail_before_start(self, message: str) -> None:
+        """This link will never start: fail whoever waits, and future callers at once."""
+        self.state = "down"
+        self._dead = True
+        self.last_error = message
+        self._fail_waiters(RedisUnavailable(self.unavailable_message()))
+
     def stop(self) -> defer.Deferred[None]:
         self._stopping = True
         self._fail_waiters(RedisUnavailable(f"the Redis {self.name} connection was closed"))
@@ -217,6 +226,8 @@ class _Link:
             return defer.succeed(None)
         if self._stopping:
             return defer.fail(RedisUnavailable(f"the Redis {self.name} connection is closed"))
+        if self._dead:
+            return defer.fail(RedisUnavailable(self.unavailable_message()))
         d: defer.Deferred[None] = defer.Deferred()
         self._waiting.append(d)
 
@@ -295,6 +306,7 @@ class _Link:
         if self._stopping:
             return
         self.state = "down"
+        self._dead = True
         self.last_error = failure.getErrorMessage()
         log.error("Redis at {target} refused the connection setup: {error}. Check the "
                   "password and database number in the Redis settings; not retrying.",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import txredisapi
@@ -205,7 +205,10 @@ class RedisService(Service):
         key_prefix: str = "is:",
         connect_timeout: float = 5.0,
         reactor: IReactorTime | None = None,
+        start_after: Callable[[], defer.Deferred[Any]] | None = None,
     ) -> None:
+        """``start_after``: connect only once the Deferred it returns has fired, e.g.
+        ``EmbeddedRedisService.when_running`` (MultiService starts children at once)."""
         if command_timeout <= 0:
             raise ValueError(f"redis command_timeout must be positive, not {command_timeout!r}")
         if connect_timeout <= 0:
@@ -225,6 +228,10 @@ class RedisService(Service):
         self._sentinel: Any = None
         self._scripts: dict[str, LuaScriptHandle] = {}
         self._blocking: set[BlockingConnection] = set()
+        self._start_after = start_after
+        self._gate_open = start_after is None
+        self._gate_error: str | None = None
+        self._unstarted: list[_Link] = []
         self._pool = self._new_link("pool", pool_size, command_timeout)
         self._subscriber: Subscriber | None = None
 
@@ -232,7 +239,34 @@ class RedisService(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self._pool.start()
+        if self._start_after is None:
+            self._pool.start()
+            return
+        self._unstarted.append(self._pool)
+        self._start_after().addCallbacks(self._open_gate, self._gate_failed)
+
+    def _start_link(self, link: _Link) -> None:
+        if self._gate_open:
+            link.start()
+        elif self._gate_error is not None:
+            link.fail_before_start(self._gate_error)
+        else:
+            self._unstarted.append(link)
+
+    def _open_gate(self, _: object) -> None:
+        self._gate_open = True
+        waiting, self._unstarted = self._unstarted, []
+        if self.running:
+            for link in waiting:
+                link.start()
+
+    def _gate_failed(self, failure: Failure) -> None:
+        self._gate_error = f"Redis never became available: {failure.getErrorMessage()}"
+        log.error("not connecting to Redis at {target}: {error}",
+                  target=self.target.describe(), error=failure.getErrorMessage())
+        waiting, self._unstarted = self._unstarted, []
+        for link in waiting:
+            link.fail_before_start(self._gate_error)
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
@@ -343,7 +377,7 @@ class RedisService(Service):
         link = self._new_link("blocking", 1, None, quiet=True)
         connection = BlockingConnection(self, link)
         self._blocking.add(connection)
-        link.start()
+        self._start_link(link)
         return connection
 
     # --- pub/sub
@@ -354,7 +388,7 @@ class RedisService(Service):
     def _get_subscriber(self) -> Subscriber:
         if self._subscriber is None:
             self._subscriber = Subscriber(self)
-            self._subscriber.start()
+            self._start_link(self._subscriber._link)
         return self._subscriber
 
     def subscribe(self, channel: str, callback: MessageCallback) -> defer.Deferred[Subscription]:

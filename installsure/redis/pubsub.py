@@ -88,9 +88,6 @@ class Subscriber:
         self._link.factory.subscriber = self
         self._link.on_connection.append(self._connected)
 
-    def start(self) -> None:
-        self._link.start()
-
     def stop(self) -> defer.Deferred[None]:
         self._fail_all(RedisUnavailable("the Redis pub/sub connection was closed"))
         return self._link.stop()

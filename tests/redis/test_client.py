@@ -188,3 +188,35 @@ async def test_one_log_line_per_outage(redis_server: RedisServerProcess,
     assert len([t for t in texts if "connection to" in t and "lost" in t]) == 1
     assert len([t for t in texts if "connection is back" in t]) == 1
     assert not [t for t in texts if "Scheduling retry" in t]
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_password_is_a_clear_error(redis_server: RedisServerProcess,
+                                               make_service: MakeService) -> None:
+    """Refused credentials stop the retries and every command says why, at once."""
+    await _command_ok(make_service, "CONFIG", "SET", "requirepass", "right")
+    target = RedisTarget.from_url(f"redis://:wrong@127.0.0.1:{redis_server.port}/0")
+    service = make_service(target, command_timeout=3.0)
+    started = time.monotonic()
+    with pytest.raises(RedisUnavailable, match="could not auth"):
+        await within(5, service.execute("PING"))
+    assert time.monotonic() - started < 2.0
+    good = make_service(RedisTarget.from_url(f"redis://:right@127.0.0.1:{redis_server.port}"))
+    assert await within(5, good.execute("PING")) == "PONG"
+
+
+@pytest_twisted.ensureDeferred
+async def test_database_out_of_range_is_a_clear_error(redis_server: RedisServerProcess,
+                                                      make_service: MakeService) -> None:
+    """A database number the server does not have fails with the server's reason."""
+    target = RedisTarget.from_url(f"redis://127.0.0.1:{redis_server.port}/999")
+    service = make_service(target)
+    with pytest.raises(RedisUnavailable, match="could not set dbid=999"):
+        await within(5, service.execute("PING"))
+
+
+async def _command_ok(make_service: MakeService, *args: str) -> None:
+    admin = make_service()
+    await within(5, admin.when_connected())
+    assert await admin.execute(*args) == "OK"
+    await admin.stopService()

@@ -20,6 +20,7 @@ from installsure.redis.embedded import (
     check_data_dir,
     find_redis_server_binary,
 )
+from installsure.redis.interfaces import RedisUnavailable
 from tests.redis.helpers import eventually, within
 
 
@@ -200,6 +201,48 @@ async def test_child_output_relogged_with_levels(data_dir: Path, services: list[
     assert ready
     assert ready[0]["log_level"] == LogLevel.info
     assert not str(ready[0]["line"])[0].isdigit()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_started_with_embedded_waits_for_it(data_dir: Path,
+                                                        services: list[object]) -> None:
+    """Started together (as MultiService does), a client given start_after=when_running
+    connects once the child is ready: early commands wait instead of failing, and no
+    "cannot reach Redis" warning is logged."""
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        embedded = EmbeddedRedisService(data_dir)
+        client = RedisService(embedded.target, command_timeout=5.0,
+                              start_after=embedded.when_running)
+        embedded.startService()
+        services.append(embedded)
+        client.startService()
+        services.append(client)
+        assert await within(10, client.execute("PING")) == "PONG"
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert not [e for e in events if e.get("log_level") == LogLevel.warn
+                and e.get("log_namespace") == "installsure.redis"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_gate_failure_is_reported(data_dir: Path, services: list[object]) -> None:
+    """If the embedded Redis cannot run, the client's commands, blocking connections and
+    subscriptions fail at once with that reason."""
+    embedded = EmbeddedRedisService(data_dir, binary="/nonexistent/redis-server")
+    client = RedisService(embedded.target, command_timeout=5.0,
+                          start_after=embedded.when_running)
+    embedded.startService()
+    services.append(embedded)
+    client.startService()
+    services.append(client)
+    with pytest.raises(RedisUnavailable, match=r"never became available.*nonexistent"):
+        await within(2, client.execute("PING"))
+    with pytest.raises(RedisUnavailable, match="nonexistent"):
+        await within(0.5, client.blocking_connection().execute("BLPOP", "q", 1, timeout=3))
+    with pytest.raises(RedisUnavailable):
+        await within(2, client.subscribe("c", lambda channel, message: None))
 
 
 def test_socket_path_too_long(tmp_path: Path) -> None:
