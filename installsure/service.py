@@ -13,14 +13,19 @@ comes up, ``/readyz`` says what is missing, and the clients reconnect when it ap
 
 from __future__ import annotations
 
+import shutil
+import time
+from pathlib import Path
 from typing import Any
 
+from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from installsure import __version__
-from installsure.api.health import CheckResult, HealthSources, health_router
+from installsure.api.health import CheckResult, HealthSources, health_router, run_checks
 from installsure.config import Config
 from installsure.db.service import Database
 from installsure.drain import DrainService
@@ -37,6 +42,8 @@ from installsure.redis.embedded import EmbeddedRedisService
 from installsure.redis.target import RedisTarget
 
 log = Logger()
+
+HEALTH_REFRESH_SECONDS = 15.0
 
 
 def redis_target(config: Config, embedded: EmbeddedRedisService | None) -> RedisTarget:
@@ -70,6 +77,24 @@ def _embedded_check(embedded: EmbeddedRedisService) -> Deferred[CheckResult]:
     details: dict[str, Any] = {"state": embedded.state, "pid": embedded.pid}
     return succeed(CheckResult(ok=embedded.state == "running", message=embedded.error,
                                details=details))
+
+
+def _storage_check(directory: Path) -> Deferred[CheckResult]:
+    """The file store can be written, and how much room is left (on a thread: disk I/O)."""
+
+    def probe() -> CheckResult:
+        started = time.perf_counter()
+        directory.mkdir(parents=True, exist_ok=True)
+        probe_file = directory / ".health-probe"
+        probe_file.write_bytes(b"ok")
+        probe_file.unlink()
+        usage = shutil.disk_usage(directory)
+        return CheckResult(
+            ok=True, latency_ms=(time.perf_counter() - started) * 1000,
+            details={"backend": "local", "freeBytes": usage.free, "totalBytes": usage.total},
+        )
+
+    return deferToThread(probe)
 
 
 class InstallSureService(MultiService):
@@ -132,6 +157,9 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         }
         if embedded is not None:
             checks["embeddedRedis"] = lambda: _embedded_check(embedded)
+        if config.storage.backend == "local":
+            files = Path(config.storage.local_path or config.data_path / "files")
+            checks["storage"] = lambda: _storage_check(files)
         sources = HealthSources(
             checks=checks,
             is_draining=drain.is_draining,
@@ -143,6 +171,10 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
                 "emailNotifications": config.features.email_notifications,
             },
         )
+        # Refresh the health gauges of /metrics even when nobody polls /api/health.
+        refresh = TimerService(  # type: ignore[no-untyped-call]
+            HEALTH_REFRESH_SECONDS, run_checks, sources, reactor)
+        refresh.setServiceParent(services)  # type: ignore[no-untyped-call]
         site = build_site(config, redis, sources)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
