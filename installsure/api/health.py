@@ -53,6 +53,31 @@ class CheckResult:
 Check = Callable[[], "defer.Deferred[CheckResult]"]
 
 
+def ping_check(ping: Callable[[], defer.Deferred[float]]) -> Check:
+    """A check from a ``ping()`` that returns its latency in ms (``RedisCommands.ping``)."""
+
+    def check() -> defer.Deferred[CheckResult]:
+        return defer.maybeDeferred(ping).addCallback(
+            lambda ms: CheckResult(ok=True, latency_ms=float(ms))
+        )
+
+    return check
+
+
+def timed_check(
+    call: Callable[[], defer.Deferred[Any]], clock: Callable[[], float] = time.perf_counter
+) -> Check:
+    """A check that times ``call()`` (e.g. a database ``SELECT 1``); an error means down."""
+
+    def check() -> defer.Deferred[CheckResult]:
+        started = clock()
+        return defer.maybeDeferred(call).addCallback(
+            lambda _: CheckResult(ok=True, latency_ms=(clock() - started) * 1000)
+        )
+
+    return check
+
+
 def _never_draining() -> bool:
     return False
 

@@ -6,8 +6,9 @@ that writes the response (envelope, security headers, CORS, gzip, Content-Length
 X-Response-Time), logs it and counts it.
 
 Routing: routes without path parameters sit in a dict keyed by the raw path, so the
-common case costs one lookup; the rest go through a Klein app's werkzeug map (Klein
-holds every route, so ``ApiResource.klein`` is a complete Klein app of the API).
+common case costs one lookup; the rest are matched by the werkzeug map of a Klein app
+(``ApiResource.klein``) in which every route is registered, so URL rules, converters
+and 405s follow Klein's semantics.
 """
 
 from __future__ import annotations
@@ -397,7 +398,18 @@ class ApiResource(Resource):
         except Exception:
             self._send_crash(ctx, Failure(), started)  # type: ignore[no-untyped-call]
             return
-        self._write(ctx, status, body, content_type, headers, started)
+        try:
+            self._write(ctx, status, body, content_type, headers, started)
+        except Exception:
+            # E.g. a handler's header value Twisted refuses: answer 500 rather than leave
+            # the client waiting, unless the response had already begun.
+            failure = Failure()  # type: ignore[no-untyped-call]
+            request: Any = ctx.request
+            if request.startedWriting or request.finished:
+                log.failure("failed while writing a response", failure)
+            else:
+                request.responseHeaders = Headers()
+                self._send_crash(ctx, failure, started)
 
     def _encode(
         self, ctx: RequestContext, result: Any
@@ -522,7 +534,11 @@ class ApiResource(Resource):
         if body and with_body:
             request.write(body)
         request.finish()
-        self._count(ctx, status, len(body), started)
+        try:
+            self._count(ctx, status, len(body), started)
+        except Exception:
+            # Bookkeeping must never break a response that is already sent.
+            log.failure("failed to log or count a request")
 
     def _cors(self, request: Any, out: Any) -> None:
         _add_header(out, b"Vary", b"Origin")

@@ -138,6 +138,11 @@ class Router:
             raise ValueError(f"route {path!r}: unknown HTTP method {method!r}")
         if not path.startswith("/"):
             raise ValueError(f"route {path!r}: the path must start with '/'")
+        reserved = {"ctx", "body", "query"} & {m.group(1) for m in _PARAM.finditer(path)}
+        if reserved:
+            raise ValueError(
+                f"route {path!r}: path parameters may not be named {', '.join(sorted(reserved))}"
+            )
         for existing in self.routes:
             if existing.method == method and existing.path == path:
                 raise ValueError(f"route {method} {path} is declared twice")

@@ -115,8 +115,7 @@ class ApiRequest(server.Request):
         # Half-close so the client reads the answer before we drop the connection;
         # a full close with unread data would reset it and lose the 413.
         channel.dataReceived = lambda _data: None
-        if ITCPTransport.providedBy(transport):
-            transport.loseWriteConnection()
+        if ITCPTransport.providedBy(transport) and _half_close(transport):
             from twisted.internet import reactor
 
             call = reactor.callLater(
@@ -137,6 +136,14 @@ class ApiRequest(server.Request):
             request_id=request_id,
             remote=str(getattr(self.getClientAddress(), "host", "-")),  # type: ignore[no-untyped-call]
         )
+
+
+def _half_close(transport: Any) -> bool:
+    try:
+        transport.loseWriteConnection()
+    except Exception:  # e.g. TLS transports that cannot half-close
+        return False
+    return True
 
 
 def _cancel_then(call: Any, original: Any) -> Any:

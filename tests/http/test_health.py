@@ -155,3 +155,22 @@ def test_redis_latency_reaches_metrics() -> None:
     text = body_of(client, fetch(client, "GET", "/metrics")).decode()
     assert "installsure_redis_ping_latency_seconds 0.0035" in text
     assert 'installsure_health_check_up{check="redis"} 1.0' in text
+
+
+def test_check_builders_report_latency_and_failures() -> None:
+    """ping_check uses the reported latency; timed_check times the call; errors are down."""
+    from installsure.api.health import ping_check, timed_check
+
+    ticks = iter([10.0, 10.004])
+    sources = HealthSources(
+        checks={
+            "redis": ping_check(lambda: defer.succeed(0.25)),
+            "database": timed_check(lambda: defer.succeed(1), clock=lambda: next(ticks)),
+            "storage": timed_check(lambda: defer.fail(OSError("disk gone"))),
+        }
+    )
+    client = client_for(sources)
+    checks = json_of(client, fetch(client, "GET", "/readyz"))["checks"]
+    assert checks["redis"] == {"status": "up", "latencyMs": 0.25}
+    assert checks["database"] == {"status": "up", "latencyMs": 4.0}
+    assert checks["storage"] == {"status": "down", "message": "disk gone"}

@@ -310,3 +310,23 @@ def test_router_rejects_duplicate_and_bad_declarations() -> None:
         router.add("FETCH", "/b", lambda ctx: None)
     with pytest.raises(ValueError, match="must start with '/'"):
         router.add("GET", "b", lambda ctx: None)
+
+
+def test_bad_response_header_from_handler_is_500_not_a_hang() -> None:
+    """A handler returning a header Twisted refuses still gets an answer (500)."""
+    router = Router()
+
+    @router.route("GET", "/api/bad-header", rate_limit=None)
+    def bad(_ctx: Any) -> Response:
+        return Response(body={"x": 1}, headers=[(b"Bad Name", b"v")])
+
+    client, _ = stub(router)
+    response = fetch(client, "GET", "/api/bad-header")
+    assert response.code == 500
+    assert json_of(client, response)["code"] == "INTERNAL_ERROR"
+
+
+def test_reserved_path_parameter_names_are_refused() -> None:
+    """Path parameters cannot shadow the ctx, body or query arguments."""
+    with pytest.raises(ValueError, match="may not be named body"):
+        Router().add("GET", "/a/{body}", lambda ctx, body: None)
