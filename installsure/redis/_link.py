@@ -9,6 +9,7 @@ connection without txredisapi's per-call ``inlineCallbacks`` machinery.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,49 @@ class _QuietSlot(txredisapi._PoolSlot):  # type: ignore[misc]
             retryPolicy=self._retryDelay,
             prepareConnection=self._prepareConnection,
         )
+
+
+def _encode(arg: object, errors: str = "strict") -> bytes:
+    """One argument as Redis sees it; anything that is not plainly a value is refused.
+
+    txredisapi would send ``str(None)`` as the text "None" and round floats to six
+    decimals; both would silently store something other than what the caller meant.
+    """
+    if isinstance(arg, str):
+        try:
+            # str.encode, not str(): a str-based enum member sends its value.
+            return str.encode(arg, "utf-8", errors)
+        except UnicodeEncodeError as e:
+            raise ValueError(f"Redis argument {arg!r:.60} is not valid Unicode: {e}") from None
+    if isinstance(arg, bytes | bytearray | memoryview):
+        return bytes(arg)
+    if isinstance(arg, bool):
+        raise TypeError(f"Redis arguments cannot be bool ({arg!r}); send 1/0 or a string")
+    if isinstance(arg, int):
+        return b"%d" % arg
+    if isinstance(arg, float):
+        if math.isnan(arg):
+            raise ValueError("NaN cannot be sent to Redis")
+        return repr(float(arg)).encode()
+    raise TypeError(
+        f"Redis arguments must be str, bytes, int or float, not {type(arg).__name__} "
+        f"({arg!r:.60})"
+    )
+
+
+class _StrictArguments:
+    errors: str
+
+    def _encode_value(self, arg: object) -> bytes:
+        return _encode(arg, self.errors)
+
+
+class _Protocol(_StrictArguments, txredisapi.RedisProtocol):  # type: ignore[misc]
+    pass
+
+
+class _SentinelProtocol(_StrictArguments, txredisapi.SentinelRedisProtocol):  # type: ignore[misc]
+    pass
 
 
 class _LinkFactoryMixin:
@@ -162,8 +206,9 @@ class _Link:
             )
         else:
             factory = _PoolFactory(uuid=target.describe(), **common)
-        if protocol is not None:
-            factory.protocol = protocol
+        if protocol is None:
+            protocol = _SentinelProtocol if target.is_sentinel else _Protocol
+        factory.protocol = protocol
         factory.link = self
         # txredisapi errbacks this when AUTH or SELECT is refused; it then stops trying.
         factory.deferred.addErrback(self._refused)

@@ -62,6 +62,9 @@ def _run_on(link: _Link, conn: Any, timeout: float | None, args: tuple[Any, ...]
         d = conn.execute_command(*args)
     except txredisapi.ConnectionError:
         return defer.fail(RedisUnavailable(link.unavailable_message()))
+    except (TypeError, ValueError) as e:
+        # A bad argument: nothing was sent, the connection is still in step.
+        return defer.fail(e)
     d.addErrback(_map_failure, link, timeout)
     return d
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import txredisapi
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from installsure.redis._link import _Link, _Protocol, _SentinelProtocol
 from installsure.redis.interfaces import MessageCallback, RedisUnavailable, Subscription
 
 if TYPE_CHECKING:
-    from installsure.redis._link import _Link
     from installsure.redis.client import RedisService
 
 log = Logger(namespace="installsure.redis.pubsub")
@@ -31,7 +30,7 @@ def _text(value: object) -> str:
     return str(value)
 
 
-class _SubscriberProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
+class _SubscriberProtocol(_Protocol):
     """Routes pushed messages and acknowledgements; other replies go the usual way."""
 
     def replyReceived(self, reply: Any) -> None:
@@ -49,7 +48,7 @@ class _SubscriberProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
         super().replyReceived(reply)
 
 
-class _SentinelSubscriberProtocol(_SubscriberProtocol, txredisapi.SentinelRedisProtocol):  # type: ignore[misc]
+class _SentinelSubscriberProtocol(_SubscriberProtocol, _SentinelProtocol):
     pass
 
 

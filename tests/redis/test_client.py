@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
 import time
@@ -220,3 +221,30 @@ async def _command_ok(make_service: MakeService, *args: str) -> None:
     await within(5, admin.when_connected())
     assert await admin.execute(*args) == "OK"
     await admin.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_arguments_sent_exactly_or_refused(redis: RedisService) -> None:
+    """Floats keep their precision, int enums send their number; None, bool and broken
+    Unicode are refused with a clear error before anything is sent, and the connection
+    stays usable."""
+
+    class Priority(enum.IntEnum):
+        HIGH = 7
+
+    await redis.execute("ZADD", redis.key("z"), 0.1234567891, "a", 1e-12, "b")
+    assert float(await redis.execute("ZSCORE", redis.key("z"), "a")) == 0.1234567891
+    assert float(await redis.execute("ZSCORE", redis.key("z"), "b")) == 1e-12
+    await redis.execute("SET", redis.key("p"), Priority.HIGH)
+    assert await redis.execute("GET", redis.key("p")) == "7"
+    await redis.execute("SET", redis.key("b"), b"\xff\x00raw")
+    with pytest.raises(TypeError, match="not NoneType"):
+        await redis.execute("SET", redis.key("x"), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cannot be bool"):
+        await redis.execute("SET", redis.key("x"), True)
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        await redis.execute("SET", redis.key("x"), "\ud800")
+    with pytest.raises(ValueError, match="NaN"):
+        await redis.execute("ZADD", redis.key("z"), float("nan"), "c")
+    assert await redis.execute("EXISTS", redis.key("x")) == 0
+    assert await redis.execute("PING") == "PONG"
