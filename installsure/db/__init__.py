@@ -13,7 +13,12 @@ SQLite (``sqlite:///path``, the default ``<data-dir>/installsure.db``) and Postg
 
 from __future__ import annotations
 
-from installsure.db.errors import DatabaseConfigError, DatabaseError, DatabaseUnavailable
+from installsure.db.errors import (
+    DatabaseConfigError,
+    DatabaseError,
+    DatabaseUnavailable,
+    MigrationError,
+)
 from installsure.db.migrate import (
     MigrationResult,
     current_revision,
@@ -30,6 +35,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseURL",
     "DatabaseUnavailable",
+    "MigrationError",
     "MigrationResult",
     "UtcDateTime",
     "app_meta",

@@ -18,3 +18,7 @@ class DatabaseConfigError(DatabaseError):
 
 class DatabaseUnavailable(DatabaseError):  # noqa: N818 - a state, as RedisUnavailable
     """The database did not answer (down, unreachable, locked, shutting down); retry later."""
+
+
+class MigrationError(DatabaseError):
+    """A migration failed and was rolled back; the database is as it was before."""

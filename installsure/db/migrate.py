@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from installsure.db.engine import create_engine_for
-from installsure.db.errors import DatabaseConfigError, DatabaseError
+from installsure.db.errors import DatabaseConfigError, DatabaseError, MigrationError
 from installsure.db.failures import is_unavailable, unavailable
 from installsure.db.urls import DatabaseURL, parse_database_url
 
@@ -71,10 +71,14 @@ def script_directory() -> ScriptDirectory:
 
 def head_revision() -> str:
     """The newest revision this version of InstallSure knows."""
-    head = script_directory().get_current_head()
-    if head is None:  # pragma: no cover - the package always ships migrations
-        raise DatabaseConfigError("no migrations found in the installsure package")
-    return head
+    heads = script_directory().get_heads()
+    if len(heads) != 1:
+        # Two migrations naming the same parent: a merge of two branches' work.
+        raise DatabaseConfigError(
+            f"the migrations have {len(heads)} heads ({', '.join(sorted(heads)) or 'none'}) "
+            f"instead of one; renumber the newer migration so it follows the other"
+        )
+    return heads[0]
 
 
 def lock_for_migration(connection: Connection) -> None:
@@ -95,12 +99,73 @@ def revision_of(connection: Connection) -> str | None:
 
 def upgrade_engine(engine: Engine, url: DatabaseURL, revision: str = "head") -> MigrationResult:
     """Upgrade the database behind ``engine`` to ``revision`` in one transaction."""
-    with translate_errors(url), engine.begin() as connection:
+    with (
+        translate_errors(url),
+        engine.connect() as connection,
+        _sqlite_foreign_keys_deferred(connection),
+        connection.begin(),
+    ):
         lock_for_migration(connection)
         before = revision_of(connection)
         _check_known(before)
-        command.upgrade(alembic_config(url, connection=connection), revision)
+        try:
+            command.upgrade(alembic_config(url, connection=connection), revision)
+        except DBAPIError as e:
+            if is_unavailable(e):
+                raise
+            raise MigrationError(
+                f"upgrading {url.redacted} from {before or '(empty)'} towards {revision} "
+                f"failed and was rolled back: {_first_line(e)}"
+            ) from e
+        _check_foreign_keys(connection)
         return MigrationResult(before, revision_of(connection))
+
+
+@contextmanager
+def _sqlite_foreign_keys_deferred(connection: Connection) -> Iterator[None]:
+    """Switch SQLite's foreign key enforcement off around a migration.
+
+    Batch mode changes a table by copying it and dropping the original; with
+    enforcement on, that DROP deletes the rows referencing it (ON DELETE CASCADE) or
+    fails. SQLite's documented procedure for schema changes is: enforcement off, change,
+    ``PRAGMA foreign_key_check``, commit, enforcement on. The PRAGMA is a no-op inside a
+    transaction, so it goes straight to the driver connection, which is in autocommit
+    mode between our transactions (see ``engine._sqlite_connect``).
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    if raw is None:  # pragma: no cover - a checked-out connection always has one
+        raise RuntimeError("no driver connection to switch foreign keys on")
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        try:
+            raw.execute("PRAGMA foreign_keys=ON")
+        except Exception:
+            # Never hand a connection without enforcement back to the pool.
+            connection.invalidate()
+            raise
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """On SQLite, refuse to commit a migration that left dangling references."""
+    if connection.dialect.name != "sqlite":
+        return
+    problems = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if problems:
+        shown = ", ".join(f"{row[0]} row {row[1]} -> {row[2]}" for row in problems[:5])
+        raise MigrationError(
+            f"the migration left {len(problems)} rows whose foreign keys point nowhere "
+            f"({shown}); it was rolled back. Fix the migration's data step"
+        )
+
+
+def _first_line(error: DBAPIError) -> str:
+    lines = str(error.orig).strip().splitlines()
+    return lines[0] if lines else type(error.orig).__name__
 
 
 def current_revision_engine(engine: Engine, url: DatabaseURL) -> str | None:
@@ -148,9 +213,10 @@ def translate_errors(url: DatabaseURL) -> Iterator[None]:
     except DatabaseError:
         raise
     except CommandError as e:
+        known = ", ".join(sorted(script_directory().get_heads()))
         raise DatabaseConfigError(
             f"migration failed: {e}; `python -m installsure db current` shows where the "
-            f"database is, and this version knows revisions up to {head_revision()}"
+            f"database is, and this version knows revisions up to {known}"
         ) from None
     except DBAPIError as e:
         if is_unavailable(e):

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from installsure.db.engine import READONLY_OPTION, create_engine_for
-from installsure.db.errors import DatabaseConfigError, DatabaseUnavailable
+from installsure.db.errors import DatabaseConfigError, DatabaseUnavailable, MigrationError
 from installsure.db.failures import is_unavailable, unavailable
 from installsure.db.migrate import (
     MigrationResult,
@@ -124,8 +124,9 @@ class Database(Service):
 
     def started(self) -> Deferred[None]:
         """Fires once the schema is ready; fails with DatabaseConfigError if it cannot be
-        (unknown revision, schema behind and auto_migrate off) or DatabaseUnavailable if
-        the service stops before the database ever answered."""
+        (unknown revision, schema behind and auto_migrate off), MigrationError if a
+        migration failed (rolled back), or DatabaseUnavailable if the service stops
+        before the database ever answered."""
         if not self._startup_done:
             waiter: Deferred[None] = Deferred()
             self._startup_waiters.append(waiter)
@@ -268,7 +269,7 @@ class Database(Service):
                     min(delay * 2, self._startup_retry_max),
                 )
                 return
-            if isinstance(failure.value, DatabaseConfigError):
+            if isinstance(failure.value, DatabaseConfigError | MigrationError):
                 log.error("database cannot start: {error}", error=str(failure.value))
             else:
                 log.failure("database start-up failed unexpectedly", failure)

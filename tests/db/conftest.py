@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_twisted
 
 from installsure.db import Database
+from installsure.db import migrate as migrate_module
 
 MakeDatabase = Callable[..., Database]
 
@@ -36,3 +39,13 @@ def database(make_database: MakeDatabase, database_url: str) -> Database:
     db = make_database(database_url)
     pytest_twisted.blockon(db.started())
     return db
+
+
+@pytest.fixture
+def scratch_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the package's migrations used instead of them, so a test can add
+    revisions without touching the source tree."""
+    copy = tmp_path / "migrations"
+    shutil.copytree(migrate_module.MIGRATIONS_DIR, copy)
+    monkeypatch.setattr(migrate_module, "MIGRATIONS_DIR", copy)
+    return copy

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 from sqlalchemy import Column, Integer, Table
 
 from installsure.db import head_revision, metadata
-from installsure.db import migrate as migrate_module
 from installsure.db.cli import ENV_DATABASE_URL, main
 from tests.fixtures.redis import free_port
 
@@ -149,15 +147,6 @@ def test_runs_as_a_module_in_a_subprocess(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert expected in done.stdout
-
-
-@pytest.fixture
-def scratch_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the migrations directory, so generating a revision leaves the package alone."""
-    copy = tmp_path / "migrations"
-    shutil.copytree(migrate_module.MIGRATIONS_DIR, copy)
-    monkeypatch.setattr(migrate_module, "MIGRATIONS_DIR", copy)
-    return copy
 
 
 def test_revision_autogenerate_writes_the_next_numbered_migration(
