@@ -128,16 +128,27 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
 
 
-def test_runs_as_a_module_in_a_subprocess(tmp_path: Path) -> None:
-    """`python -m installsure.db.cli migrate` and `current` work as commands."""
+@pytest.mark.parametrize(
+    ("migrate", "current"),
+    [
+        (["installsure.db.cli", "migrate"], ["installsure.db.cli", "current"]),
+        (["installsure", "migrate"], ["installsure", "db", "current"]),
+    ],
+    ids=["db.cli", "installsure"],
+)
+def test_runs_as_a_command_in_a_subprocess(
+    tmp_path: Path, migrate: list[str], current: list[str]
+) -> None:
+    """`python -m installsure migrate` / `db current` (and the db.cli module itself)
+    work as commands in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop(ENV_DATABASE_URL, None)
     for argv, expected in (
-        (["migrate", "--data-dir", str(tmp_path)], "Migrated"),
-        (["current", "--data-dir", str(tmp_path)], f"at {head_revision()} (head)"),
+        ([*migrate, "--data-dir", str(tmp_path)], "Migrated"),
+        ([*current, "--data-dir", str(tmp_path)], f"at {head_revision()} (head)"),
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "installsure.db.cli", *argv],
+            [sys.executable, "-m", *argv],
             env=env,
             cwd=tmp_path,
             capture_output=True,

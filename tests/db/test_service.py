@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -13,7 +13,7 @@ from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from twisted.internet import defer, reactor, task
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import gatherResults
 from twisted.protocols.portforward import ProxyFactory
 from twisted.python.failure import Failure
 
@@ -26,22 +26,8 @@ from installsure.db import (
     upgrade,
 )
 from tests.db.conftest import MakeDatabase
+from tests.db.helpers import WAIT, signal_from_thread, within
 from tests.fixtures.redis import free_port
-
-T = TypeVar("T")
-
-WAIT = 15.0
-"""Upper bound for anything a test awaits: a hung test fails instead of hanging."""
-
-
-def within(d: Deferred[T], seconds: float = WAIT) -> Deferred[T]:
-    return d.addTimeout(seconds, reactor)
-
-
-def signal_from_thread() -> tuple[Deferred[None], Any]:
-    """A Deferred the reactor awaits, and a function a pool thread calls to fire it."""
-    d: Deferred[None] = Deferred()
-    return d, lambda: reactor.callFromThread(d.callback, None)  # type: ignore[attr-defined]
 
 
 def get_value(key: str) -> Any:
