@@ -107,7 +107,7 @@ def upgrade_engine(engine: Engine, url: DatabaseURL, revision: str = "head") -> 
     ):
         lock_for_migration(connection)
         before = revision_of(connection)
-        _check_known(before)
+        check_known_revision(before)
         try:
             command.upgrade(alembic_config(url, connection=connection), revision)
         except DBAPIError as e:
@@ -224,7 +224,7 @@ def translate_errors(url: DatabaseURL) -> Iterator[None]:
         raise
 
 
-def _check_known(revision: str | None) -> None:
+def check_known_revision(revision: str | None) -> None:
     if revision is None:
         return
     try:

@@ -34,6 +34,7 @@ from installsure.db.errors import DatabaseConfigError, DatabaseUnavailable, Migr
 from installsure.db.failures import is_unavailable, unavailable
 from installsure.db.migrate import (
     MigrationResult,
+    check_known_revision,
     current_revision_engine,
     head_revision,
     upgrade_engine,
@@ -282,6 +283,7 @@ class Database(Service):
         if self.auto_migrate:
             return upgrade_engine(self._engine, self._url)
         current = current_revision_engine(self._engine, self._url)
+        check_known_revision(current)
         head = head_revision()
         if current != head:
             raise DatabaseConfigError(

@@ -299,6 +299,32 @@ async def test_without_auto_migrate_a_current_schema_starts(
 
 
 @pytest_twisted.ensureDeferred
+async def test_schema_from_a_newer_version_stops_start_up(
+    make_database: MakeDatabase, database_url: str
+) -> None:
+    """Whether or not it migrates, the service refuses a schema it does not know (made by
+    a newer InstallSure) instead of running queries against it."""
+    upgrade(database_url)
+
+    def pretend_newer(connection: Connection) -> None:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9000'"))
+
+    from installsure.db.engine import create_engine_for
+    from installsure.db.urls import parse_database_url
+
+    engine = create_engine_for(parse_database_url(database_url), pool_size=1)
+    try:
+        with engine.begin() as connection:
+            pretend_newer(connection)
+    finally:
+        engine.dispose()
+    for auto_migrate in (True, False):
+        database = make_database(database_url, auto_migrate=auto_migrate)
+        with pytest.raises(DatabaseConfigError, match="newer version"):
+            await within(database.started())
+
+
+@pytest_twisted.ensureDeferred
 async def test_stop_waits_for_running_queries(make_database: MakeDatabase, tmp_path: Path) -> None:
     """stopService lets a query in progress finish and deliver its result, then refuses
     new work."""
