@@ -43,25 +43,31 @@ local function release_unique(b, id, uniq)
 end
 -- Bounded retention: at most `keep` entries and none older than `age` ms. Removes at
 -- most 1000 per call so one script never blocks Redis for long; later calls catch up.
+-- (Unique keys were released when the jobs finished, so only the hashes go.)
 local function trim(b, set, keep, age, now)
   local z = b .. set
-  local victims = {}
+  local removed = 0
   local n = redis.call('ZCARD', z)
   if n > keep then
-    victims = redis.call('ZRANGE', z, 0, math.min(n - keep, 1000) - 1)
+    local count = math.min(n - keep, 1000)
+    local victims = redis.call('ZRANGE', z, 0, count - 1)
+    for i, id in ipairs(victims) do victims[i] = b .. ':job:' .. id end
+    redis.call('DEL', unpack(victims))
+    redis.call('ZREMRANGEBYRANK', z, 0, count - 1)
+    removed = count
   end
-  if age > 0 and #victims < 1000 then
+  if age > 0 and removed < 1000 then
     local old = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. (now - age),
-      'LIMIT', 0, 1000 - #victims)
-    for _, id in ipairs(old) do victims[#victims + 1] = id end
+      'LIMIT', 0, 1000 - removed)
+    if #old > 0 then
+      local keys = {}
+      for i, id in ipairs(old) do keys[i] = b .. ':job:' .. id end
+      redis.call('DEL', unpack(keys))
+      redis.call('ZREM', z, unpack(old))
+      removed = removed + #old
+    end
   end
-  for _, id in ipairs(victims) do
-    local jk = b .. ':job:' .. id
-    release_unique(b, id, redis.call('HGET', jk, 'uniq'))
-    redis.call('DEL', jk)
-    redis.call('ZREM', z, id)
-  end
-  return #victims
+  return removed
 end
 -- Move due jobs from the delayed and retry sets to wait, ranked by their due time so a
 -- job that has been due longer goes first.
@@ -95,17 +101,19 @@ end
 """
 
 ENQUEUE = _COMMON + r"""
--- ARGV: idempotency ttl ms, aging ms per priority level, then 9 per job:
---   id, type, data, opts, schema version, priority, delay ms, unique key, idempotency key
--- Returns per job: {id, 'new' | 'duplicate'} (duplicate: the id of the existing job).
+-- ARGV: idempotency ttl ms, aging ms per priority level, type, opts JSON, schema version,
+--   JSON array of jobs [id, data, priority, delay ms, unique key, idempotency key].
+-- Returns {index, existing id, ...} for the jobs answered by an existing job (unique or
+-- idempotency key); every other job was created under the id it was given.
 local idem_ttl = tonumber(ARGV[1])
 local aging = tonumber(ARGV[2])
+local jtype, opts, version = ARGV[3], ARGV[4], ARGV[5]
+local jobs = cjson.decode(ARGV[6])
 local now = now_ms()
-local out = {}
-local woke = false
-local seq = 0
-for n = 3, #ARGV, 9 do
-  local id, uniq, idem = ARGV[n], ARGV[n + 7], ARGV[n + 8]
+local dups = {}
+local ranks = {}
+for i, job in ipairs(jobs) do
+  local id, data, prio, delay, uniq, idem = job[1], job[2], job[3], job[4], job[5], job[6]
   local existing = false
   if idem ~= '' then
     existing = redis.call('GET', b .. ':idem:' .. idem)
@@ -118,43 +126,50 @@ for n = 3, #ARGV, 9 do
     end
   end
   if existing then
-    out[#out + 1] = {existing, 'duplicate'}
+    dups[#dups + 1] = i
+    dups[#dups + 1] = existing
   else
-    local jk = b .. ':job:' .. id
-    local prio = tonumber(ARGV[n + 5])
-    local delay = tonumber(ARGV[n + 6])
-    redis.call('HSET', jk, 'type', ARGV[n + 1], 'data', ARGV[n + 2], 'opts', ARGV[n + 3],
-      'v', ARGV[n + 4], 'priority', prio, 'created', now, 'attempts', 0, 'stalls', 0)
+    local fields = {'type', jtype, 'data', data, 'opts', opts, 'v', version,
+      'priority', prio, 'created', now, 'attempts', 0, 'stalls', 0}
     if uniq ~= '' then
-      redis.call('HSET', jk, 'uniq', uniq)
+      fields[#fields + 1] = 'uniq'
+      fields[#fields + 1] = uniq
       redis.call('HSET', b .. ':unique', uniq, id)
     end
     if idem ~= '' then
-      redis.call('HSET', jk, 'idem', idem)
+      fields[#fields + 1] = 'idem'
+      fields[#fields + 1] = idem
       redis.call('SET', b .. ':idem:' .. idem, id, 'PX', idem_ttl)
     end
+    local state, ready = 'waiting', now
     if delay > 0 then
-      redis.call('HSET', jk, 'state', 'delayed', 'ready', now + delay)
-      redis.call('ZADD', b .. ':delayed', now + delay, id)
+      state, ready = 'delayed', now + delay
+      redis.call('ZADD', b .. ':delayed', ready, id)
     else
-      redis.call('HSET', jk, 'state', 'waiting', 'ready', now)
-      -- seq keeps jobs of one call in order (ties in a zset sort by member).
-      seq = seq + 1
-      redis.call('ZADD', b .. ':wait', now + prio * aging + seq * 0.001, id)
-      woke = true
+      -- The index keeps jobs of one call in order (ties in a zset sort by member).
+      ranks[#ranks + 1] = now + prio * aging + i * 0.001
+      ranks[#ranks + 1] = id
     end
-    out[#out + 1] = {id, 'new'}
+    fields[#fields + 1] = 'state'
+    fields[#fields + 1] = state
+    fields[#fields + 1] = 'ready'
+    fields[#fields + 1] = ready
+    redis.call('HSET', b .. ':job:' .. id, unpack(fields))
   end
 end
-if woke then wake(b) end
-return out
+if #ranks > 0 then
+  redis.call('ZADD', b .. ':wait', unpack(ranks))
+  wake(b)
+end
+return dups
 """
 
 CLAIM = _COMMON + r"""
 -- ARGV: count, worker id, lease ms, token base, rate max (0 = none), rate period ms, aging
--- Returns {status, now, next due or '', jobs...}; status 'ok' | 'paused' | 'limited'
--- ('limited': the second field is the ms until the window reopens).
--- Each job: {id, token, type, data, opts, v, attempts, stalls, created, ready, idem}
+-- Returns one JSON string (one bulk reply parses far faster than many):
+--   [status, now, next due or '', jobs...]; status 'ok' | 'paused' | 'limited'
+--   ('limited': the second field is the ms until the window reopens).
+-- Each job: [id, token, type, data, opts, v, attempts, stalls, created, ready, idem]
 local count = tonumber(ARGV[1])
 local lease = tonumber(ARGV[3])
 local rmax = tonumber(ARGV[5])
@@ -162,20 +177,20 @@ local now = now_ms()
 promote(b, now, tonumber(ARGV[7]))
 local due = next_due(b) or ''
 if redis.call('HEXISTS', b .. ':meta', 'paused') == 1 then
-  return {'paused', tostring(now), tostring(due)}
+  return cjson.encode({'paused', tostring(now), tostring(due)})
 end
 if rmax > 0 then
   local used = tonumber(redis.call('GET', b .. ':limiter') or '0')
   if used >= rmax then
     local ttl = redis.call('PTTL', b .. ':limiter')
     if ttl < 0 then ttl = 0 end
-    return {'limited', tostring(ttl), tostring(due)}
+    return cjson.encode({'limited', tostring(ttl), tostring(due)})
   end
   count = math.min(count, rmax - used)
 end
 local popped = redis.call('ZPOPMIN', b .. ':wait', count)
 local out = {'ok', tostring(now), tostring(due)}
-local claimed = 0
+local leases = {}
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = b .. ':job:' .. id
@@ -184,64 +199,68 @@ for i = 1, #popped, 2 do
   if f[1] then
     local token = ARGV[4] .. i
     redis.call('HSET', jk, 'state', 'active', 'lease', token, 'worker', ARGV[2], 'started', now)
-    redis.call('ZADD', b .. ':active', now + lease, id)
-    out[#out + 1] = {id, token, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9] or ''}
-    claimed = claimed + 1
+    leases[#leases + 1] = now + lease
+    leases[#leases + 1] = id
+    out[#out + 1] = {id, token, f[1], f[2], f[3], f[4], f[5] or '0', f[6] or '0',
+      f[7] or '', f[8] or '', f[9] or ''}
   end
 end
-if rmax > 0 and claimed > 0 then
-  if redis.call('INCRBY', b .. ':limiter', claimed) == claimed then
+local claimed = #leases / 2
+if claimed > 0 then
+  redis.call('ZADD', b .. ':active', unpack(leases))
+  if rmax > 0 and redis.call('INCRBY', b .. ':limiter', claimed) == claimed then
     redis.call('PEXPIRE', b .. ':limiter', ARGV[6])
   end
 end
 -- Work left: wake one more idle worker (it wakes the next); none left: drop stale
 -- markers so idle workers do not wake for nothing.
 if redis.call('ZCARD', b .. ':wait') > 0 then wake(b) else redis.call('DEL', b .. ':marker') end
-return out
+return cjson.encode(out)
 """
 
 COMPLETE = _COMMON + r"""
--- ARGV: keep count, keep age ms, then 3 per job: id, lease token, result JSON.
+-- ARGV: keep count, keep age ms, JSON array of [id, lease token, result JSON].
 -- Returns the ids whose lease was no longer held (the result is refused).
 local now = now_ms()
 local refused = {}
-local done = 0
-for n = 3, #ARGV, 3 do
-  local id = ARGV[n]
+local ids, finished = {}, {}
+for _, job in ipairs(cjson.decode(ARGV[3])) do
+  local id = job[1]
   local jk = b .. ':job:' .. id
   local f = redis.call('HMGET', jk, 'lease', 'uniq')
-  if f[1] and f[1] == ARGV[n + 1] then
-    redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', ARGV[n + 2])
-    redis.call('HDEL', jk, 'lease')
-    redis.call('ZREM', b .. ':active', id)
-    redis.call('ZADD', b .. ':completed', now, id)
+  if f[1] and f[1] == job[2] then
+    redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', job[3], 'lease', '')
     release_unique(b, id, f[2])
-    done = done + 1
+    ids[#ids + 1] = id
+    finished[#finished + 1] = now
+    finished[#finished + 1] = id
   else
     refused[#refused + 1] = id
   end
 end
-if done > 0 then
-  redis.call('HINCRBY', b .. ':tp', math.floor(now / 60000), done)
+if #ids > 0 then
+  redis.call('ZREM', b .. ':active', unpack(ids))
+  redis.call('ZADD', b .. ':completed', unpack(finished))
+  redis.call('HINCRBY', b .. ':tp', math.floor(now / 60000), #ids)
 end
 trim(b, ':completed', tonumber(ARGV[1]), tonumber(ARGV[2]), now)
 return refused
 """
 
 FAIL = _COMMON + r"""
--- ARGV: keep dead count, keep dead age ms, then 5 per job:
---   id, lease token, action ('retry' | 'later' | 'dead'), delay ms, error JSON object
+-- ARGV: keep dead count, keep dead age ms, JSON array of
+--   [id, lease token, action ('retry' | 'later' | 'dead'), delay ms, error object]
 -- 'retry' spends an attempt and waits in b:retry; 'later' (RetryLater) waits in
 -- b:delayed without spending one; 'dead' spends it and moves the job to b:dead.
 -- Returns the ids whose lease was no longer held.
 local now = now_ms()
 local refused = {}
 local died = false
-for n = 3, #ARGV, 5 do
-  local id, action, delay = ARGV[n], ARGV[n + 2], tonumber(ARGV[n + 3])
+for _, job in ipairs(cjson.decode(ARGV[3])) do
+  local id, action, delay = job[1], job[3], job[4]
   local jk = b .. ':job:' .. id
   local f = redis.call('HMGET', jk, 'lease', 'errors', 'uniq')
-  if f[1] and f[1] == ARGV[n + 1] then
+  if f[1] and f[1] == job[2] then
     redis.call('HDEL', jk, 'lease')
     redis.call('ZREM', b .. ':active', id)
     if action == 'later' then
@@ -250,7 +269,7 @@ for n = 3, #ARGV, 5 do
     else
       local errors = {}
       if f[2] then errors = cjson.decode(f[2]) end
-      local err = cjson.decode(ARGV[n + 4])
+      local err = job[5]
       errors[#errors + 1] = err
       while #errors > 10 do table.remove(errors, 1) end
       redis.call('HINCRBY', jk, 'attempts', 1)
@@ -274,16 +293,17 @@ return refused
 """
 
 HEARTBEAT = _COMMON + r"""
--- ARGV: worker id, lease ms, liveness ms, then 2 per job: id, lease token.
+-- ARGV: worker id, lease ms, liveness ms, JSON array [id, lease token, id, token, ...].
 -- Renews the worker's liveness and the leases it still holds; returns the ids it lost.
 local now = now_ms()
 local lease = tonumber(ARGV[2])
 redis.call('SET', b .. ':alive:' .. ARGV[1], now, 'PX', ARGV[3])
 redis.call('ZADD', b .. ':workers', now, ARGV[1])
 local lost = {}
-for n = 4, #ARGV, 2 do
-  local id = ARGV[n]
-  if redis.call('HGET', b .. ':job:' .. id, 'lease') == ARGV[n + 1] then
+local held = cjson.decode(ARGV[4])
+for n = 1, #held, 2 do
+  local id = held[n]
+  if redis.call('HGET', b .. ':job:' .. id, 'lease') == held[n + 1] then
     redis.call('ZADD', b .. ':active', 'XX', now + lease, id)
   else
     lost[#lost + 1] = id
@@ -341,16 +361,17 @@ return {stalled, dead, promoted}
 """
 
 RELEASE = _COMMON + r"""
--- ARGV: 2 per job: id, lease token. Puts jobs back at the head of wait without
+-- ARGV: JSON array [id, lease token, id, token, ...]. Puts jobs back at the head of wait without
 -- spending an attempt (drain on shutdown). Returns how many were released.
 local released = 0
 local head = redis.call('ZRANGE', b .. ':wait', 0, 0, 'WITHSCORES')
 local rank = 0
 if head[2] then rank = tonumber(head[2]) end
-for n = 1, #ARGV, 2 do
-  local id = ARGV[n]
+local held = cjson.decode(ARGV[1])
+for n = 1, #held, 2 do
+  local id = held[n]
   local jk = b .. ':job:' .. id
-  if redis.call('HGET', jk, 'lease') == ARGV[n + 1] then
+  if redis.call('HGET', jk, 'lease') == held[n + 1] then
     redis.call('HDEL', jk, 'lease')
     redis.call('HSET', jk, 'state', 'waiting')
     redis.call('ZREM', b .. ':active', id)

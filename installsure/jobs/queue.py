@@ -40,7 +40,8 @@ log = Logger(namespace="installsure.jobs.queue")
 
 MAX_PRIORITY = 1_000_000
 MAX_KEY_LENGTH = 256
-_BULK_CHUNK = 1000  # jobs per enqueue script call: bounded ARGV, bounded script time
+_BULK_CHUNK = 1000  # jobs per enqueue script call: bounded script time
+_CHUNKS_IN_FLIGHT = 4
 
 
 @frozen
@@ -145,10 +146,10 @@ class JobQueue:
             jt = job_type if isinstance(job_type, JobType) else self.registry.get(job_type)
             qs = self.settings.queue(jt.queue)
             opts = self._options(jt, qs, attempts, backoff, timeout)
-            argv = self._job_args(jt, opts, jobs, delay, priority)
+            rows = self._job_rows(jt, jobs, delay, priority)
         except JobsError as e:
             return defer.fail(e)
-        return defer.ensureDeferred(self._write(jt, argv))
+        return defer.ensureDeferred(self._write(jt, opts, rows))
 
     def _options(
         self,
@@ -170,15 +171,15 @@ class JobQueue:
             raise InvalidOption(f"timeout must be 0 (none) or more seconds, got {timeout!r}")
         return json.dumps({"a": attempts, "b": backoff.to_json(), "t": timeout})
 
-    def _job_args(
+    def _job_rows(
         self,
         jt: JobType,
-        opts: str,
         jobs: Iterable[object],
         delay: float | None,
         priority: int | None,
-    ) -> list[tuple[str, ...]]:
-        rows: list[tuple[str, ...]] = []
+    ) -> list[list[object]]:
+        """[id, data, priority, delay ms, unique key, idempotency key] per job."""
+        rows: list[list[object]] = []
         problems: list[str] = []
         for index, item in enumerate(jobs):
             spec = item if isinstance(item, JobSpec) else JobSpec(item)
@@ -198,41 +199,50 @@ class JobQueue:
             except JobsError as e:
                 problems.append(f"job {index}: {e}")
                 continue
-            rows.append((
-                str(uuid.uuid4()), jt.name, data, opts, str(jt.schema_version), str(p),
-                str(round((d or 0) * 1000)), uniq, idem,
-            ))
+            rows.append([str(uuid.uuid4()), data, p, round((d or 0) * 1000), uniq, idem])
         if problems:
             raise InvalidPayload(jt.name, problems)
         return rows
 
-    async def _write(self, jt: JobType, rows: list[tuple[str, ...]]) -> list[str]:
+    async def _write(self, jt: JobType, opts: str, rows: list[list[object]]) -> list[str]:
         qs = self.settings.queue(jt.queue)
         keys = self._keys[jt.queue]
-        ids: list[str] = []
-        new = 0
         head: list[RedisArg] = [
-            round(self.settings.idempotency_ttl * 1000), qs.priority_aging * 1000
+            round(self.settings.idempotency_ttl * 1000), qs.priority_aging * 1000,
+            jt.name, opts, jt.schema_version,
         ]
-        for start in range(0, len(rows), _BULK_CHUNK):
-            argv = list(head)
-            for row in rows[start:start + _BULK_CHUNK]:
-                argv.extend(row)
-            reply = await self.scripts.enqueue([keys.base], argv)
-            for job_id, outcome in reply:
-                ids.append(job_id)
-                if outcome == "new":
-                    new += 1
-                    if self.settings.job_events:
-                        self.publisher.publish(
-                            job_topic(jt.queue),
-                            {"jobId": job_id, "type": jt.name, "state": "queued"},
-                        )
+        ids = [str(row[0]) for row in rows]
+        # A few chunks in flight at once: the round trips overlap, Redis stays shared.
+        limit = defer.DeferredSemaphore(_CHUNKS_IN_FLIGHT)
+
+        def send(start: int) -> Deferred[Any]:
+            chunk = json.dumps(rows[start:start + _BULK_CHUNK], separators=(",", ":"))
+            return self.scripts.enqueue([keys.base], [*head, chunk])
+
+        replies = await defer.gatherResults(
+            [limit.run(send, start) for start in range(0, len(rows), _BULK_CHUNK)],
+            consumeErrors=True,
+        ).addErrback(_unwrap_first_error)
+        duplicates = 0
+        for chunk_index, dups in enumerate(replies):
+            for n in range(0, len(dups), 2):
+                ids[chunk_index * _BULK_CHUNK + int(dups[n]) - 1] = dups[n + 1]
+                duplicates += 1
+        new = len(ids) - duplicates
         if new:
             metrics.ENQUEUED.labels(jt.queue, jt.name).inc(new)
             self.status.changed(jt.queue)
-        if len(ids) - new:
-            metrics.DUPLICATES.labels(jt.queue).inc(len(ids) - new)
+            if self.settings.job_events:
+                existing = {dups[n + 1] for dups in replies for n in range(0, len(dups), 2)}
+                created = set(ids) - existing
+                topic = job_topic(jt.queue)
+                for job_id in ids:
+                    if job_id in created:
+                        self.publisher.publish(
+                            topic, {"jobId": job_id, "type": jt.name, "state": "queued"}
+                        )
+        if duplicates:
+            metrics.DUPLICATES.labels(jt.queue).inc(duplicates)
         return ids
 
     # --- looking and managing
@@ -410,3 +420,10 @@ def _pairs_to_list(reply: Any) -> list[str]:
     if isinstance(reply, dict):
         return [x for pair in reply.items() for x in pair]
     return list(reply)
+
+
+def _unwrap_first_error(failure: Any) -> Any:
+    """gatherResults wraps errors in FirstError; callers want the error itself."""
+    if isinstance(failure.value, defer.FirstError):
+        return failure.value.subFailure
+    return failure

@@ -166,15 +166,21 @@ class QueueWorker:
         self._running: dict[str, _Running] = {}
         # Results not yet accepted by Redis: (job, args for the script, outcome).
         self._done: list[tuple[ClaimedJob, str]] = []
-        self._failed: list[tuple[ClaimedJob, list[RedisArg], str, str]] = []
+        self._failed: list[tuple[ClaimedJob, list[object], str, str]] = []
         self._in_flush: dict[str, ClaimedJob] = {}
         self._flush_call: IDelayedCall | None = None
         self._flushing: Deferred[None] | None = None
         self._blocking: BlockingRedis | None = None
-        self._wait: Deferred[Any] | None = None
-        self._slot: Deferred[None] | None = None
+        self._waits: set[Deferred[Any]] = set()
+        # Free slots taken by claims in flight; waiters for a free slot / for work.
+        self._reserved = 0
+        self._slot_waiters: list[Deferred[None]] = []
+        self._work_waiters: list[Deferred[None]] = []
+        lanes = 2 if self.concurrency >= 2 else 1
+        self._per_lane = max(1, min(self._settings.batch_size, -(-self.concurrency // lanes)))
+        self._lanes = lanes
         self._idle: Deferred[None] | None = None
-        self._loop: Deferred[None] | None = None
+        self._loops: list[Deferred[None]] = []
         self._stopping = False
         self._heartbeat = task.LoopingCall(self._beat)
         self._heartbeat.clock = reactor
@@ -200,20 +206,23 @@ class QueueWorker:
         self._blocking = self._redis.blocking_connection()
         self._heartbeat.start(self._settings.heartbeat_interval, now=True)
         self._sweeper.start(self._settings.sweeper_interval, now=False)
-        self._loop = Deferred.fromCoroutine(self._claim_loop())
-        self._loop.addErrback(
-            lambda f: log.failure("claim loop of {queue} died", f, queue=self.name)
-        )
+        for lane in range(self._lanes):
+            loop = Deferred.fromCoroutine(self._claim_loop(lane))
+            loop.addErrback(
+                lambda f: log.failure("claim loop of {queue} died", f, queue=self.name)
+            )
+            self._loops.append(loop)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; wait up to ``grace`` s for running jobs; give back the rest."""
         self._stopping = True
-        if self._wait is not None:
-            self._wait.cancel()
-        if self._slot is not None and not self._slot.called:
-            self._slot.callback(None)
-        if self._loop is not None:
-            await self._loop
+        for d in list(self._waits):
+            d.cancel()
+        self._wake(self._slot_waiters)
+        self._wake(self._work_waiters)
+        for loop in self._loops:
+            await loop
+        self._loops = []
         if self._running:
             log.info(
                 "draining {queue}: waiting up to {grace} s for {count} running jobs",
@@ -246,12 +255,12 @@ class QueueWorker:
                       worker_id=self.worker_id, error=e)
 
     async def _release(self, unfinished: list[_Running]) -> None:
-        args: list[RedisArg] = []
+        held: list[str] = []
         for running in unfinished:
             running.released = True
-            args += [running.job.id, running.job.token]
+            held += [running.job.id, running.job.token]
         try:
-            released = await self._scripts.release([self._keys.base], args)
+            released = await self._scripts.release([self._keys.base], [json.dumps(held)])
         except Exception as e:
             # Their leases lapse and the sweeper returns them (as a stall).
             log.warn(
@@ -273,19 +282,22 @@ class QueueWorker:
 
     # --- claiming
 
-    async def _claim_loop(self) -> None:
+    async def _claim_loop(self, lane: int) -> None:
+        """Claim and start jobs. Lane 0 waits for work when the queue is empty; lane 1
+        keeps a second claim in flight while there is work, so Redis prepares the next
+        batch while this process runs the current one."""
         while not self._stopping:
-            free = self.concurrency - len(self._running)
+            free = self.concurrency - len(self._running) - self._reserved
             if free <= 0:
-                self._slot = Deferred()
-                await self._slot
-                self._slot = None
+                await self._wait_for(self._slot_waiters)
                 continue
+            count = min(free, self._per_lane)
+            self._reserved += count
             try:
                 reply = await self._scripts.claim(
                     [self._keys.base],
                     [
-                        min(free, self._settings.batch_size),
+                        count,
                         self.worker_id,
                         round(self._settings.lease_ttl * 1000),
                         secrets.token_hex(6) + ":",
@@ -295,18 +307,25 @@ class QueueWorker:
                     ],
                 )
             except Exception as e:  # any failure: pause, then try again
+                self._reserved -= count
                 if self.stopping:
                     return
                 await self._sleep(self._claim_outage.failed(e))
                 continue
+            self._reserved -= count
             self._claim_outage.succeeded()
+            reply = json.loads(reply)
             status, now, due = reply[0], float(reply[1]), reply[2]
             if status == "ok" and len(reply) > 3:
                 self._start_jobs(reply[3:], now)
+                self._wake(self._work_waiters)
                 continue
             if status == "limited":
                 # `now` is the time until the rate-limit window reopens.
                 await self._sleep(max(0.005, now / 1000.0))
+                continue
+            if lane != 0:
+                await self._wait_for(self._work_waiters)
                 continue
             timeout = self._settings.idle_wait
             if due != "":
@@ -318,34 +337,45 @@ class QueueWorker:
             else:
                 await self._sleep(max(timeout, 0.001))
 
+    async def _wait_for(self, waiters: list[Deferred[None]]) -> None:
+        d: Deferred[None] = Deferred()
+        waiters.append(d)
+        await d
+
+    @staticmethod
+    def _wake(waiters: list[Deferred[None]]) -> None:
+        ready = list(waiters)
+        waiters.clear()
+        for d in ready:
+            d.callback(None)
+
     async def _block(self, seconds: float) -> None:
-        """Wait for the marker an enqueue pushes, at most ``timeout`` s."""
+        """Wait for the marker an enqueue pushes, at most ``seconds``."""
         if self._stopping or self._blocking is None:
             return
         seconds = max(0.01, round(seconds, 3))
-        self._wait = self._blocking.execute(
-            "BLPOP", self._keys.marker, seconds, timeout=seconds + 5.0
+        failed = await self._interruptible(
+            self._blocking.execute("BLPOP", self._keys.marker, seconds, timeout=seconds + 5.0)
         )
-        try:
-            await self._wait
-        except CancelledError:
-            return
-        except Exception as e:
-            if not self._stopping:
-                await self._sleep(self._claim_outage.failed(e))
-        finally:
-            self._wait = None
+        if failed is not None and not self._stopping:
+            await self._sleep(self._claim_outage.failed(failed))
 
     async def _sleep(self, seconds: float) -> None:
-        if self._stopping:
-            return
-        self._wait = task.deferLater(self._reactor, seconds)
+        if not self._stopping:
+            await self._interruptible(task.deferLater(self._reactor, seconds))
+
+    async def _interruptible(self, d: Deferred[Any]) -> Exception | None:
+        """Await ``d``, which stop() cancels; returns the error it failed with, if any."""
+        self._waits.add(d)
         try:
-            await self._wait
+            await d
         except CancelledError:
-            pass
+            return None
+        except Exception as e:  # the caller decides what a failure means
+            return e
         finally:
-            self._wait = None
+            self._waits.discard(d)
+        return None
 
     def _options(self, opts: str) -> tuple[int, BackoffPolicy, float]:
         cached = self._opts_cache.get(opts)
@@ -431,8 +461,8 @@ class QueueWorker:
 
     def _forget(self, running: _Running) -> None:
         self._running.pop(running.job.id, None)
-        if self._slot is not None and not self._slot.called:
-            self._slot.callback(None)
+        if self._slot_waiters:
+            self._wake(self._slot_waiters)
         if self._idle is not None and not self._running and not self._idle.called:
             self._idle.callback(None)
 
@@ -466,12 +496,12 @@ class QueueWorker:
             metrics.DEAD.labels(self.name, job.type).inc()
         else:
             metrics.RETRIED.labels(self.name, job.type).inc()
-        record = json.dumps({
+        record = {
             "message": message[:2000], "kind": kind, "attempt": failures,
             "worker": self.worker_id, "at": _iso_now(),
-        })
-        args: list[RedisArg] = [job.id, job.token, action, round(delay * 1000), record]
-        self._failed.append((job, args, action, message))
+        }
+        self._failed.append((job, [job.id, job.token, action, round(delay * 1000), record],
+                             action, message))
 
     # --- reporting results
 
@@ -521,20 +551,21 @@ class QueueWorker:
         try:
             refused: list[str] = []
             if done:
-                args: list[RedisArg] = [
-                    self._qs.keep_completed_count, round(self._qs.keep_completed_age * 1000)
-                ]
-                for job, encoded in done:
-                    args += [job.id, job.token, encoded]
-                refused += await self._scripts.complete([self._keys.base], args)
+                batch = json.dumps([[job.id, job.token, encoded] for job, encoded in done])
+                refused += await self._scripts.complete(
+                    [self._keys.base],
+                    [self._qs.keep_completed_count, round(self._qs.keep_completed_age * 1000),
+                     batch],
+                )
                 done_sent, done = done, []
             else:
                 done_sent = []
             if failed:
-                args = [self._qs.keep_dead_count, round(self._qs.keep_dead_age * 1000)]
-                for _, fargs, _, _ in failed:
-                    args += fargs
-                refused += await self._scripts.fail([self._keys.base], args)
+                batch = json.dumps([fargs for _, fargs, _, _ in failed])
+                refused += await self._scripts.fail(
+                    [self._keys.base],
+                    [self._qs.keep_dead_count, round(self._qs.keep_dead_age * 1000), batch],
+                )
         except Exception as e:
             self._done[:0] = done
             self._failed[:0] = failed
@@ -549,7 +580,7 @@ class QueueWorker:
     def _results_accepted(
         self,
         done: list[tuple[ClaimedJob, str]],
-        failed: list[tuple[ClaimedJob, list[RedisArg], str, str]],
+        failed: list[tuple[ClaimedJob, list[object], str, str]],
         refused: set[str],
     ) -> None:
         for job_id in refused:
@@ -601,10 +632,8 @@ class QueueWorker:
         try:
             lost: list[str] = []
             for start in range(0, max(1, len(held)), _FLUSH_CHUNK):
-                args = list(head)
-                for job in held[start:start + _FLUSH_CHUNK]:
-                    args += [job.id, job.token]
-                lost += await self._scripts.heartbeat([self._keys.base], args)
+                pairs = [x for job in held[start:start + _FLUSH_CHUNK] for x in (job.id, job.token)]
+                lost += await self._scripts.heartbeat([self._keys.base], [*head, json.dumps(pairs)])
         except Exception as e:
             self._beat_outage.failed(e)
             return

@@ -21,7 +21,11 @@ async def claim(h: Harness, count: int = 10, worker: str = "w1", **kw: Any) -> l
         [count, worker, kw.get("lease", 1000), "tok:", kw.get("rate", 0),
          kw.get("period", 60000), qs.priority_aging * 1000],
     )
-    return list(reply)
+    return list(json.loads(reply))
+
+
+def batch(*items: Any) -> str:
+    return json.dumps(list(items))
 
 
 def base(h: Harness) -> list[str]:
@@ -54,7 +58,7 @@ async def test_complete_is_fenced_by_lease_token(harness: Harness) -> None:
     rows = (await claim(harness))[3:]
     tokens = {r[0]: r[1] for r in rows}
     refused = await harness.queue.scripts.complete(
-        base(harness), [100, 0, a, tokens[a], "1", b, "stale-token", "2"]
+        base(harness), [100, 0, batch([a, tokens[a], "1"], [b, "stale-token", "2"])]
     )
     assert list(refused) == [b]
     assert await state(harness, a) == "completed"
@@ -69,11 +73,11 @@ async def test_fail_retry_later_and_dead_transitions(harness: Harness) -> None:
     without spending one; 'dead' records the error history; due jobs are promoted."""
     a, b, c = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2), Echo(3)])
     tok = {r[0]: r[1] for r in (await claim(harness))[3:]}
-    err = json.dumps({"message": "boom"})
+    err = {"message": "boom"}
     await harness.queue.scripts.fail(
         base(harness),
-        [100, 0, a, tok[a], "retry", 50, err, b, tok[b], "later", 50, err,
-         c, tok[c], "dead", 0, err],
+        [100, 0, batch([a, tok[a], "retry", 50, err], [b, tok[b], "later", 50, err],
+                       [c, tok[c], "dead", 0, err])],
     )
     ra, rb, rc = [await harness.queue.get("test", i) for i in (a, b, c)]
     assert (ra.state, ra.attempts_made, ra.errors[0]["message"]) == ("failed", 1, "boom")
@@ -107,7 +111,7 @@ async def test_heartbeat_extends_leases_and_reports_lost_ones(harness: Harness) 
     a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
     tok = {r[0]: r[1] for r in (await claim(harness, lease=200))[3:]}
     lost = await harness.queue.scripts.heartbeat(
-        base(harness), ["w1", 5000, 1000, a, tok[a], b, "not-mine"]
+        base(harness), ["w1", 5000, 1000, batch(a, tok[a], b, "not-mine")]
     )
     assert list(lost) == [b]
     await sleep(0.25)
@@ -137,7 +141,7 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
     assert record.state == "dead"
     assert record.stalls == 3
     assert "stalled 3 times" in (record.error or "")
-    refused = await harness.queue.scripts.complete(base(harness), [100, 0, job_id, token, "1"])
+    refused = await harness.queue.scripts.complete(base(harness), [100, 0, batch([job_id, token, "1"])])
     assert list(refused) == [job_id]
 
 
@@ -147,7 +151,7 @@ async def test_release_puts_jobs_back_at_the_head(harness: Harness) -> None:
     a, b, _c = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2), Echo(3)])
     rows = (await claim(harness, count=2))[3:]
     tok = {r[0]: r[1] for r in rows}
-    assert await harness.queue.scripts.release(base(harness), [b, tok[b], a, "stale"]) == 1
+    assert await harness.queue.scripts.release(base(harness), [batch(b, tok[b], a, "stale")]) == 1
     reply = await claim(harness, count=1)
     assert reply[3][0] == b  # ahead of c, which never ran
     assert (await harness.queue.get("test", b)).attempts_made == 0
@@ -161,7 +165,7 @@ async def test_unique_key_dedupes_pending_jobs_only(harness: Harness) -> None:
     assert again == first
     token = (await claim(harness))[3][1]
     assert await harness.queue.enqueue("echo", Echo(3), unique_key="file-42") == first
-    await harness.queue.scripts.complete(base(harness), [100, 0, first, token, "null"])
+    await harness.queue.scripts.complete(base(harness), [100, 0, batch([first, token, "null"])])
     later = await harness.queue.enqueue("echo", Echo(4), unique_key="file-42")
     assert later != first
 
@@ -171,7 +175,7 @@ async def test_idempotency_key_dedupes_even_after_completion(harness: Harness) -
     """An idempotency key answers with the first job's id for the TTL, finished or not."""
     first = await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1")
     token = (await claim(harness))[3][1]
-    await harness.queue.scripts.complete(base(harness), [100, 0, first, token, "null"])
+    await harness.queue.scripts.complete(base(harness), [100, 0, batch([first, token, "null"])])
     assert await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1") == first
     ids = await harness.queue.enqueue_bulk(
         "echo", [JobSpec(Echo(1), idempotency_key="req-1"), JobSpec(Echo(2))]
@@ -228,7 +232,7 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     ids = await h.queue.enqueue_bulk("echo", [Echo(i) for i in range(12)])
     rows = (await claim(h, count=12))[3:]
     for row in rows:  # one by one, so finish times follow the order
-        await h.queue.scripts.complete(base(h), [5, 0, row[0], row[1], "null"])
+        await h.queue.scripts.complete(base(h), [5, 0, batch([row[0], row[1], "null"])])
     counts = await h.queue.stats("test")
     assert counts.completed == 5
     with pytest.raises(JobNotFound):
@@ -238,7 +242,7 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     extra = await h.queue.enqueue("echo", Echo(99))
     token = (await claim(h))[3][1]
     await sleep(0.01)
-    await h.queue.scripts.complete(base(h), [5, 1, extra, token, "null"])
+    await h.queue.scripts.complete(base(h), [5, 1, batch([extra, token, "null"])])
     assert (await h.queue.stats("test")).completed <= 1
 
 
@@ -248,11 +252,10 @@ async def test_admin_retry_remove_purge_retry_all(harness: Harness) -> None:
     deletes others, retry_dead_all and purge act on whole states."""
     ids = await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(4)])
     tok = {r[0]: r[1] for r in (await claim(harness))[3:]}
-    err = json.dumps({"message": "x"})
-    args: list[Any] = [100, 0]
-    for i in ids[:3]:
-        args += [i, tok[i], "dead", 0, err]
-    await harness.queue.scripts.fail(base(harness), args)
+    err = {"message": "x"}
+    await harness.queue.scripts.fail(
+        base(harness), [100, 0, batch(*[[i, tok[i], "dead", 0, err] for i in ids[:3]])]
+    )
     with pytest.raises(JobStateConflict):
         await harness.queue.remove("test", ids[3])  # active
     await harness.queue.retry("test", ids[0])
