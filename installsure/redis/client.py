@@ -199,6 +199,9 @@ class BlockingConnection:
 class RedisService(Service):
     """Connections to one Redis deployment for the whole process (see module docstring)."""
 
+    #: Seconds between liveness PINGs on the pub/sub connection.
+    pubsub_health_interval = 15.0
+
     def __init__(
         self,
         target: RedisTarget,
@@ -390,7 +393,7 @@ class RedisService(Service):
 
     def _get_subscriber(self) -> Subscriber:
         if self._subscriber is None:
-            self._subscriber = Subscriber(self)
+            self._subscriber = Subscriber(self, self.pubsub_health_interval)
             self._start_link(self._subscriber._link)
         return self._subscriber
 

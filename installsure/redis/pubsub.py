@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import txredisapi
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -70,11 +71,20 @@ class _Subscription:
 
 
 class Subscriber:
-    """The subscriptions of one RedisService and the connection that carries them."""
+    """The subscriptions of one RedisService and the connection that carries them.
 
-    def __init__(self, redis: RedisService) -> None:
+    A subscribed connection only ever receives, so a Redis host that vanished without
+    closing the TCP connection would go unnoticed: every ``health_interval`` seconds a
+    PING must come back within the command timeout, else the connection is remade.
+    """
+
+    def __init__(self, redis: RedisService, health_interval: float = 15.0) -> None:
         self._redis = redis
         self._timeout = redis.command_timeout
+        self._health_interval = health_interval
+        self._health_call: Any = None
+        # One warning per hang, not one per reconnection attempt during it.
+        self._silent_reported = False
         self._callbacks: dict[_Key, list[_Subscription]] = {}
         self._confirmed: set[_Key] = set()
         self._ack_waiters: dict[_Key, list[defer.Deferred[None]]] = {}
@@ -88,8 +98,55 @@ class Subscriber:
         self._link.on_connection.append(self._connected)
 
     def stop(self) -> defer.Deferred[None]:
+        self._cancel_health_check()
         self._fail_all(RedisUnavailable("the Redis pub/sub connection was closed"))
         return self._link.stop()
+
+    # --- liveness
+
+    def _schedule_health_check(self) -> None:
+        self._cancel_health_check()
+        self._health_call = self._redis._reactor.callLater(
+            self._health_interval, self._check_health
+        )
+
+    def _cancel_health_check(self) -> None:
+        if self._health_call is not None and self._health_call.active():
+            self._health_call.cancel()
+        self._health_call = None
+
+    def _check_health(self) -> None:
+        self._health_call = None
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            answer = conn.execute_command("PING")
+        except txredisapi.ConnectionError:
+            return
+
+        def silent() -> None:
+            if conn is self._conn:
+                level = log.debug if self._silent_reported else log.warn
+                self._silent_reported = True
+                level(
+                    "Redis pub/sub connection to {target} did not answer PING within "
+                    "{timeout}s; reconnecting",
+                    target=self._redis.target.describe(),
+                    timeout=self._timeout,
+                )
+                conn.transport.abortConnection()
+
+        deadline = self._redis._reactor.callLater(self._timeout, silent)
+
+        def answered(_: object) -> None:
+            if deadline.active():
+                deadline.cancel()
+                if conn is self._conn:
+                    self._silent_reported = False
+                    self._schedule_health_check()
+
+        answer.addBoth(answered)
 
     # --- subscribing
 
@@ -175,6 +232,7 @@ class Subscriber:
         self._connections += 1
         self._confirmed.clear()
         conn.whenDisconnected().addCallback(self._disconnected)
+        self._schedule_health_check()
         channels = [name for pattern, name in self._callbacks if not pattern]
         patterns = [name for pattern, name in self._callbacks if pattern]
         if channels:
@@ -193,6 +251,7 @@ class Subscriber:
         if conn is self._conn:
             self._conn = None
             self._confirmed.clear()
+            self._cancel_health_check()
 
     def _acknowledged(self, kind: str, name: str) -> None:
         if kind.startswith(("un", "pun")):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -11,6 +14,7 @@ from twisted.internet import defer
 from installsure.redis.client import RedisService
 from installsure.redis.interfaces import RedisReplyError, RedisUnavailable
 from tests.fixtures.redis import RedisServerProcess
+from tests.redis.conftest import MakeService
 from tests.redis.helpers import Inbox, eventually, within
 
 INCR_BY = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
@@ -189,3 +193,34 @@ async def test_blocking_command_waits_for_reconnection(redis_server: RedisServer
 
 async def _assert_down(blocking: object) -> None:
     assert not blocking.is_connected  # type: ignore[attr-defined]
+
+
+@pytest_twisted.ensureDeferred
+async def test_silent_pubsub_connection_is_remade(redis_server: RedisServerProcess,
+                                                  make_service: MakeService) -> None:
+    """A pub/sub connection whose server stops answering (SIGSTOP: the TCP connection
+    stays open) is detected by its liveness PING, remade and subscribed again."""
+    service = make_service(command_timeout=0.5)
+    service.pubsub_health_interval = 0.2
+    inbox = Inbox()
+    await within(5, service.subscribe("alive", inbox))
+    subscriber = service._subscriber
+    assert subscriber is not None
+    assert redis_server.process is not None
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        await eventually(lambda: _assert_reconnected(subscriber), seconds=5, interval=0.05)
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+
+    async def delivered() -> None:
+        assert await service.publish("alive", "still here") == 1
+
+    await eventually(delivered)
+    if not inbox.messages:
+        await inbox.next()
+    assert inbox.messages == [("alive", "still here")]
+
+
+async def _assert_reconnected(subscriber: Any) -> None:
+    assert subscriber._connections >= 2
