@@ -9,8 +9,9 @@ building a second app or service in the same process (tests do) never fails with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +21,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 M = TypeVar("M", Counter, Gauge, Histogram)
 
@@ -57,19 +65,80 @@ def histogram(
     return _get(Histogram, name, documentation, labels, buckets=tuple(buckets))
 
 
-HTTP_REQUESTS = counter(
-    "installsure_http_requests_total",
-    "HTTP requests answered, by method, route template and status.",
-    ("method", "route", "status"),
-)
-HTTP_DURATION = histogram(
-    "installsure_http_request_duration_seconds",
-    "Time from routing a request to finishing its response.",
-    ("method", "route"),
-)
-HTTP_IN_FLIGHT = gauge(
-    "installsure_http_requests_in_flight", "HTTP requests being handled right now."
-)
+class HttpStats(Collector):
+    """Request counts, durations and in-flight requests, kept in plain dicts.
+
+    Counted on every request on the reactor thread, so it avoids prometheus_client's
+    per-observation locks and label lookups; the families are built when scraped.
+    Method labels are limited to the standard methods (others count as ``OTHER``) and
+    routes are templates, so label cardinality stays bounded.
+    """
+
+    _METHODS: ClassVar[dict[bytes, str]] = {
+        m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+    }
+
+    def __init__(self, buckets: Sequence[float] = HTTP_BUCKETS) -> None:
+        self.buckets = tuple(sorted(buckets))
+        self.requests: dict[tuple[str, str, int], int] = {}
+        # per (method, route): one count per bucket, one for +Inf, then the sum
+        self.durations: dict[tuple[str, str], list[float]] = {}
+        self.in_flight = 0
+
+    def method_label(self, method: bytes) -> str:
+        return self._METHODS.get(method, "OTHER")
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        series = self.durations.get((method, route))
+        if series is None:
+            series = self.durations[(method, route)] = [0.0] * (len(self.buckets) + 2)
+        series[bisect_left(self.buckets, seconds)] += 1
+        series[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "installsure_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            labels=("method", "route", "status"),
+        )
+        for (method, route, status), count in list(self.requests.items()):
+            requests.add_metric((method, route, str(status)), count)
+        durations = HistogramMetricFamily(
+            "installsure_http_request_duration_seconds",
+            "Time from routing a request to finishing its response.",
+            labels=("method", "route"),
+        )
+        bounds = [*(repr(float(b)) for b in self.buckets), "+Inf"]
+        for (method, route), series in list(self.durations.items()):
+            cumulative: list[tuple[str, float]] = []
+            running = 0.0
+            for bound, in_bucket in zip(bounds, series[:-1], strict=True):
+                running += in_bucket
+                cumulative.append((bound, running))
+            durations.add_metric((method, route), cumulative, sum_value=series[-1])
+        in_flight = GaugeMetricFamily(
+            "installsure_http_requests_in_flight", "HTTP requests being handled right now."
+        )
+        in_flight.add_metric((), self.in_flight)
+        yield requests
+        yield durations
+        yield in_flight
+
+
+def _http_stats() -> HttpStats:
+    existing = _created.get("installsure_http")
+    if isinstance(existing, HttpStats):
+        return existing
+    stats = HttpStats()
+    REGISTRY.register(stats)
+    _created["installsure_http"] = stats
+    return stats
+
+
+HTTP_STATS = _http_stats()
+
 REDIS_LATENCY = gauge(
     "installsure_redis_ping_latency_seconds", "Round trip of the last Redis PING (health check)."
 )

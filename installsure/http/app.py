@@ -63,6 +63,17 @@ def _canonical(name: bytes) -> bytes:
     return next(iter(probe.getAllRawHeaders()))[0]
 
 
+def _is_secure(request: Any) -> bool:
+    """``request.isSecure()``, remembered per connection (it asks zope.interface)."""
+    channel = request.channel
+    secure: bool | None = getattr(channel, "_installsure_secure", None)
+    if secure is None:
+        secure = bool(request.isSecure())
+        if channel is not None:
+            channel._installsure_secure = secure
+    return secure
+
+
 def _add_header(out: Headers, name: bytes, value: bytes) -> None:
     # Never append in place: some value lists are shared constants (see _write).
     existing = out.getRawHeaders(name)
@@ -140,9 +151,6 @@ class ApiResource(Resource):
         self._limit_adapter = (
             self._limit_map.url_map.bind("localhost") if self._limit_map.endpoints else None
         )
-        # Prometheus children, cached: labels() takes a lock and hashes every time.
-        self._counters: dict[tuple[bytes, str, int], Any] = {}
-        self._histograms: dict[tuple[bytes, str], Any] = {}
 
     @staticmethod
     def _security_headers(settings: HttpSettings) -> list[tuple[bytes, list[bytes]]]:
@@ -188,11 +196,17 @@ class ApiResource(Resource):
 
     def render(self, request: Any) -> Any:
         started = perf_counter()
-        metrics.HTTP_IN_FLIGHT.inc()
+        metrics.HTTP_STATS.in_flight += 1
         headers = request.requestHeaders
-        raw_id = headers.getRawHeaders(self._request_id_header)
+        stored = getattr(headers, "_rawHeaders", None)
+        if type(stored) is dict:
+            # Canonical keys, as Headers stores them; skips name encoding per lookup.
+            raw_id = stored.get(self._request_id_key)
+            raw_trace = stored.get(b"Traceparent")
+        else:
+            raw_id = headers.getRawHeaders(self._request_id_header)
+            raw_trace = headers.getRawHeaders(b"traceparent")
         request_id = (sane_request_id(raw_id[0]) if raw_id else None) or self._ids.new()
-        raw_trace = headers.getRawHeaders(b"traceparent")
         ctx = RequestContext(
             request,
             request_id,
@@ -491,7 +505,7 @@ class ApiResource(Resource):
             raw.update(self._security_raw)
         request_headers = request.requestHeaders
         if self._hsts is not None and (
-            request.isSecure()
+            _is_secure(request)
             or (
                 self.settings.trust_proxy
                 and request_headers.getRawHeaders(b"x-forwarded-proto", [b""])[0].lower()
@@ -558,38 +572,40 @@ class ApiResource(Resource):
     def _count(self, ctx: RequestContext, status: int, size: int, started: float) -> None:
         elapsed = perf_counter() - started
         request = ctx.request
-        method = request.method
         route = ctx.route_path
-        metrics.HTTP_IN_FLIGHT.dec()
-        counter = self._counters.get((method, route, status))
-        if counter is None:
-            counter = metrics.HTTP_REQUESTS.labels(method.decode("latin-1"), route, str(status))
-            if len(self._counters) < 10000:
-                self._counters[(method, route, status)] = counter
-        counter.inc()
-        histogram = self._histograms.get((method, route))
-        if histogram is None:
-            histogram = metrics.HTTP_DURATION.labels(method.decode("latin-1"), route)
-            if len(self._histograms) < 10000:
-                self._histograms[(method, route)] = histogram
-        histogram.observe(elapsed)
-        duration_ms = round(elapsed * 1000, 3)
-        fields: dict[str, Any] = {
-            "method": method.decode("latin-1"),
-            "path": request.uri.decode("latin-1"),
-            "route": None if route == _UNMATCHED else route,
-            "status": status,
-            "duration_ms": duration_ms,
-            "bytes_sent": size,
-            "request_id": ctx.request_id,
-            "remote": ctx.remote,
-            "user": ctx.user_id,
-            "trace_id": ctx.trace_id,
-        }
-        logs.log_access(**fields)
+        stats = metrics.HTTP_STATS
+        stats.in_flight -= 1
+        method = stats.method_label(request.method)
+        stats.observe(method, route, status, elapsed)
+        path = request.uri.decode("latin-1")
+        logged_route = None if route == _UNMATCHED else route
+        user = ctx.user_id
+        duration_ms = elapsed * 1000
+        logs.log_access(
+            method=method,
+            path=path,
+            route=logged_route,
+            status=status,
+            duration_ms=duration_ms,
+            bytes_sent=size,
+            request_id=ctx.request_id,
+            remote=ctx.remote,
+            user=user,
+            trace_id=ctx.trace_id,
+        )
         if elapsed >= self.settings.slow_request_threshold:
             logs.log_slow_request(
-                threshold_ms=self.settings.slow_request_threshold * 1000, **fields
+                threshold_ms=self.settings.slow_request_threshold * 1000,
+                method=method,
+                path=path,
+                route=logged_route,
+                status=status,
+                duration_ms=duration_ms,
+                bytes_sent=size,
+                request_id=ctx.request_id,
+                remote=ctx.remote,
+                user=user,
+                trace_id=ctx.trace_id,
             )
 
 
