@@ -358,7 +358,10 @@ def running(
 ) -> Iterator[str]:
     """Start ``spec`` (unless it is already running), yield its base URL, stop it."""
     if spec.url is not None:
-        wait_until_live(spec.url, None, (), timeout=10)
+        try:
+            wait_until_live(spec.url, None, (), timeout=5)
+        except BenchError as exc:
+            raise BenchError(f"is the server running? {exc}") from None
         yield spec.url
         return
     workdir = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=workroot))
@@ -376,8 +379,9 @@ def running(
         wait_until_live(base_url, proc, (workdir / spec.log_name, console), STARTUP_TIMEOUT)
         yield base_url
     finally:
+        was_running = proc.poll() is None
         code = children.stop(proc)
-        if code not in (0, -signal.SIGTERM, None) and spec.name == "ours":
+        if was_running and code not in (0, -signal.SIGTERM, None):
             print(f"  note: {spec.name} exited with code {code} after SIGTERM; see {workdir}")
 
 
@@ -820,6 +824,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # Also when started with SIGINT ignored (a background job of a script), Ctrl-C or
+    # kill -INT must still stop the servers.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         specs = [our_server_spec(args)]
         if args.peers:
@@ -830,6 +837,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\ninterrupted: stopping the servers")
         return 130
     finally:
+        # A second Ctrl-C must not leave servers behind; stopping is bounded anyway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         children.stop_all()
         shutil.rmtree(workroot, ignore_errors=True)
 
@@ -897,10 +907,11 @@ def measure_all(
                         print(f"  {route:<8} {m.rps:>9.0f} req/s  p50 {m.p50_ms:.2f} ms  "
                               f"p99 {m.p99_ms:.2f} ms{note}", flush=True)
             except BenchError as exc:
+                if spec.name == "ours" and rnd == 1:
+                    # Nothing to compare against: stop here, with the reason.
+                    raise
                 fig.failures.append(str(exc))
                 print(f"  FAILED: {exc}")
-                if spec.name == "ours" and rnd == 1:
-                    raise
 
     print_table(list(figures.values()), routes)
     rows = ratios(figures, routes)
