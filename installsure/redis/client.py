@@ -72,7 +72,7 @@ def _run_on(link: _Link, conn: Any, timeout: float | None, args: tuple[Any, ...]
 class LuaScriptHandle:
     """A registered script: EVALSHA, and on NOSCRIPT load it again and retry once."""
 
-    __slots__ = ("_redis", "_source", "loaded", "name", "sha")
+    __slots__ = ("_loading", "_redis", "_source", "loaded", "name", "sha")
 
     def __init__(self, redis: RedisService, name: str, source: str) -> None:
         self._redis = redis
@@ -80,6 +80,9 @@ class LuaScriptHandle:
         self.name = name
         self.sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
         self.loaded = False
+        # Callers waiting for the SCRIPT LOAD in flight: thousands of calls arriving
+        # together (at start, or after a Redis restart) share one load.
+        self._loading: list[defer.Deferred[None]] | None = None
 
     def __call__(self, keys: Sequence[str], args: Sequence[RedisArg]) -> defer.Deferred[Any]:
         if not self.loaded:
@@ -104,13 +107,29 @@ class LuaScriptHandle:
             return self._load().addCallback(lambda _: self._evalsha(keys, args, False))
         return failure
 
-    def _load(self) -> defer.Deferred[Any]:
-        def loaded(sha: str) -> None:
-            if sha != self.sha:  # pragma: no cover - would be a Redis bug
-                raise RedisReplyError(f"SCRIPT LOAD of {self.name} returned sha {sha}")
-            self.loaded = True
+    def _load(self) -> defer.Deferred[None]:
+        waiter: defer.Deferred[None] = defer.Deferred()
+        if self._loading is not None:
+            self._loading.append(waiter)
+            return waiter
+        self._loading = [waiter]
+        self._redis._execute_trusted(("SCRIPT", "LOAD", self._source)).addBoth(self._loaded)
+        return waiter
 
-        return self._redis.execute("SCRIPT", "LOAD", self._source).addCallback(loaded)
+    def _loaded(self, result: object) -> None:
+        waiting, self._loading = self._loading or [], None
+        error: Failure | Exception | None = None
+        if isinstance(result, Failure):
+            error = result
+        elif result != self.sha:  # pragma: no cover - would be a Redis bug
+            error = RedisReplyError(f"SCRIPT LOAD of {self.name} returned {result!r}")
+        if error is not None:
+            for d in waiting:
+                d.errback(error)
+            return
+        self.loaded = True
+        for d in waiting:
+            d.callback(None)
 
     def __repr__(self) -> str:
         return f"<LuaScript {self.name} {self.sha[:12]}>"

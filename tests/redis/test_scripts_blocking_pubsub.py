@@ -42,6 +42,19 @@ async def test_script_reloaded_after_flush(redis: RedisService) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_concurrent_first_calls_share_one_load(redis: RedisService) -> None:
+    """Many calls before the script is loaded (or after a flush) cause one SCRIPT LOAD."""
+    script = redis.script("incr-by", INCR_BY)
+    await redis.execute("CONFIG", "RESETSTAT")
+    results = await defer.gatherResults([script([redis.key("c")], [1]) for _ in range(50)])
+    assert sorted(results) == list(range(1, 51))
+    await redis.execute("SCRIPT", "FLUSH")
+    await defer.gatherResults([script([redis.key("c")], [1]) for _ in range(50)])
+    stats = await redis.execute("INFO", "commandstats")
+    assert "cmdstat_script|load:calls=2," in stats
+
+
+@pytest_twisted.ensureDeferred
 async def test_script_errors_and_name_clash(redis: RedisService) -> None:
     """A Lua error() surfaces as RedisReplyError; one name cannot mean two scripts."""
     failing = redis.script("fails", "return redis.error_reply('BADJOB no such job')")
