@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(USAGE)
         return 0 if args else 2
     command, rest = args[0], args[1:]
+    if command == "db" and not rest:
+        sys.stderr.write(f"installsure: `db` needs a sub-command\n{USAGE}")
+        return 2
     if command in ("migrate", "db"):
         from installsure.db.cli import main as db_main
 

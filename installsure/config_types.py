@@ -141,9 +141,11 @@ def parse_database_url(value: object) -> DatabaseUrl:
     scheme = text.partition("://")[0].lower()
     # SQLAlchemy spells drivers as "dialect+driver"; accept ours with or without them.
     if scheme.split("+")[0] not in ("sqlite", "postgresql", "postgres") or "://" not in text:
+        # Only the scheme is repeated: the rest may hold a password.
+        shown = f"a {scheme}:// URL" if "://" in text else "a value that is not a URL"
         raise ValueError(
             "expected sqlite:///path/to/file.db or postgresql://user:password@host:5432/db, "
-            f"got {value!r}"
+            f"got {shown}"
         )
     return DatabaseUrl(text)
 

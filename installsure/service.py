@@ -23,10 +23,12 @@ from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from installsure import __version__
 from installsure.api.health import CheckResult, HealthSources, health_router, run_checks
 from installsure.config import Config
+from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
 from installsure.drain import DrainService
 from installsure.http.app import ApiResource
@@ -36,7 +38,7 @@ from installsure.http.routing import Router
 from installsure.http.site import ApiSite
 from installsure.listeners import HttpListeners
 from installsure.logs import configure_logging
-from installsure.process import exit_zero_after_graceful_stop
+from installsure.process import exit_zero_after_graceful_stop, fail_and_stop
 from installsure.redis.client import RedisService
 from installsure.redis.embedded import EmbeddedRedisService
 from installsure.redis.target import RedisTarget
@@ -97,6 +99,16 @@ def _storage_check(directory: Path) -> Deferred[CheckResult]:
     return deferToThread(probe)
 
 
+def _stop_on_unusable_database(failure: Failure, reactor: Any) -> None:
+    """A schema we cannot use will not fix itself: stop with the message, exit 1.
+
+    (An unreachable database is different: the service keeps retrying meanwhile.)
+    """
+    if failure.check(DatabaseConfigError, MigrationError):  # type: ignore[no-untyped-call]
+        fail_and_stop(reactor, "cannot use the database: {reason}",
+                      reason=failure.getErrorMessage())
+
+
 class InstallSureService(MultiService):
     """The root service; parts are attributes so tests and tools can reach them."""
 
@@ -146,6 +158,7 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     )
     database.setServiceParent(services)  # type: ignore[no-untyped-call]
     services.database = database
+    database.started().addErrback(_stop_on_unusable_database, reactor)
 
     drain = DrainService(grace=config.shutdown.grace)
     services.drain = drain

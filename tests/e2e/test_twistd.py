@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,36 @@ def test_unopenable_log_file_exits_with_a_message(tmp_path: Path) -> None:
     assert result.returncode == 1, output
     assert str(blocker) in output
     assert "Traceback" not in output
+
+
+@pytest_twisted.inlineCallbacks
+def test_production_with_unmigrated_database_stops_and_says_what_to_run(tmp_path: Path):
+    """Production does not migrate by itself: an empty database stops it with the command
+    to run, exit status 1; after `python -m installsure migrate` it starts."""
+    secret = {"JWT_SECRET": "p" * 40}
+    server = ServerProcess(tmp_path, "--environment", "production", env=secret)
+    server.start()
+    try:
+        code = yield server.wait_exit(timeout=60)
+    finally:
+        server.kill()
+    assert code == 1, server.output()
+    assert "python -m installsure migrate" in server.output()
+    assert "Traceback" not in server.output()
+
+    migrate = subprocess.run(
+        [sys.executable, "-m", "installsure", "migrate", "--data-dir", str(tmp_path / "data")],
+        env=child_environment(), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    again = ServerProcess(tmp_path, "--environment", "production", env=secret,
+                          port=server.port)
+    again.start()
+    try:
+        yield again.wait_until("/readyz")
+    finally:
+        again.terminate()
+        code = yield again.wait_exit()
+        again.kill()
+    assert code == 0
