@@ -215,6 +215,19 @@ class BlockingConnection:
         return self._link.stop()
 
 
+class _Sentinels(txredisapi.Sentinel):  # type: ignore[misc]
+    """txredisapi's master discovery over our own (quiet, bounded) sentinel connections."""
+
+    def __init__(self, links: list[_Link]) -> None:
+        self._links = links
+        self.sentinels = [link.factory.handler for link in links]
+        self.min_other_sentinels = 0
+
+    def disconnect(self) -> defer.Deferred[None]:
+        d = defer.gatherResults([link.stop() for link in self._links], consumeErrors=True)
+        return d.addCallback(lambda _: None)
+
+
 class RedisService(Service):
     """Connections to one Redis deployment for the whole process (see module docstring)."""
 
@@ -322,9 +335,21 @@ class RedisService(Service):
     def _sentinel_manager(self) -> Any:
         """The connections to the Sentinels, shared by every link; made on first use."""
         if self._sentinel is None:
-            self._sentinel = txredisapi.Sentinel(
-                list(self.target.sentinels), connectTimeout=self.connect_timeout
-            )
+            links = [
+                _Link(
+                    RedisTarget(host=host, port=port),
+                    name=f"sentinel {host}:{port}",
+                    size=1,
+                    reply_timeout=self.command_timeout,
+                    connect_timeout=self.connect_timeout,
+                    reactor=self._reactor,
+                    quiet=True,
+                )
+                for host, port in self.target.sentinels
+            ]
+            for link in links:
+                link.start()
+            self._sentinel = _Sentinels(links)
             # How long to wait for a Sentinel to name a healthy master before trying again:
             # during a failover no master is healthy and a long wait only delays
             # noticing the promoted one.

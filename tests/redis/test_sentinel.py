@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from installsure.redis.client import RedisService
+from installsure.redis.interfaces import RedisUnavailable
 from installsure.redis.target import RedisTarget
 from tests.fixtures.redis import RedisServerProcess, find_redis_server, free_port
 from tests.redis.helpers import eventually, within
@@ -132,3 +134,32 @@ async def _follow_failover(master: RedisServerProcess, replica: RedisServerProce
         assert b"role:master" in _command(replica.port, "INFO", "replication")
     finally:
         await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_sentinel_fails_clearly_without_log_spam() -> None:
+    """No sentinel answering: commands fail with RedisUnavailable naming the master and
+    the sentinels, and the retries are not logged one by one."""
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    port = free_port()
+    service = RedisService(RedisTarget.for_sentinels([("127.0.0.1", port)], "mymaster"),
+                           command_timeout=0.5, connect_timeout=0.5)
+    service.startService()
+    try:
+        with pytest.raises(RedisUnavailable, match=f"'mymaster' via sentinel.*127.0.0.1:{port}"):
+            await within(5, service.execute("PING"))
+        # a few discovery rounds
+        await eventually(lambda: _failed_twice(service), seconds=10)
+    finally:
+        await service.stopService()
+        globalLogPublisher.removeObserver(events.append)
+    texts = [formatEvent(e) for e in events]
+    warnings = [formatEvent(e) for e in events if e["log_level"] != LogLevel.debug]
+    assert not [t for t in texts if "Scheduling retry" in t]
+    assert len([t for t in warnings if "Cannot reach Redis" in t]) == 1
+
+
+async def _failed_twice(service: RedisService) -> None:
+    with pytest.raises(RedisUnavailable, match="No master found"):
+        await service.execute("PING")
