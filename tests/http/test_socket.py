@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -121,3 +122,27 @@ async def test_access_log_and_normal_requests_over_treq(port: int) -> None:
     assert "hide" not in event["path"]
     mounted = await treq.get(url + "/ws")
     assert await mounted.content() == b"mounted"
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_bodies_head_and_pipelining_over_the_direct_send_path(port: int) -> None:
+    """Responses bigger than the socket buffer arrive whole, HEAD and 204 carry no body,
+    and pipelined requests are answered in order."""
+    url = f"http://127.0.0.1:{port}"
+    bundle = await treq.get(url + "/docs/swagger-ui-bundle.js", persistent=False)
+    data = await bundle.content()
+    assert len(data) > 1_000_000
+    assert data.rstrip().endswith(b";") or data.rstrip().endswith(b")")
+    head = await treq.head(url + "/metrics", persistent=False)
+    assert head.code == 200
+    assert await head.content() == b""
+    preflight = await treq.request("OPTIONS", url + "/api/echo", persistent=False)
+    assert preflight.code == 204
+    request = (
+        b"GET /nowhere-1 HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /nowhere-2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    answer = await threads.deferToThread(_exchange, port, request, [])
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer) == [b"404", b"200", b"404"]
+    assert answer.index(b"/nowhere-1") < answer.index(b"/nowhere-2")
