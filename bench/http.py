@@ -45,7 +45,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +115,26 @@ class Measurement:
     p50_ms: float
     p99_ms: float
     client: str
+    #: CPU seconds the server's processes used during the measured run (None when the
+    #: server was started by someone else and we cannot see its processes).
+    server_cpu_s: float | None = None
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def per_cpu_s(self) -> float | None:
+        """Requests per CPU second of the server: barely moved by other work on the box."""
+        if not self.server_cpu_s:
+            return None
+        return self.requests / self.server_cpu_s
+
+    @property
+    def cpu_percent(self) -> float | None:
+        if self.server_cpu_s is None or self.seconds <= 0:
+            return None
+        return 100 * self.server_cpu_s / self.seconds
 
 
 @dataclass
@@ -134,12 +150,18 @@ class ServerFigures:
         runs = self.rounds.get(route)
         if not runs:
             return None
-        return {
+        out = {
             "rps": statistics.median(m.rps for m in runs),
             "p50_ms": statistics.median(m.p50_ms for m in runs),
             "p99_ms": statistics.median(m.p99_ms for m in runs),
             "errors": sum(m.errors for m in runs),
         }
+        per_cpu = [m.per_cpu_s for m in runs if m.per_cpu_s is not None]
+        cpu_pct = [m.cpu_percent for m in runs if m.cpu_percent is not None]
+        if per_cpu and cpu_pct:
+            out["per_cpu_s"] = statistics.median(per_cpu)
+            out["cpu_percent"] = statistics.median(cpu_pct)
+        return out
 
 
 # --- child processes --------------------------------------------------------------------
@@ -204,6 +226,25 @@ class Children:
     def stop_all(self) -> None:
         for proc in list(reversed(self._procs)):
             self.stop(proc, timeout=10)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by every process in group ``pgid``.
+
+    Counts all threads of each process (Node's GC and compiler threads, twistd's thread
+    pool) and our server's embedded redis-server, which shares its group.
+    """
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue  # the process ended meanwhile
+        # The command name may hold spaces and parentheses; fields follow the last ")".
+        fields = raw[raw.rfind(")") + 2:].split()
+        if len(fields) > 12 and int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -355,14 +396,14 @@ def fastify_spec(app_dir: Path, versions: str) -> ServerSpec:
 @contextlib.contextmanager
 def running(
     spec: ServerSpec, children: Children, workroot: Path, cpus: set[int] | None
-) -> Iterator[str]:
-    """Start ``spec`` (unless it is already running), yield its base URL, stop it."""
+) -> Iterator[tuple[str, int | None]]:
+    """Start ``spec`` (unless it is already running), yield (base URL, process group)."""
     if spec.url is not None:
         try:
             wait_until_live(spec.url, None, (), timeout=5)
         except BenchError as exc:
             raise BenchError(f"is the server running? {exc}") from None
-        yield spec.url
+        yield spec.url, None
         return
     workdir = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=workroot))
     port = free_port()
@@ -377,7 +418,7 @@ def running(
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until_live(base_url, proc, (workdir / spec.log_name, console), STARTUP_TIMEOUT)
-        yield base_url
+        yield base_url, proc.pid
     finally:
         was_running = proc.poll() is None
         code = children.stop(proc)
@@ -639,10 +680,15 @@ class LoadClient:
     cpus: set[int] | None
     children: Children
 
-    def measure(self, url: str) -> Measurement:
+    def measure(self, url: str, server_pgid: int | None) -> Measurement:
         if self.warmup > 0:
             self._run(url, self.warmup)
-        return self._run(url, self.duration)
+        if server_pgid is None:
+            return self._run(url, self.duration)
+        before = group_cpu_seconds(server_pgid)
+        m = self._run(url, self.duration)
+        used = group_cpu_seconds(server_pgid) - before
+        return replace(m, server_cpu_s=used)
 
     def _run(self, url: str, duration: float) -> Measurement:
         if self.kind == "wrk":
@@ -656,7 +702,10 @@ class LoadClient:
 
 
 def print_table(figures: Sequence[ServerFigures], routes: Sequence[str]) -> None:
-    header = f"{'server':<9} {'route':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+    header = (
+        f"{'server':<8} {'route':<7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+        f"{'srv CPU':>7} {'req/CPU-s':>9}"
+    )
     print()
     print(header + "  req/s of each round")
     print("-" * (len(header) + 22))
@@ -664,13 +713,19 @@ def print_table(figures: Sequence[ServerFigures], routes: Sequence[str]) -> None
         for route in routes:
             med = fig.median(route)
             if med is None:
-                print(f"{fig.name:<9} {route:<8} {'-':>9} {'-':>8} {'-':>8} {'-':>7}  not measured")
+                print(f"{fig.name:<8} {route:<7} {'-':>7}  not measured")
                 continue
             each = " ".join(f"{m.rps:.0f}" for m in fig.rounds[route])
+            cpu = f"{med['cpu_percent']:.0f} %" if "cpu_percent" in med else "-"
+            per_cpu = f"{med['per_cpu_s']:.0f}" if "per_cpu_s" in med else "-"
             print(
-                f"{fig.name:<9} {route:<8} {med['rps']:>9.0f} {med['p50_ms']:>8.2f} "
-                f"{med['p99_ms']:>8.2f} {int(med['errors']):>7}  {each}"
+                f"{fig.name:<8} {route:<7} {med['rps']:>7.0f} {med['p50_ms']:>7.2f} "
+                f"{med['p99_ms']:>7.2f} {int(med['errors']):>6} {cpu:>7} {per_cpu:>9}  {each}"
             )
+    print(
+        "\nsrv CPU: CPU time of the server's processes / wall time (100 % = one core);"
+        "\nreq/CPU-s: requests per CPU second of the server, little moved by other load."
+    )
 
 
 def ratios(figures: dict[str, ServerFigures], routes: Sequence[str]) -> list[dict[str, Any]]:
@@ -688,8 +743,12 @@ def ratios(figures: dict[str, ServerFigures], routes: Sequence[str]) -> list[dic
                 continue
             target = TARGETS[peer] if route == LIVENESS_ROUTE else None
             ratio = a["rps"] / b["rps"]
+            per_cpu = None
+            if a.get("per_cpu_s") and b.get("per_cpu_s"):
+                per_cpu = a["per_cpu_s"] / b["per_cpu_s"]
             out.append({
-                "route": route, "peer": peer, "ratio": ratio, "target": target,
+                "route": route, "peer": peer, "ratio": ratio, "ratio_per_cpu_s": per_cpu,
+                "target": target,
                 "verdict": None if target is None else ("PASS" if ratio >= target else "MISS"),
             })
     return out
@@ -699,12 +758,17 @@ def print_ratios(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     print()
-    print("ratios of median req/s (ours / peer)")
+    print("ratios, ours / peer      req/s  (target, verdict)       req/CPU-s")
     for row in rows:
-        line = f"  {row['route']:<8} ours/{row['peer']:<8} {row['ratio']:6.2f}x"
+        verdict = ""
         if row["target"] is not None:
-            line += f"   target >= {row['target']}x   {row['verdict']}"
-        print(line)
+            verdict = f">= {row['target']}x  {row['verdict']}"
+        per_cpu = row["ratio_per_cpu_s"]
+        per_cpu_text = f"{per_cpu:6.2f}x" if per_cpu is not None else "     -"
+        print(
+            f"  {row['route']:<7} ours/{row['peer']:<8} {row['ratio']:6.2f}x  {verdict:<20}"
+            f"  {per_cpu_text}"
+        )
 
 
 # --- command line -----------------------------------------------------------------------
@@ -893,7 +957,7 @@ def measure_all(
             fig = figures[spec.name]
             print(f"round {rnd}/{args.rounds}: {spec.name}", flush=True)
             try:
-                with running(spec, children, workroot, server_cpus) as base_url:
+                with running(spec, children, workroot, server_cpus) as (base_url, pgid):
                     if small_route is None:
                         # Ours decides the route (peers serve the same paths).
                         small_route = pick_small_json_route(base_url)
@@ -901,9 +965,11 @@ def measure_all(
                         print(f"  small JSON route: {small_route} "
                               f"(first of {', '.join(SMALL_JSON_ROUTES)} that answers)")
                     for route in routes:
-                        m = client.measure(base_url + route)
+                        m = client.measure(base_url + route, pgid)
                         fig.rounds.setdefault(route, []).append(m)
                         note = f", {m.errors} ERRORS" if m.errors else ""
+                        if m.cpu_percent is not None:
+                            note += f"  server CPU {m.cpu_percent:.0f} %"
                         print(f"  {route:<8} {m.rps:>9.0f} req/s  p50 {m.p50_ms:.2f} ms  "
                               f"p99 {m.p99_ms:.2f} ms{note}", flush=True)
             except BenchError as exc:
@@ -945,7 +1011,7 @@ def write_json(
             name: {
                 "description": fig.description,
                 "median": {r: fig.median(r) for r in routes},
-                "rounds": {r: [asdict(m) | {"rps": m.rps} for m in ms]
+                "rounds": {r: [asdict(m) | {"rps": m.rps, "per_cpu_s": m.per_cpu_s} for m in ms]
                            for r, ms in fig.rounds.items()},
                 "failures": fig.failures,
             }
