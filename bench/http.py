@@ -891,12 +891,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Also when started with SIGINT ignored (a background job of a script), Ctrl-C or
     # kill -INT must still stop the servers.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    keep_logs = True
     try:
         specs = [our_server_spec(args)]
         if args.peers:
             specs.extend(peer_specs(args))
-        return measure_all(args, specs=specs, client=client, children=children,
+        code = measure_all(args, specs=specs, client=client, children=children,
                            workroot=workroot, server_cpus=server_cpus)
+        keep_logs = code != 0
+        return code
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the servers")
         return 130
@@ -905,7 +908,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         children.stop_all()
-        shutil.rmtree(workroot, ignore_errors=True)
+        if keep_logs:
+            print(f"the servers' data and logs are kept in {workroot}", file=sys.stderr)
+        else:
+            shutil.rmtree(workroot, ignore_errors=True)
 
 
 def peer_specs(args: argparse.Namespace) -> list[ServerSpec]:
@@ -985,6 +991,10 @@ def measure_all(
     if args.json:
         write_json(args, figures, routes, rows, client)
         print(f"\nfigures written to {args.json}")
+    failed = [name for name, fig in figures.items() if fig.failures]
+    if failed:
+        print(f"\nsome runs FAILED ({', '.join(failed)}): see the messages above")
+        return 1
     return 0
 
 
