@@ -304,7 +304,8 @@ class _Link:
     def _fail_waiters(self, error: Exception) -> None:
         waiting, self._waiting = self._waiting, []
         for d in waiting:
-            d.errback(error)
+            if not d.called:  # a caller may have cancelled it
+                d.errback(error)
 
     # --- events from the factory and the endpoint
 
@@ -322,7 +323,8 @@ class _Link:
                       target=self.target.describe())
         waiting, self._waiting = self._waiting, []
         for d in waiting:
-            d.callback(None)
+            if not d.called:  # a caller may have cancelled it
+                d.callback(None)
         for callback in list(self.on_connection):
             try:
                 callback(conn)

@@ -260,7 +260,8 @@ class Subscriber:
         if key in self._callbacks:
             self._confirmed.add(key)
         for d in self._ack_waiters.pop(key, []):
-            d.callback(None)
+            if not d.called:  # a caller may have cancelled it
+                d.callback(None)
 
     def _deliver(self, pattern: bool, name: Any, channel: Any, message: Any) -> None:
         callbacks = self._callbacks.get((pattern, _text(name)))
@@ -280,4 +281,5 @@ class Subscriber:
         waiters, self._ack_waiters = self._ack_waiters, {}
         for ds in waiters.values():
             for d in ds:
-                d.errback(error)
+                if not d.called:
+                    d.errback(error)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import defer
+from twisted.logger import globalLogPublisher
 
 from installsure.redis.client import RedisService
 from installsure.redis.interfaces import RedisReplyError, RedisUnavailable
@@ -43,15 +44,23 @@ async def test_script_reloaded_after_flush(redis: RedisService) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_concurrent_first_calls_share_one_load(redis: RedisService) -> None:
-    """Many calls before the script is loaded (or after a flush) cause one SCRIPT LOAD."""
+    """Many calls before the script is loaded cause one SCRIPT LOAD; after a flush, at
+    most one per pooled connection (NOSCRIPT replies on different connections may come
+    after a reload finished), not one per call."""
     script = redis.script("incr-by", INCR_BY)
     await redis.execute("CONFIG", "RESETSTAT")
     results = await defer.gatherResults([script([redis.key("c")], [1]) for _ in range(50)])
     assert sorted(results) == list(range(1, 51))
+    assert await _script_loads(redis) == 1
     await redis.execute("SCRIPT", "FLUSH")
     await defer.gatherResults([script([redis.key("c")], [1]) for _ in range(50)])
+    assert await _script_loads(redis) <= 1 + redis.pool_size
+
+
+async def _script_loads(redis: RedisService) -> int:
     stats = await redis.execute("INFO", "commandstats")
-    assert "cmdstat_script|load:calls=2," in stats
+    line = next(x for x in stats.splitlines() if x.startswith("cmdstat_script|load:"))
+    return int(line.split("calls=")[1].split(",")[0])
 
 
 @pytest_twisted.ensureDeferred
@@ -237,3 +246,28 @@ async def test_silent_pubsub_connection_is_remade(redis_server: RedisServerProce
 
 async def _assert_reconnected(subscriber: Any) -> None:
     assert subscriber._connections >= 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancel_while_waiting_for_reconnection(redis_server: RedisServerProcess,
+                                                     redis: RedisService) -> None:
+    """A blocking command cancelled while it waits for the connection to come back is
+    simply dropped: the reconnection that follows raises no error and serves the next."""
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    blocking = redis.blocking_connection()
+    try:
+        await within(5, blocking._link.when_connected(5))
+        redis_server.stop()
+        await eventually(lambda: _assert_down(blocking))
+        waiting = blocking.execute("BLPOP", "q", 1, timeout=30)
+        waiting.cancel()
+        with pytest.raises(defer.CancelledError):
+            await waiting
+        redis_server.start()
+        await eventually(lambda: redis.execute("RPUSH", "q", "v"))
+        assert await within(15, blocking.execute("BLPOP", "q", 1, timeout=10)) == ["q", "v"]
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+        await blocking.close()
+    assert not [e for e in events if "log_failure" in e]
