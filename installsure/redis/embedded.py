@@ -36,7 +36,6 @@ State = Literal["stopped", "starting", "running", "restarting", "failed"]
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 _INITIAL_RESTART_DELAY = 0.5
-_KILL_AFTER = 10.0
 # A redis-server that never became ready this many times in a row will not: give up.
 _MAX_FAILED_FIRST_STARTS = 3
 
@@ -189,7 +188,13 @@ class _RedisProcess(protocol.ProcessProtocol):
 
 
 class EmbeddedRedisService(Service):
-    """Runs and supervises one redis-server on ``data_dir/redis.sock``."""
+    """Runs and supervises one redis-server on ``data_dir/redis.sock``.
+
+    ``max_restart_delay`` caps the backoff between restarts (0.5 s, doubling), which
+    starts over once a child stayed up ``stable_after`` seconds; ``ready_timeout`` is how
+    long a new child may take to answer PING; ``kill_after`` how long stopService waits
+    after SIGTERM before SIGKILL.
+    """
 
     def __init__(
         self,
@@ -200,6 +205,7 @@ class EmbeddedRedisService(Service):
         max_restart_delay: float = 30.0,
         ready_timeout: float = 10.0,
         stable_after: float = 30.0,
+        kill_after: float = 10.0,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -211,6 +217,7 @@ class EmbeddedRedisService(Service):
         self.max_restart_delay = max_restart_delay
         self.ready_timeout = ready_timeout
         self.stable_after = stable_after
+        self.kill_after = kill_after
         self.state: State = "stopped"
         self.error: str | None = None
         self._reactor: IReactorTime = reactor
@@ -341,7 +348,7 @@ class EmbeddedRedisService(Service):
             return defer.succeed(None)
         # SIGTERM lets redis-server flush and fsync the append-only file.
         self._signal(process, signal.SIGTERM)
-        kill = self._reactor.callLater(_KILL_AFTER, self._kill_late, process)
+        kill = self._reactor.callLater(self.kill_after, self._kill_late, process)
         ended = defer.Deferred[None]()
 
         def gone(_: object) -> None:
@@ -356,7 +363,7 @@ class EmbeddedRedisService(Service):
         log.warn(
             "redis-server (pid {pid}) did not exit {seconds}s after SIGTERM; killing it",
             pid=process.pid,
-            seconds=_KILL_AFTER,
+            seconds=self.kill_after,
         )
         self._signal(process, signal.SIGKILL)
 

