@@ -49,6 +49,9 @@ _JSON = b"application/json"
 _JSON_UTF8 = b"application/json; charset=utf-8"
 _CORS_ALLOW_HEADERS = b"Authorization, Content-Type, X-Request-ID, traceparent, tracestate"
 _UNMATCHED = "<unmatched>"
+_REPLACEABLE = frozenset(
+    {b"content-security-policy", b"x-frame-options", b"cross-origin-resource-policy"}
+)
 _CLIENT_CLOSED = 499
 
 
@@ -516,7 +519,11 @@ class ApiResource(Resource):
         if self._cors_origins:
             self._cors(request, out)
         for name, value in headers:
-            _add_header(out, name, value)
+            if name.lower() in _REPLACEABLE:
+                # A route may set its own policy (e.g. /docs); never send two.
+                out.setRawHeaders(name, [value])
+            else:
+                _add_header(out, name, value)
         if ctx.extra_headers:
             for name, value in ctx.extra_headers:
                 _add_header(out, name, value)

@@ -38,6 +38,13 @@ _DOCS_INIT = b"""window.addEventListener("load", function () {
 });
 """
 
+# Swagger UI needs its own scripts and styles (inline styles included) and data: icons.
+_DOCS_CSP = (
+    b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    b"script-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'; "
+    b"form-action 'self'"
+)
+
 _ASSETS = {
     "swagger-ui-bundle.js": b"application/javascript; charset=utf-8",
     "swagger-ui.css": b"text/css; charset=utf-8",
@@ -55,7 +62,7 @@ def _asset(name: str) -> tuple[bytes, bytes]:
 def _static(
     ctx: RequestContext, body: bytes, content_type: bytes, zipped: bytes | None
 ) -> Response:
-    headers = [(b"Cache-Control", b"public, max-age=3600")]
+    headers = [(b"Cache-Control", b"public, max-age=3600"), (b"Content-Security-Policy", _DOCS_CSP)]
     request: Any = ctx.request
     accept = request.requestHeaders.getRawHeaders(b"accept-encoding") or []
     if zipped is not None and any(b"gzip" in a for a in accept):

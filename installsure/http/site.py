@@ -181,6 +181,14 @@ class ApiChannel(http.HTTPChannel):
     """
 
     _pending_head: bytes | None = None
+    _host: Any = None
+
+    def getHost(self) -> Any:
+        # Asked by every Request; the local address of a connection never changes, so
+        # one getsockname() per connection instead of one per request.
+        if self._host is None:
+            self._host = super().getHost()  # type: ignore[no-untyped-call]
+        return self._host
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         if type(headers) is not Headers:

@@ -182,3 +182,17 @@ def test_docs_can_be_switched_off() -> None:
     client, _ = stub(make_router(), HttpSettings(expose_docs=False))
     assert fetch(client, "GET", "/docs").code == 404
     assert fetch(client, "GET", "/openapi.json").code == 404
+
+
+def test_api_csp_is_strict_and_docs_get_their_own_single_policy() -> None:
+    """JSON responses carry "default-src 'none'"; /docs replaces it with one policy that
+    lets Swagger UI load its own files."""
+    client, _ = stub(make_router())
+    api = fetch(client, "GET", "/api/notes/1")
+    assert api.headers.getRawHeaders("Content-Security-Policy") == [
+        "default-src 'none'; frame-ancestors 'none'"
+    ]
+    docs = fetch(client, "GET", "/docs")
+    policies = docs.headers.getRawHeaders("Content-Security-Policy")
+    assert len(policies) == 1
+    assert "script-src 'self'" in policies[0]
