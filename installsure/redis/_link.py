@@ -9,8 +9,10 @@ connection without txredisapi's per-call ``inlineCallbacks`` machinery.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import txredisapi
@@ -18,7 +20,7 @@ from twisted.application.internet import ClientService
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
-from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import ILogObserver, Logger, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -83,18 +85,48 @@ def _encode(arg: object, errors: str = "strict") -> bytes:
     )
 
 
-class _StrictArguments:
+class _ProtocolMixin:
+    """What every connection of ours adds to txredisapi's protocol."""
+
     errors: str
+    factory: Any
+    transport: Any
+    _ready: bool
 
     def _encode_value(self, arg: object) -> bytes:
         return _encode(arg, self.errors)
 
+    def connectionMade(self) -> Any:
+        if not getattr(self.factory, "tls", False):
+            return super().connectionMade()  # type: ignore[misc]
+        # Over TLS the protocol is connected before the handshake; without AUTH or
+        # SELECT it would count as usable at once, and a certificate that fails to
+        # verify would look like a connection lost right after it was made. A first
+        # round trip proves the handshake.
+        try:
+            first = self.execute_command("PING")  # type: ignore[attr-defined]
+        except txredisapi.ConnectionError:
+            return None
+        return first.addCallbacks(
+            lambda _: super(_ProtocolMixin, self).connectionMade(),  # type: ignore[misc]
+            lambda _: None,  # connectionLost says why
+        )
 
-class _Protocol(_StrictArguments, txredisapi.RedisProtocol):  # type: ignore[misc]
+    def connectionLost(self, why: Failure) -> None:
+        usable = self._ready
+        super().connectionLost(why)  # type: ignore[misc]
+        link = getattr(self.factory, "link", None)
+        if not usable and link is not None:
+            # Dropped before it was usable (TLS handshake refused, server closing on us):
+            # to ClientService that was a connection, to us a failed attempt.
+            link._connect_failed(why)
+
+
+class _Protocol(_ProtocolMixin, txredisapi.RedisProtocol):  # type: ignore[misc]
     pass
 
 
-class _SentinelProtocol(_StrictArguments, txredisapi.SentinelRedisProtocol):  # type: ignore[misc]
+class _SentinelProtocol(_ProtocolMixin, txredisapi.SentinelRedisProtocol):  # type: ignore[misc]
     pass
 
 
@@ -149,6 +181,25 @@ class _ObservedEndpoint:
         if not isinstance(failure.value, defer.CancelledError):
             self._link._connect_failed(failure)
         return failure
+
+
+@functools.lru_cache(maxsize=16)
+def _tls_options(host: str, ca_file: str | None) -> Any:
+    # Cached: blocking_connection() makes links at run time, on the reactor thread.
+    if ca_file is None:
+        return optionsForClientTLS(host)
+    try:
+        pem = Path(ca_file).read_bytes()
+        authority = Certificate.loadPEM(pem)
+    except OSError as e:
+        raise ValueError(
+            f"cannot read the Redis TLS CA file {ca_file!r}: {e.strerror or e}"
+        ) from None
+    except Exception:
+        raise ValueError(
+            f"the Redis TLS CA file {ca_file!r} does not hold a PEM certificate"
+        ) from None
+    return optionsForClientTLS(host, trustRoot=authority)
 
 
 class _Link:
@@ -210,6 +261,7 @@ class _Link:
             protocol = _SentinelProtocol if target.is_sentinel else _Protocol
         factory.protocol = protocol
         factory.link = self
+        factory.tls = target.tls
         # txredisapi errbacks this when AUTH or SELECT is refused; it then stops trying.
         factory.deferred.addErrback(self._refused)
         self.factory = factory
@@ -229,7 +281,7 @@ class _Link:
             self._reactor, target.host, target.port, timeout=connect_timeout
         )
         if target.tls:
-            endpoint = wrapClientTLS(optionsForClientTLS(target.host), endpoint)
+            endpoint = wrapClientTLS(_tls_options(target.host, target.tls_ca_file), endpoint)
         return endpoint
 
     def start(self) -> None:
@@ -340,7 +392,7 @@ class _Link:
               link=self.name, target=self.target.describe())
 
     def _connect_failed(self, failure: Failure) -> None:
-        if self._stopping:
+        if self._stopping or self._dead:
             return
         self.last_error = failure.getErrorMessage()
         if self.state == "connecting":

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from attrs import field, frozen
 
 _URL_FORMS = (
-    "redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
+    "redis://[[user]:password@]host[:port][/db], rediss://...[?ca=/path/ca.pem] for TLS, "
     "or unix:///path/to/redis.sock[?db=N]"
 )
 
@@ -56,6 +56,9 @@ class RedisTarget:
     db: int = 0
     sentinels: tuple[tuple[str, int], ...] = ()
     master_name: str | None = None
+    #: PEM file of the CA that signed the server's certificate (rediss:// with a private
+    #: CA); None trusts the system's CAs.
+    tls_ca_file: str | None = None
 
     @property
     def is_sentinel(self) -> bool:
@@ -75,10 +78,18 @@ class RedisTarget:
         password = unquote(parts.password) if parts.password is not None else None
         username = unquote(parts.username) if parts.username else None
         query = parse_qs(parts.query, keep_blank_values=True)
-        unknown = sorted(set(query) - {"db"})
+        allowed = {"db", "ca"} if scheme == "rediss" else {"db"}
+        unknown = sorted(set(query) - allowed)
         if unknown:
-            raise _bad_url(url, f"unknown query parameter(s) {', '.join(unknown)} (only db=)")
+            raise _bad_url(
+                url,
+                f"unknown query parameter(s) {', '.join(unknown)} "
+                f"(allowed: {', '.join(sorted(allowed))})",
+            )
         query_db = query.get("db", [None])[-1]
+        ca_file = query.get("ca", [None])[-1]
+        if ca_file is not None and not ca_file.startswith("/"):
+            raise _bad_url(url, "ca= needs the absolute path of a PEM file")
 
         if scheme == "unix":
             path = unquote(parts.path)
@@ -104,6 +115,7 @@ class RedisTarget:
             username=username,
             password=password,
             db=_parse_db(db_text, url),
+            tls_ca_file=ca_file,
         )
 
     @classmethod

@@ -84,3 +84,13 @@ def test_sentinels_validated() -> None:
         RedisTarget.for_sentinels([("s1", 26379)], "")
     with pytest.raises(ValueError, match="invalid port"):
         RedisTarget.for_sentinels([("s1", 0)], "m")
+
+
+def test_tls_ca_file_only_for_rediss() -> None:
+    """rediss:// accepts ?ca=/abs/path.pem; plain redis:// and relative paths do not."""
+    target = RedisTarget.from_url("rediss://cache:6380/1?ca=/etc/redis/ca.pem")
+    assert (target.tls, target.tls_ca_file, target.db) == (True, "/etc/redis/ca.pem", 1)
+    with pytest.raises(ValueError, match=r"unknown query parameter\(s\) ca \(allowed: db\)"):
+        RedisTarget.from_url("redis://cache?ca=/etc/redis/ca.pem")
+    with pytest.raises(ValueError, match="absolute path"):
+        RedisTarget.from_url("rediss://cache?ca=ca.pem")
