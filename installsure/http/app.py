@@ -130,6 +130,11 @@ class ApiResource(Resource):
             if settings.hsts_max_age
             else None
         )
+        if self.rate_limiter is not None:
+            for route in router.routes:
+                if route.rate_limit is not None:
+                    # Unknown names fail here, at start, rather than on every request.
+                    self.rate_limiter.rule(route.rate_limit)
         self._static: dict[bytes, dict[bytes, Route]] = {}
         self._endpoints: dict[str, Route] = {}
         self.klein = Klein()

@@ -187,67 +187,52 @@ def _is_enum(t: Any) -> bool:
     return isinstance(t, type) and issubclass(t, enum.Enum)
 
 
-class _ValidatorsOff:
-    """Run attrs validators ourselves afterwards, one per field, to report them all."""
-
-    depth = 0
-
-    def __enter__(self) -> None:
-        if _ValidatorsOff.depth == 0:
-            attrs.validators.set_disabled(True)
-        _ValidatorsOff.depth += 1
-
-    def __exit__(self, *_exc: object) -> None:
-        _ValidatorsOff.depth -= 1
-        if _ValidatorsOff.depth == 0:
-            attrs.validators.set_disabled(False)
-
-
 def _attrs_hook_factory(converter: Converter, forbid_extra: bool) -> Callable[[Any], Any]:
     def factory(cls: Any) -> Callable[[Any, Any], Any]:
-        fields = attrs.fields(cls)
+        fields = attrs.fields(attrs.resolve_types(cls))
         renames = {a.name: override(rename=camel(a.name)) for a in fields}
         base = make_dict_structure_fn(
             cls, converter, _cattrs_forbid_extra_keys=forbid_extra, **renames  # type: ignore[arg-type]
         )
         checked = [a for a in fields if a.validator is not None]
 
+        def validator_errors(value: Mapping[str, Any], skip: set[str]) -> list[Exception]:
+            # attrs stops at the first failing validator; run each field's on its own so
+            # the client hears about every one of them.
+            errors: list[Exception] = []
+            for a in checked:
+                name = camel(a.name)
+                if a.name in skip or name not in value:
+                    continue
+                try:
+                    field_value = converter.structure(value[name], a.type)
+                    a.validator(None, a, field_value)
+                except (ValueError, TypeError) as e:
+                    e.__notes__ = [AttributeValidationNote("validator", a.name, a.type)]
+                    errors.append(e)
+                except Exception:  # noqa: S112 - a validator that needs the instance
+                    continue
+            return errors
+
         def structure(value: Any, t: Any) -> Any:
             if not isinstance(value, Mapping):
                 raise TypeError("must be an object")
-            errors: list[Exception] = []
             try:
-                with _ValidatorsOff():
-                    instance = base(value, t)
+                return base(value, t)
             except ClassValidationError as failed:
-                # Still run the validators of the fields that did structure, so the
-                # client hears about those too.
-                errors.extend(failed.exceptions)
-                blamed = {
-                    note.name for _e, note in failed.group_exceptions()[0]
-                }
-                for a in checked:
-                    name = camel(a.name)
-                    if a.name in blamed or name not in value:
-                        continue
-                    try:
-                        field_value = converter.structure(value[name], a.type)
-                        a.validator(None, a, field_value)
-                    except Exception as e:
-                        e.__notes__ = [AttributeValidationNote("validator", a.name, a.type)]
+                typed, untyped = failed.group_exceptions()
+                blamed = {note.name for _e, note in typed}
+                errors: list[Exception] = [e for e, _note in typed]
+                found = validator_errors(value, blamed)
+                errors += found
+                for e in untyped:
+                    # Construction errors (the first failing validator again, or
+                    # __attrs_post_init__) only matter when nothing more precise is known.
+                    if isinstance(e, ForbiddenExtraKeysError) or not found:
                         errors.append(e)
                 raise ClassValidationError(
                     f"While structuring {cls.__qualname__}", errors, cls
                 ) from None
-            for a in checked:
-                try:
-                    a.validator(instance, a, getattr(instance, a.name))
-                except (ValueError, TypeError) as e:
-                    e.__notes__ = [AttributeValidationNote("validator", a.name, a.type)]
-                    errors.append(e)
-            if errors:
-                raise ClassValidationError(f"While validating {cls.__qualname__}", errors, cls)
-            return instance
 
         return structure
 

@@ -124,3 +124,11 @@ async def test_fails_open_when_redis_is_down(
     assert codes == [200] * 6
     assert len(events) == 1
     assert "Redis is unavailable" in events[0]["log_format"]
+
+
+def test_routes_naming_an_unconfigured_limit_fail_at_start(services: list[RedisService]) -> None:
+    """A route asking for a limit nobody configured stops the app from being built."""
+    router = Router()
+    router.add("POST", "/api/files/upload", lambda ctx: None, rate_limit="uploads")
+    with pytest.raises(ValueError, match=r"no rate limit named 'uploads'"):
+        build_site(router, HttpSettings(), rate_limiter=RateLimiter(services[0], RULES))

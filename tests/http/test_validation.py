@@ -218,3 +218,17 @@ def test_structure_helpers_directly() -> None:
     assert unstructure(Address("a", 1)) == {"streetName": "a", "zipCode": 1}
     stamp = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert unstructure(stamp) == "2024-01-02T03:04:05.000Z"
+
+
+@frozen
+class Strict:
+    name: str = field(validator=validators.min_len(3))
+    age: int = field(default=0, validator=validators.ge(0))
+
+
+def test_unknown_fields_and_validator_failures_are_reported_together() -> None:
+    """With forbid_extra, unknown fields are listed alongside every validator failure."""
+    with pytest.raises(ApiError) as caught:
+        structure_body({"name": "x", "age": -1, "extra": 1}, Strict, forbid_extra=True)
+    fields = sorted(d.field for d in caught.value.details)
+    assert fields == ["age", "extra", "name"]
