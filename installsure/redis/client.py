@@ -315,6 +315,14 @@ class RedisService(Service):
             closing.append(self._subscriber.stop())
         if self._sentinel is not None:
             closing.append(self._sentinel.disconnect())
+        # Fresh, unstarted connections in case the service is started again; until then
+        # commands fail at once. Subscriptions do not survive a stop.
+        self._subscriber = None
+        self._sentinel = None
+        self._gate_open = self._start_after is None
+        self._gate_error = None
+        self._unstarted = []
+        self._pool = self._new_link("pool", self.pool_size, self.command_timeout)
         d = defer.gatherResults(closing, consumeErrors=True)
         return d.addBoth(lambda _: None)
 

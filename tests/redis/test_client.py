@@ -160,6 +160,22 @@ async def test_stop_service_closes_connections(redis_server: RedisServerProcess)
         await service.execute("PING")
 
 
+@pytest_twisted.ensureDeferred
+async def test_service_can_be_started_again(redis_server: RedisServerProcess) -> None:
+    """Stopped and started again (as a parent service may do), it connects anew."""
+    service = RedisService(RedisTarget.from_url(redis_server.url))
+    service.startService()
+    await within(5, service.when_connected())
+    await within(5, service.stopService())
+    service.startService()
+    try:
+        assert await within(5, service.execute("PING")) == "PONG"
+        inbox: list[tuple[str, str]] = []
+        await within(5, service.subscribe("again", lambda c, m: inbox.append((c, m))))
+    finally:
+        await within(5, service.stopService())
+
+
 def test_constructor_validates_options() -> None:
     """Nonsense timeouts and pool sizes are refused with the option's name."""
     target = RedisTarget.from_url(f"redis://127.0.0.1:{free_port()}")
