@@ -242,12 +242,18 @@ def build_document(
     """The OpenAPI 3.1 document of ``routes`` (hidden routes left out)."""
     builder = SchemaBuilder()
     paths: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
     for route in routes:
         if route.hidden:
             continue
-        paths.setdefault(route.openapi_path, {})[route.method.lower()] = _operation(
-            builder, route, rate_limited
-        )
+        operation = _operation(builder, route, rate_limited)
+        # operationId must be unique; handlers of different modules may share a name.
+        base, n = operation["operationId"], 2
+        while operation["operationId"] in used:
+            operation["operationId"] = f"{base}_{n}"
+            n += 1
+        used.add(operation["operationId"])
+        paths.setdefault(route.openapi_path, {})[route.method.lower()] = operation
     components: dict[str, Any] = {
         "schemas": {
             **builder.components,

@@ -143,6 +143,8 @@ def test_openapi_lists_every_route_and_references_resolve() -> None:
     assert expected | {("/metrics", "get")} == listed
     for ref in _refs(document):
         assert _resolve(document, ref) is not None
+    operation_ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert len(operation_ids) == len(set(operation_ids))
     note = document["components"]["schemas"]["Note"]
     assert set(note["properties"]) == {"noteId", "text"}
     get_op = document["paths"]["/api/notes/{note_id}"]["get"]
@@ -196,3 +198,17 @@ def test_api_csp_is_strict_and_docs_get_their_own_single_policy() -> None:
     policies = docs.headers.getRawHeaders("Content-Security-Policy")
     assert len(policies) == 1
     assert "script-src 'self'" in policies[0]
+
+
+def test_operation_ids_stay_unique_when_handlers_share_a_name() -> None:
+    """Two modules' handlers called the same still get distinct operationIds."""
+    from installsure.http.openapi import build_document
+
+    def get(_ctx: Any) -> None: ...
+
+    router = Router()
+    router.add("GET", "/api/a", get)
+    router.add("GET", "/api/b", get)
+    document = build_document(router.routes)
+    ids = {document["paths"][p]["get"]["operationId"] for p in ("/api/a", "/api/b")}
+    assert ids == {"get_get", "get_get_2"}
