@@ -34,6 +34,7 @@ import hashlib
 import ipaddress
 import json
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -77,6 +78,9 @@ OUR_CONFIG_ENV = (
     "ENABLE_REAL_TIME_SYNC", "ENABLE_FILE_PROCESSING", "ENABLE_EMAIL_NOTIFICATIONS",
 )
 
+#: Below this CPU share a server was held back by something other than itself.
+STARVED_CPU_PERCENT = 85.0
+
 STARTUP_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
 INSTALL_TIMEOUT = 900.0
@@ -118,6 +122,8 @@ class Measurement:
     #: CPU seconds the server's processes used during the measured run (None when the
     #: server was started by someone else and we cannot see its processes).
     server_cpu_s: float | None = None
+    #: CPU seconds the load generator used during the measured run.
+    client_cpu_s: float | None = None
 
     @property
     def rps(self) -> float:
@@ -135,6 +141,12 @@ class Measurement:
         if self.server_cpu_s is None or self.seconds <= 0:
             return None
         return 100 * self.server_cpu_s / self.seconds
+
+    @property
+    def client_cpu_percent(self) -> float | None:
+        if self.client_cpu_s is None or self.seconds <= 0:
+            return None
+        return 100 * self.client_cpu_s / self.seconds
 
 
 @dataclass
@@ -156,6 +168,9 @@ class ServerFigures:
             "p99_ms": statistics.median(m.p99_ms for m in runs),
             "errors": sum(m.errors for m in runs),
         }
+        client_pct = [m.client_cpu_percent for m in runs if m.client_cpu_percent is not None]
+        if client_pct:
+            out["client_cpu_percent"] = statistics.median(client_pct)
         per_cpu = [m.per_cpu_s for m in runs if m.per_cpu_s is not None]
         cpu_pct = [m.cpu_percent for m in runs if m.cpu_percent is not None]
         if per_cpu and cpu_pct:
@@ -561,6 +576,9 @@ def run_wrk(
     ]
     out_file = script.parent / "wrk.out"
     out_file.write_bytes(b"")
+    # wrk is the only child reaped while it runs, so the growth of our children's
+    # resource usage is wrk's CPU time.
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = children.spawn(argv, cwd=script.parent, env=dict(os.environ), output=out_file,
                           cpus=cpus)
     try:
@@ -569,6 +587,10 @@ def run_wrk(
         raise BenchError(f"wrk did not finish within {duration + 30:.0f} s") from None
     finally:
         children.stop(proc, timeout=5)
+    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (usage_after.ru_utime + usage_after.ru_stime) - (
+        usage_before.ru_utime + usage_before.ru_stime
+    )
     text = out_file.read_text(errors="replace")
     for line in text.splitlines():
         if line.startswith("INSTALLSURE_BENCH "):
@@ -580,6 +602,7 @@ def run_wrk(
                 p50_ms=d["p50_us"] / 1000,
                 p99_ms=d["p99_us"] / 1000,
                 client="wrk",
+                client_cpu_s=client_cpu,
             )
     raise BenchError(f"wrk printed no figures (exit {proc.returncode}):\n{text[-2000:]}")
 
@@ -638,7 +661,9 @@ async def _python_load(
                 await writer.wait_closed()
 
     started = time.monotonic()
+    usage_before = resource.getrusage(resource.RUSAGE_SELF)
     await asyncio.gather(*(one_connection() for _ in range(connections)))
+    usage_after = resource.getrusage(resource.RUSAGE_SELF)
     elapsed = time.monotonic() - started
     latencies.sort()
 
@@ -650,6 +675,8 @@ async def _python_load(
     return Measurement(
         requests=len(latencies), seconds=elapsed, errors=errors,
         p50_ms=pct(50), p99_ms=pct(99), client="python",
+        client_cpu_s=(usage_after.ru_utime + usage_after.ru_stime)
+        - (usage_before.ru_utime + usage_before.ru_stime),
     )
 
 
@@ -701,7 +728,9 @@ class LoadClient:
 # --- reporting --------------------------------------------------------------------------
 
 
-def print_table(figures: Sequence[ServerFigures], routes: Sequence[str]) -> None:
+def print_table(
+    figures: Sequence[ServerFigures], routes: Sequence[str], threads: int = 1
+) -> None:
     header = (
         f"{'server':<8} {'route':<7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
         f"{'srv CPU':>7} {'req/CPU-s':>9}"
@@ -726,6 +755,21 @@ def print_table(figures: Sequence[ServerFigures], routes: Sequence[str]) -> None
         "\nsrv CPU: CPU time of the server's processes / wall time (100 % = one core);"
         "\nreq/CPU-s: requests per CPU second of the server, little moved by other load."
     )
+    for fig in figures:
+        for route in routes:
+            med = fig.median(route)
+            if med is None or med.get("cpu_percent", 100) >= STARVED_CPU_PERCENT:
+                continue
+            why = "lost CPU to other work on the machine"
+            if med.get("client_cpu_percent", 0) >= 90 * threads:
+                why = (
+                    "the load generator was the limit "
+                    f"(its CPU: {med['client_cpu_percent']:.0f} %)"
+                )
+            print(
+                f"note: {fig.name} {route} kept its core only {med['cpu_percent']:.0f} % busy: "
+                f"{why}; its req/s is understated, its req/CPU-s is the better figure."
+            )
 
 
 def ratios(figures: dict[str, ServerFigures], routes: Sequence[str]) -> list[dict[str, Any]]:
@@ -976,6 +1020,8 @@ def measure_all(
                         note = f", {m.errors} ERRORS" if m.errors else ""
                         if m.cpu_percent is not None:
                             note += f"  server CPU {m.cpu_percent:.0f} %"
+                        if m.client_cpu_percent is not None:
+                            note += f", {m.client} CPU {m.client_cpu_percent:.0f} %"
                         print(f"  {route:<8} {m.rps:>9.0f} req/s  p50 {m.p50_ms:.2f} ms  "
                               f"p99 {m.p99_ms:.2f} ms{note}", flush=True)
             except BenchError as exc:
@@ -985,7 +1031,7 @@ def measure_all(
                 fig.failures.append(str(exc))
                 print(f"  FAILED: {exc}")
 
-    print_table(list(figures.values()), routes)
+    print_table(list(figures.values()), routes, threads=args.threads)
     rows = ratios(figures, routes)
     print_ratios(rows)
     if args.json:
