@@ -7,6 +7,7 @@ rather than a worker minutes later.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ def _strict_converter() -> cattrs.Converter:
 
 
 _converter = _strict_converter()
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 
 def _describe(error: BaseException, type_: type | None) -> str:
@@ -74,6 +76,11 @@ class JobType:
     upgrade: Upgrade | None = None
 
     def __attrs_post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(
+                f"job type name {self.name!r} is not allowed: use letters, digits, '.', "
+                "'_' and '-' (at most 100)"
+            )
         if not attrs.has(self.payload_type):
             raise TypeError(
                 f"job type {self.name!r}: payload_type must be an attrs class, "
@@ -107,7 +114,12 @@ class JobType:
 
     def decode_payload(self, data: str, version: int) -> object:
         """The payload object of a stored job, upgraded from an older schema if needed."""
-        raw = json.loads(data)
+        return self.load_payload(json.loads(data), version)
+
+    def load_payload(self, raw: Any, version: int) -> object:
+        """Like decode_payload, from the already parsed JSON."""
+        if not isinstance(raw, dict):
+            raise InvalidPayload(self.name, [f"stored payload is not an object: {raw!r:.100}"])
         if version != self.schema_version:
             if version > self.schema_version or self.upgrade is None:
                 raise InvalidPayload(

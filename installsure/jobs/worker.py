@@ -59,7 +59,7 @@ class ClaimedJob:
     id: str
     token: str
     type: str
-    data: str
+    data: Any
     version: int
     attempts_made: int
     max_attempts: int
@@ -205,7 +205,7 @@ class QueueWorker:
         self._sweep_outage = _Outage(f"sweeping {name}", outage)
         self._counters = _Counters(name)
         self._wait_hist = metrics.WAIT_SECONDS.labels(name)
-        self._opts_cache: dict[str, tuple[int, BackoffPolicy, float]] = {}
+        self._opts_cache: dict[tuple[Any, ...], tuple[int, BackoffPolicy, float]] = {}
 
     # --- life cycle
 
@@ -389,17 +389,18 @@ class QueueWorker:
             self._waits.discard(d)
         return None
 
-    def _options(self, opts: str) -> tuple[int, BackoffPolicy, float]:
-        cached = self._opts_cache.get(opts)
+    def _options(self, opts: dict[str, Any]) -> tuple[int, BackoffPolicy, float]:
+        b = opts["b"]
+        key = (opts["a"], b["kind"], b["delay"], b["max"], opts["t"])
+        cached = self._opts_cache.get(key)
         if cached is None:
-            raw = json.loads(opts)
-            cached = (int(raw["a"]), BackoffPolicy.from_json(raw["b"]), float(raw["t"]))
+            cached = (int(opts["a"]), BackoffPolicy.from_json(b), float(opts["t"]))
             if len(self._opts_cache) > 1000:
                 self._opts_cache.clear()
-            self._opts_cache[opts] = cached
+            self._opts_cache[key] = cached
         return cached
 
-    def _start_jobs(self, rows: Sequence[Sequence[str]], now: float) -> None:
+    def _start_jobs(self, rows: Sequence[Sequence[Any]], now: float) -> None:
         for row in rows:
             (job_id, token, job_type, data, opts, version, attempts, _stalls,
              created, ready, idem) = row[:11]
@@ -408,11 +409,10 @@ class QueueWorker:
             except (ValueError, KeyError, TypeError):
                 max_attempts, backoff, timeout = 1, BackoffPolicy(), self._qs.timeout
             job = ClaimedJob(
-                job_id, token, job_type, data, int(version or 1), int(attempts or 0),
-                max_attempts, backoff, timeout, float(created or now), float(ready or now),
-                idem or None,
+                job_id, token, job_type, data, int(version), int(attempts), max_attempts,
+                backoff, timeout, float(created), float(ready), idem or None,
             )
-            self._wait_hist.observe(max(0.0, (now - job.ready) / 1000.0))
+            self._wait_hist.observe(max(0.0, (now - ready) / 1000.0))
             self._run(job)
         metrics.IN_FLIGHT.labels(self.name).set(len(self._running))
 
@@ -423,7 +423,7 @@ class QueueWorker:
         self._running[job.id] = running
         try:
             job_type = self._registry.get(job.type)
-            payload = job_type.decode_payload(job.data, job.version)
+            payload = job_type.load_payload(job.data, job.version)
         except (UnknownJobType, InvalidPayload, ValueError) as e:
             # No retry can fix this on this worker: the message says what is wrong.
             self._finished(Failure(PermanentError(str(e))), running, None)  # type: ignore[no-untyped-call]
