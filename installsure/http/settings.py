@@ -105,7 +105,7 @@ class HttpSettings:
     expose_docs: bool = True
     #: When set, ``/metrics`` needs ``Authorization: Bearer <token>``.
     metrics_token: str | None = None
-    #: Content-Security-Policy sent with every response.
+    #: Content-Security-Policy of API responses (the /docs page sends its own).
     csp: str = DEFAULT_CSP
     #: ``Strict-Transport-Security`` max-age in seconds (0 disables the header).
     hsts_max_age: int = field(default=31536000, validator=_check_not_negative)
