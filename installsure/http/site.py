@@ -108,10 +108,8 @@ class ApiRequest(server.Request):
         site: ApiSite = channel.site
         api = site.api
         limit = self._limit or 0
-        raw_id = self.requestHeaders.getRawHeaders(api.settings.request_id_header)
-        request_id = (sane_request_id(raw_id[0].encode("latin-1")) if raw_id else None) or (
-            api.new_request_id()
-        )
+        raw_id = self.requestHeaders.getRawHeaders(api.settings.request_id_header.encode())
+        request_id = (sane_request_id(raw_id[0]) if raw_id else None) or api.new_request_id()
         error = too_large(limit)
         body = error_body(error.code, error.message, request_id)
         lines = [b"HTTP/1.1 413 Payload Too Large"]

@@ -146,3 +146,17 @@ async def test_large_bodies_head_and_pipelining_over_the_direct_send_path(port: 
     answer = await threads.deferToThread(_exchange, port, request, [])
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answer) == [b"404", b"200", b"404"]
     assert answer.index(b"/nowhere-1") < answer.index(b"/nowhere-2")
+
+
+@pytest_twisted.ensureDeferred
+async def test_early_413_replaces_a_dangerous_request_id(port: int) -> None:
+    """The early 413 applies the same request-id rules: non-ASCII bytes get a new UUID."""
+    request = (
+        b"POST /api/echo HTTP/1.1\r\nHost: x\r\nX-Request-ID: \xff\xfe-bad\r\n"
+        b"Content-Length: 50000000\r\n\r\n"
+    )
+    answer = await threads.deferToThread(_exchange, port, request, [])
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    match = re.search(rb"X-Request-ID: ([0-9a-f-]{36})\r\n", answer)
+    assert match is not None
+    assert b"\xff" not in answer
