@@ -326,8 +326,15 @@ class QueueWorker:
                 continue
             self._reserved -= count
             self._claim_outage.succeeded()
-            reply = json.loads(reply)
-            status, now, due = reply[0], float(reply[1]), reply[2]
+            try:
+                reply = json.loads(reply)
+                status, now, due = reply[0], float(reply[1]), reply[2]
+            except (ValueError, TypeError, IndexError):
+                # A claim script of another version may be loaded: say so, do not spin.
+                log.error("unreadable claim reply from Redis for {queue}: {reply}",
+                          queue=self.name, reply=repr(reply)[:200])
+                await self._sleep(self._settings.idle_wait)
+                continue
             if status == "ok" and len(reply) > 3:
                 self._start_jobs(reply[3:], now)
                 self._wake(self._work_waiters)

@@ -141,7 +141,9 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
     assert record.state == "dead"
     assert record.stalls == 3
     assert "stalled 3 times" in (record.error or "")
-    refused = await harness.queue.scripts.complete(base(harness), [100, 0, batch([job_id, token, "1"])])
+    refused = await harness.queue.scripts.complete(
+        base(harness), [100, 0, batch([job_id, token, "1"])]
+    )
     assert list(refused) == [job_id]
 
 

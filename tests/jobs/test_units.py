@@ -173,3 +173,9 @@ async def test_admin_returns_json_shapes_and_distinct_errors(harness: Harness) -
         await admin.list_jobs("test", "bogus")
     with pytest.raises(InvalidState):
         await admin.purge("test", "active")
+
+
+def test_job_type_names_are_checked() -> None:
+    """Names that could break keys or JSON are refused with the allowed characters."""
+    with pytest.raises(ValueError, match="letters, digits"):
+        JobType('bad"name', Echo, lambda p, c: None, "test")

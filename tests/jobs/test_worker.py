@@ -332,3 +332,65 @@ async def test_redis_restart_loses_nothing(
     assert (counts.completed, counts.dead, counts.waiting) == (300, 0, 0)
     assert warnings, "the outage was not reported"
     assert len(warnings) == 1, warnings
+
+
+@pytest_twisted.ensureDeferred
+async def test_paused_queue_is_not_worked_until_resumed(harness: Harness) -> None:
+    """A running worker leaves a paused queue alone and picks its jobs up at once when it
+    is resumed."""
+    ran: list[int] = []
+    harness.handlers["echo"] = lambda p, ctx: ran.append(p.value)
+    await harness.queue.pause("test")
+    harness.worker()
+    await harness.queue.enqueue("echo", Echo(1))
+    await sleep(0.3)
+    assert ran == []
+    await harness.queue.resume("test")
+    await wait_until(lambda: ran == [1], timeout=0.8)  # well before the 1 s idle wait
+
+
+@pytest_twisted.ensureDeferred
+async def test_transitions_are_counted_in_prometheus(harness: Harness) -> None:
+    """Enqueued, completed, failed, retried and dead jobs show up in the metrics."""
+
+    def value(metric: Any, *labels: str) -> float:
+        return float(metric.labels(*labels)._value.get())
+
+    before = {
+        "enq": value(metrics.ENQUEUED, "test", "flaky"),
+        "done": value(metrics.COMPLETED, "test", "flaky"),
+        "failed": value(metrics.FAILED, "test", "flaky"),
+        "retried": value(metrics.RETRIED, "test", "flaky"),
+        "dead": value(metrics.DEAD, "test", "flaky"),
+    }
+
+    def flaky(p: Echo, ctx: JobContext) -> int:
+        if p.value == 0 or ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return 1
+
+    harness.handlers["flaky"] = flaky
+    ok, doomed = await harness.queue.enqueue_bulk("flaky", [Echo(1), Echo(0)], attempts=2)
+    harness.worker()
+    await wait_until(in_state(harness, ok, "completed"))
+    await wait_until(in_state(harness, doomed, "dead"))
+    assert value(metrics.ENQUEUED, "test", "flaky") - before["enq"] == 2
+    assert value(metrics.COMPLETED, "test", "flaky") - before["done"] == 1
+    assert value(metrics.FAILED, "test", "flaky") - before["failed"] == 3
+    assert value(metrics.RETRIED, "test", "flaky") - before["retried"] == 2
+    assert value(metrics.DEAD, "test", "flaky") - before["dead"] == 1
+    await harness.queue.stats("test")
+    assert metrics.DEPTH.labels("test", "dead")._value.get() == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_keys_with_odd_characters_survive_the_round_trip(harness: Harness) -> None:
+    """Idempotency keys with quotes, backslashes and unicode come back intact in the
+    claim (the claim reply is spliced JSON) and the job runs."""
+    key = 'a"b\\c\u00e9\n'
+    seen: list[Any] = []
+    harness.handlers["echo"] = lambda p, ctx: seen.append(ctx.idempotency_key)
+    await harness.queue.enqueue("echo", Echo(1, note='quote " and \\'), idempotency_key=key)
+    harness.worker()
+    await wait_until(lambda: seen)
+    assert seen == [key]
