@@ -6,23 +6,48 @@
     router.include(health_router(sources))
     router.include(projects.router)
     site = build_site(router, settings, environment="production",
-                      rate_limiter=RateLimiter(redis, rules_from(settings)))
+                      rate_limiter=RateLimiter(redis, rate_rules(settings)))
+
+The names below are imported on first use: Klein installs the default reactor when it
+is imported, and ``installsure.http.settings`` is read by the config (and so by twistd's
+option parsing) long before a reactor may be chosen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from twisted.web.resource import IResource
+if TYPE_CHECKING:
+    from installsure.http.app import ApiResource, Authenticator
+    from installsure.http.context import RequestContext
+    from installsure.http.errors import ApiError, FieldError
+    from installsure.http.factory import build_resource, build_site, rate_rules
+    from installsure.http.ratelimit import RateLimiter
+    from installsure.http.routing import Paged, Response, Route, Router
+    from installsure.http.settings import HttpSettings, RateRule
+    from installsure.http.site import ApiSite
+    from installsure.http.validation import FieldValueError
 
-from installsure.http.app import ApiResource, Authenticator
-from installsure.http.context import RequestContext
-from installsure.http.errors import ApiError, FieldError
-from installsure.http.ratelimit import RateLimiter
-from installsure.http.routing import Paged, Response, Route, Router
-from installsure.http.settings import HttpSettings, RateRule
-from installsure.http.site import ApiSite
-from installsure.http.validation import FieldValueError
+_WHERE = {
+    "ApiError": "errors",
+    "ApiResource": "app",
+    "ApiSite": "site",
+    "Authenticator": "app",
+    "FieldError": "errors",
+    "FieldValueError": "validation",
+    "HttpSettings": "settings",
+    "Paged": "routing",
+    "RateLimiter": "ratelimit",
+    "RateRule": "settings",
+    "RequestContext": "context",
+    "Response": "routing",
+    "Route": "routing",
+    "Router": "routing",
+    "build_resource": "factory",
+    "build_site": "factory",
+    "rate_rules": "factory",
+}
 
 __all__ = [
     "ApiError",
@@ -45,56 +70,10 @@ __all__ = [
 ]
 
 
-def rate_rules(settings: HttpSettings) -> dict[str, RateRule]:
-    """The ``default`` rule and the named ones, ready for :class:`RateLimiter`."""
-    return {"default": settings.default_rate, **settings.named_rates()}
-
-
-def build_resource(
-    router: Router,
-    settings: HttpSettings,
-    *,
-    environment: str = "development",
-    rate_limiter: RateLimiter | None = None,
-    authenticate: Authenticator | None = None,
-) -> ApiResource:
-    """The API as one resource: ``router``'s routes plus openapi.json, docs and metrics."""
-    from installsure.http.builtin import builtin_router
-
-    everything = Router(router.routes)
-    api_routes = list(router.routes)
-    everything.include(
-        builtin_router(
-            lambda: api_routes + [r for r in everything.routes if r.path == "/metrics"],
-            expose_docs=settings.expose_docs,
-            metrics_token=settings.metrics_token,
-            rate_limited=rate_limiter is not None and settings.rate_limit_enabled,
-        )
-    )
-    return ApiResource(
-        everything,
-        settings,
-        environment=environment,
-        rate_limiter=rate_limiter,
-        authenticate=authenticate,
-    )
-
-
-def build_site(
-    router: Router,
-    settings: HttpSettings,
-    *,
-    environment: str = "development",
-    rate_limiter: RateLimiter | None = None,
-    authenticate: Authenticator | None = None,
-    mounts: Mapping[bytes, IResource] | None = None,
-) -> ApiSite:
-    """A ``Site`` serving :func:`build_resource`; ``mounts`` add e.g. ``{b"ws": ws_resource}``."""
-    api = build_resource(
-        router,
-        settings,
-        environment=environment,
-        rate_limiter=rate_limiter,
-        authenticate=authenticate,
-    )
-    return ApiSite(api, mounts)
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'installsure.http' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"installsure.http.{module}"), name)
+    globals()[name] = value
+    return value

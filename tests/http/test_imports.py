@@ -1,0 +1,26 @@
+"""Importing the HTTP settings and declarations must not install a reactor."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_settings_routing_and_health_import_without_klein_or_reactor() -> None:
+    """config.py reads installsure.http.settings during twistd's option parsing, before
+    --reactor is honoured; neither it nor route declarations may pull in Klein."""
+    code = (
+        "import sys\n"
+        "import installsure.http.settings, installsure.http.routing\n"
+        "import installsure.http.validation, installsure.api.health\n"
+        "from installsure.http import HttpSettings, Router, ApiError\n"
+        "print('klein' in sys.modules, 'twisted.internet.reactor' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+        env={"PYTHONPATH": str(ROOT)}, timeout=60,
+    )
+    assert result.stdout.split() == ["False", "False"]
