@@ -19,8 +19,8 @@ async def livez() -> dict[str, str]:
 async def info() -> dict[str, object]:
     return {
         "name": "installsure",
-        "version": "0.0.0",
+        "version": "0.1.0",
         "environment": "development",
-        "build": {"commit": "unknown"},
-        "features": {"realtime": True, "fileProcessing": True, "email": True},
+        "build": {},
+        "features": {"realTimeSync": True, "fileProcessing": True, "emailNotifications": True},
     }

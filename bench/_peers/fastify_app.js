@@ -9,10 +9,10 @@ fastify.get('/livez', async () => ({ status: 'alive' }))
 
 fastify.get('/info', async () => ({
   name: 'installsure',
-  version: '0.0.0',
+  version: '0.1.0',
   environment: 'development',
-  build: { commit: 'unknown' },
-  features: { realtime: true, fileProcessing: true, email: true }
+  build: {},
+  features: { realTimeSync: true, fileProcessing: true, emailNotifications: true }
 }))
 
 fastify.listen({ host: '127.0.0.1', port: Number(process.env.PORT) }, (err) => {
