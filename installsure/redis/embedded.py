@@ -78,7 +78,8 @@ def check_data_dir(data_dir: Path) -> None:
     the service tree to report the problem as a configuration error).
     """
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        # 0700 when we create it: the append-only file holds every queued job.
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-"):
             pass
     except OSError as e:
