@@ -103,6 +103,7 @@ class ApiRequest(server.Request):
 
     def _reject(self) -> None:
         """Answer 413 now, close, and discard whatever else the client sends."""
+        started = time.perf_counter()
         self._rejected = True
         channel = self.channel
         site: ApiSite = channel.site
@@ -121,6 +122,7 @@ class ApiRequest(server.Request):
             b"Content-Length: %d" % len(body),
             b"Date: " + _DateCache.now(),
             b"Connection: close",
+            b"X-Response-Time: %.2fms" % ((time.perf_counter() - started) * 1000),
         ]
         transport: Any = channel.transport
         transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
@@ -143,7 +145,7 @@ class ApiRequest(server.Request):
             path=path.decode("latin-1"),
             route=None,
             status=413,
-            duration_ms=0.0,
+            duration_ms=(time.perf_counter() - started) * 1000,
             bytes_sent=len(body),
             request_id=request_id,
             remote=str(getattr(self.getClientAddress(), "host", "-")),  # type: ignore[no-untyped-call]

@@ -80,6 +80,7 @@ async def test_content_length_over_limit_answers_413_before_the_body(port: int) 
     assert head.startswith(b"HTTP/1.1 413 ")
     assert b"X-Request-ID: big-1" in head
     assert b"X-Content-Type-Options: nosniff" in head
+    assert re.search(rb"X-Response-Time: \d+\.\d\dms", head)
     envelope = json.loads(body)
     assert envelope["code"] == "PAYLOAD_TOO_LARGE"
     assert envelope["requestId"] == "big-1"
