@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from attrs import field, frozen
 
@@ -32,11 +32,17 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
-@frozen
-class Paged:
-    """A page of a list: ``{"success": true, "data": [...], "meta": {page, perPage, total}}``."""
+T = TypeVar("T")
 
-    items: Sequence[Any]
+
+@frozen
+class Paged(Generic[T]):
+    """A page of a list: ``{"success": true, "data": [...], "meta": {page, perPage, total}}``.
+
+    Declare ``response=Paged[Project]`` so the OpenAPI document shows the item type.
+    """
+
+    items: Sequence[T]
     page: int
     per_page: int
     total: int

@@ -39,8 +39,8 @@ def make_router() -> Router:
     def get_note(_ctx: Any, note_id: str) -> Note:
         return Note(note_id, "x")
 
-    @router.route("GET", "/api/notes", query=NoteQuery, response=Paged, rate_limit=None)
-    def list_notes(_ctx: Any, query: NoteQuery) -> Paged:
+    @router.route("GET", "/api/notes", query=NoteQuery, response=Paged[Note], rate_limit=None)
+    def list_notes(_ctx: Any, query: NoteQuery) -> Paged[Note]:
         return Paged([Note(str(i), "n" * 50) for i in range(40)], 1, 40, 40)
 
     @router.route("POST", "/api/notes", body=NewNote, response=Note, status=201, auth="user")
@@ -159,6 +159,9 @@ def test_openapi_lists_every_route_and_references_resolve() -> None:
     assert {"400", "401", "413", "415"} <= set(post_op["responses"])
     list_op = document["paths"]["/api/notes"]["get"]
     assert list_op["parameters"][0]["name"] == "page"
+    listed_schema = list_op["responses"]["200"]["content"]["application/json"]["schema"]
+    assert listed_schema["properties"]["data"]["items"] == {"$ref": "#/components/schemas/Note"}
+    assert listed_schema["properties"]["meta"] == {"$ref": "#/components/schemas/PageMeta"}
 
 
 def test_docs_page_and_assets_are_served_locally() -> None:
