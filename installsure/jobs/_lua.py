@@ -6,7 +6,11 @@ slot. Times come from Redis' own clock (TIME), so nodes with skewed clocks agree
 leases and due times. Layout of the keys below ``b = KEYS[1]``:
 
     b:job:<id>  hash: type data opts v priority state created ready attempts stalls
-                lease worker started finished progress result error errors uniq idem
+                token finished progress result error errors uniq idem
+    b:leases    hash id → lease token of every active job (the fence). A token reads
+                "<worker>|<claimed at ms>|<random>". The job hash is not written when a
+                job is claimed (its state field still says waiting): readers take
+                "active" from here, which saves a write per job on the hottest path.
     b:wait      zset id → rank (ready time in ms + priority * aging; lowest first)
     b:active    zset id → lease deadline (ms)
     b:delayed   zset id → due time (ms)           enqueued with a delay / RetryLater
@@ -35,6 +39,11 @@ local function wake(b)
   if redis.call('LLEN', b .. ':marker') == 0 then
     redis.call('RPUSH', b .. ':marker', '1')
   end
+end
+-- Lease tokens of `ids` (false where none), in one call.
+local function leases_of(b, ids)
+  if #ids == 0 then return {} end
+  return redis.call('HMGET', b .. ':leases', unpack(ids))
 end
 local function release_unique(b, id, uniq)
   if uniq and uniq ~= '' and redis.call('HGET', b .. ':unique', uniq) == id then
@@ -169,7 +178,7 @@ CLAIM = _COMMON + r"""
 -- Returns one JSON text (one bulk reply parses far faster than many):
 --   [status, now, next due or '', jobs...]; status 'ok' | 'paused' | 'limited'
 --   ('limited': the second field is the ms until the window reopens).
--- Each job: [id, token, type, data, opts, v, attempts, stalls, created, ready, idem].
+-- Each job: [id, token, type, data, opts, v, attempts, stalls, created, ready, idem, uniq].
 -- data and opts are JSON already and are spliced in as they are; ids, tokens and type
 -- names never need escaping (uuids, hex, and names the registry checked).
 local count = tonumber(ARGV[1])
@@ -192,25 +201,28 @@ if rmax > 0 then
 end
 local popped = redis.call('ZPOPMIN', b .. ':wait', count)
 local out = {}
-local leases = {}
+local deadlines, leases = {}, {}
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = b .. ':job:' .. id
   local f = redis.call('HMGET', jk, 'type', 'data', 'opts', 'v', 'attempts', 'stalls',
-    'created', 'ready', 'idem')
+    'created', 'ready', 'idem', 'uniq')
   if f[1] then
-    local token = ARGV[4] .. i
-    redis.call('HSET', jk, 'state', 'active', 'lease', token, 'worker', ARGV[2], 'started', now)
-    leases[#leases + 1] = now + lease
+    local token = ARGV[2] .. '|' .. now .. '|' .. ARGV[4] .. i
+    deadlines[#deadlines + 1] = now + lease
+    deadlines[#deadlines + 1] = id
     leases[#leases + 1] = id
+    leases[#leases + 1] = token
     out[#out + 1] = '["' .. id .. '","' .. token .. '","' .. f[1] .. '",' .. f[2] .. ','
       .. f[3] .. ',' .. (f[4] or '1') .. ',' .. (f[5] or '0') .. ',' .. (f[6] or '0') .. ','
-      .. (f[7] or now) .. ',' .. (f[8] or now) .. ',' .. cjson.encode(f[9] or '') .. ']'
+      .. (f[7] or now) .. ',' .. (f[8] or now) .. ',' .. cjson.encode(f[9] or '') .. ','
+      .. cjson.encode(f[10] or '') .. ']'
   end
 end
 local claimed = #leases / 2
 if claimed > 0 then
-  redis.call('ZADD', b .. ':active', unpack(leases))
+  redis.call('ZADD', b .. ':active', unpack(deadlines))
+  redis.call('HSET', b .. ':leases', unpack(leases))
   if rmax > 0 and redis.call('INCRBY', b .. ':limiter', claimed) == claimed then
     redis.call('PEXPIRE', b .. ':limiter', ARGV[6])
   end
@@ -224,29 +236,32 @@ return string.sub(head, 1, -2) .. ',' .. table.concat(out, ',') .. ']'
 """
 
 COMPLETE = _COMMON + r"""
--- ARGV: keep count, keep age ms, JSON array of [id, lease token, result JSON].
+-- ARGV: keep count, keep age ms, JSON array of [id, lease token, result JSON, unique key].
 -- Returns the ids whose lease was no longer held (the result is refused).
 local now = now_ms()
-local refused = {}
-local ids, finished = {}, {}
-for _, job in ipairs(cjson.decode(ARGV[3])) do
+local jobs = cjson.decode(ARGV[3])
+local ids = {}
+for i, job in ipairs(jobs) do ids[i] = job[1] end
+local held = leases_of(b, ids)
+local refused, done, finished = {}, {}, {}
+for i, job in ipairs(jobs) do
   local id = job[1]
-  local jk = b .. ':job:' .. id
-  local f = redis.call('HMGET', jk, 'lease', 'uniq')
-  if f[1] and f[1] == job[2] then
-    redis.call('HSET', jk, 'state', 'completed', 'finished', now, 'result', job[3], 'lease', '')
-    release_unique(b, id, f[2])
-    ids[#ids + 1] = id
+  if held[i] and held[i] == job[2] then
+    redis.call('HSET', b .. ':job:' .. id, 'state', 'completed', 'finished', now,
+      'result', job[3], 'token', job[2])
+    release_unique(b, id, job[4])
+    done[#done + 1] = id
     finished[#finished + 1] = now
     finished[#finished + 1] = id
   else
     refused[#refused + 1] = id
   end
 end
-if #ids > 0 then
-  redis.call('ZREM', b .. ':active', unpack(ids))
+if #done > 0 then
+  redis.call('HDEL', b .. ':leases', unpack(done))
+  redis.call('ZREM', b .. ':active', unpack(done))
   redis.call('ZADD', b .. ':completed', unpack(finished))
-  redis.call('HINCRBY', b .. ':tp', math.floor(now / 60000), #ids)
+  redis.call('HINCRBY', b .. ':tp', math.floor(now / 60000), #done)
 end
 trim(b, ':completed', tonumber(ARGV[1]), tonumber(ARGV[2]), now)
 return refused
@@ -259,21 +274,26 @@ FAIL = _COMMON + r"""
 -- b:delayed without spending one; 'dead' spends it and moves the job to b:dead.
 -- Returns the ids whose lease was no longer held.
 local now = now_ms()
+local jobs = cjson.decode(ARGV[3])
+local ids = {}
+for i, job in ipairs(jobs) do ids[i] = job[1] end
+local held = leases_of(b, ids)
 local refused = {}
 local died = false
-for _, job in ipairs(cjson.decode(ARGV[3])) do
+for i, job in ipairs(jobs) do
   local id, action, delay = job[1], job[3], job[4]
   local jk = b .. ':job:' .. id
-  local f = redis.call('HMGET', jk, 'lease', 'errors', 'uniq')
-  if f[1] and f[1] == job[2] then
-    redis.call('HDEL', jk, 'lease')
+  if held[i] and held[i] == job[2] then
+    redis.call('HDEL', b .. ':leases', id)
     redis.call('ZREM', b .. ':active', id)
+    redis.call('HSET', jk, 'token', job[2])
     if action == 'later' then
       redis.call('HSET', jk, 'state', 'delayed', 'ready', now + delay)
       redis.call('ZADD', b .. ':delayed', now + delay, id)
     else
+      local f = redis.call('HMGET', jk, 'errors', 'uniq')
       local errors = {}
-      if f[2] then errors = cjson.decode(f[2]) end
+      if f[1] then errors = cjson.decode(f[1]) end
       local err = job[5]
       errors[#errors + 1] = err
       while #errors > 10 do table.remove(errors, 1) end
@@ -285,7 +305,7 @@ for _, job in ipairs(cjson.decode(ARGV[3])) do
       else
         redis.call('HSET', jk, 'state', 'dead', 'finished', now)
         redis.call('ZADD', b .. ':dead', now, id)
-        release_unique(b, id, f[3])
+        release_unique(b, id, f[2])
         died = true
       end
     end
@@ -304,16 +324,20 @@ local now = now_ms()
 local lease = tonumber(ARGV[2])
 redis.call('SET', b .. ':alive:' .. ARGV[1], now, 'PX', ARGV[3])
 redis.call('ZADD', b .. ':workers', now, ARGV[1])
-local lost = {}
-local held = cjson.decode(ARGV[4])
-for n = 1, #held, 2 do
-  local id = held[n]
-  if redis.call('HGET', b .. ':job:' .. id, 'lease') == held[n + 1] then
-    redis.call('ZADD', b .. ':active', 'XX', now + lease, id)
+local pairs_ = cjson.decode(ARGV[4])
+local ids = {}
+for n = 1, #pairs_, 2 do ids[#ids + 1] = pairs_[n] end
+local held = leases_of(b, ids)
+local lost, renewed = {}, {}
+for i, id in ipairs(ids) do
+  if held[i] and held[i] == pairs_[2 * i] then
+    renewed[#renewed + 1] = now + lease
+    renewed[#renewed + 1] = id
   else
     lost[#lost + 1] = id
   end
 end
+if #renewed > 0 then redis.call('ZADD', b .. ':active', 'XX', unpack(renewed)) end
 return lost
 """
 
@@ -325,23 +349,25 @@ local max_stalls = tonumber(ARGV[1])
 local aging = tonumber(ARGV[2])
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', b .. ':active', '-inf', now, 'LIMIT', 0, 1000)
+local held = leases_of(b, expired)
 local stalled, dead = {}, {}
-for _, id in ipairs(expired) do
+for i, id in ipairs(expired) do
   local jk = b .. ':job:' .. id
   redis.call('ZREM', b .. ':active', id)
-  local f = redis.call('HMGET', jk, 'priority', 'ready', 'errors', 'uniq', 'worker')
+  redis.call('HDEL', b .. ':leases', id)
+  local f = redis.call('HMGET', jk, 'priority', 'ready', 'errors', 'uniq')
   if f[1] then
     local stalls = redis.call('HINCRBY', jk, 'stalls', 1)
-    redis.call('HDEL', jk, 'lease')
+    local worker = string.match(held[i] or '', '^(.*)|[^|]*|[^|]*$') or ''
     if stalls > max_stalls then
       local errors = {}
       if f[3] then errors = cjson.decode(f[3]) end
       local msg = 'stalled ' .. stalls .. ' times (its worker stopped answering); '
         .. 'max_stalls is ' .. max_stalls
-      errors[#errors + 1] = {message = msg, kind = 'stalled', worker = f[5] or ''}
+      errors[#errors + 1] = {message = msg, kind = 'stalled', worker = worker}
       while #errors > 10 do table.remove(errors, 1) end
       redis.call('HSET', jk, 'state', 'dead', 'finished', now,
-        'errors', cjson.encode(errors), 'error', msg)
+        'errors', cjson.encode(errors), 'error', msg, 'token', held[i] or '')
       redis.call('ZADD', b .. ':dead', now, id)
       release_unique(b, id, f[4])
       dead[#dead + 1] = id
@@ -366,19 +392,18 @@ return {stalled, dead, promoted}
 """
 
 RELEASE = _COMMON + r"""
--- ARGV: JSON array [id, lease token, id, token, ...]. Puts jobs back at the head of wait without
--- spending an attempt (drain on shutdown). Returns how many were released.
+-- ARGV: JSON array [id, lease token, id, token, ...]. Puts jobs back at the head of
+-- wait without spending an attempt (drain on shutdown). Returns how many were released.
 local released = 0
 local head = redis.call('ZRANGE', b .. ':wait', 0, 0, 'WITHSCORES')
 local rank = 0
 if head[2] then rank = tonumber(head[2]) end
-local held = cjson.decode(ARGV[1])
-for n = 1, #held, 2 do
-  local id = held[n]
-  local jk = b .. ':job:' .. id
-  if redis.call('HGET', jk, 'lease') == held[n + 1] then
-    redis.call('HDEL', jk, 'lease')
-    redis.call('HSET', jk, 'state', 'waiting')
+local pairs_ = cjson.decode(ARGV[1])
+for n = 1, #pairs_, 2 do
+  local id = pairs_[n]
+  if redis.call('HGET', b .. ':leases', id) == pairs_[n + 1] then
+    redis.call('HDEL', b .. ':leases', id)
+    redis.call('HSET', b .. ':job:' .. id, 'state', 'waiting')
     redis.call('ZREM', b .. ':active', id)
     rank = rank - 1
     redis.call('ZADD', b .. ':wait', rank, id)
@@ -391,9 +416,8 @@ return released
 
 PROGRESS = _COMMON + r"""
 -- ARGV: id, lease token, progress JSON. Returns 1, or 0 when the lease is lost.
-local jk = b .. ':job:' .. ARGV[1]
-if redis.call('HGET', jk, 'lease') ~= ARGV[2] then return 0 end
-redis.call('HSET', jk, 'progress', ARGV[3])
+if redis.call('HGET', b .. ':leases', ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', b .. ':job:' .. ARGV[1], 'progress', ARGV[3])
 return 1
 """
 
@@ -415,6 +439,7 @@ return {
 
 LIST = _COMMON + r"""
 -- ARGV: set suffix, start, stop, newest first (1/0). Returns {total, {field, value...}...}
+-- (an active job's hash gets its lease token as the field 'lease').
 local z = b .. ARGV[1]
 local ids
 if ARGV[4] == '1' then
@@ -427,6 +452,11 @@ for _, id in ipairs(ids) do
   local h = redis.call('HGETALL', b .. ':job:' .. id)
   h[#h + 1] = 'id'
   h[#h + 1] = id
+  local lease = redis.call('HGET', b .. ':leases', id)
+  if lease then
+    h[#h + 1] = 'lease'
+    h[#h + 1] = lease
+  end
   out[#out + 1] = h
 end
 return out
@@ -439,7 +469,8 @@ local id = ARGV[1]
 local jk = b .. ':job:' .. id
 local st = redis.call('HGET', jk, 'state')
 if not st then return 'missing' end
-if st == 'active' or st == 'waiting' then return st end
+if redis.call('HEXISTS', b .. ':leases', id) == 1 then return 'active' end
+if st == 'waiting' then return st end
 local now = now_ms()
 for _, set in ipairs({':dead', ':retry', ':delayed', ':completed'}) do
   redis.call('ZREM', b .. set, id)
@@ -480,7 +511,7 @@ local id = ARGV[1]
 local jk = b .. ':job:' .. id
 local f = redis.call('HMGET', jk, 'state', 'uniq')
 if not f[1] then return 'missing' end
-if f[1] == 'active' then return 'active' end
+if redis.call('HEXISTS', b .. ':leases', id) == 1 then return 'active' end
 for _, set in ipairs({':wait', ':delayed', ':retry', ':completed', ':dead'}) do
   redis.call('ZREM', b .. set, id)
 end

@@ -36,6 +36,10 @@ class QueueKeys:
         return f"{self.base}:job:{job_id}"
 
     @property
+    def leases(self) -> str:
+        return f"{self.base}:leases"
+
+    @property
     def marker(self) -> str:
         return f"{self.base}:marker"
 

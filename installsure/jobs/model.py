@@ -21,6 +21,17 @@ def _ms(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
+def _from_token(token: str) -> tuple[str | None, float | None]:
+    """Worker id and claim time out of a lease token ``<worker>|<ms>|<random>``."""
+    parts = token.rsplit("|", 2)
+    if len(parts) != 3:
+        return None, None
+    try:
+        return parts[0], float(parts[1])
+    except ValueError:
+        return parts[0], None
+
+
 def _json(value: str | None) -> Any:
     if value in (None, ""):
         return None
@@ -58,12 +69,15 @@ class JobRecord:
 
     @classmethod
     def from_hash(cls, queue: str, fields: dict[str, str]) -> JobRecord:
+        """From the job hash; a ``lease`` field (the live lease token) means active."""
         opts = _json(fields.get("opts")) or {}
+        lease = fields.get("lease") or ""
+        worker, started = _from_token(lease or fields.get("token") or "")
         return cls(
             id=fields["id"],
             queue=queue,
             type=fields.get("type", ""),
-            state=fields.get("state", "unknown"),
+            state="active" if lease else fields.get("state", "unknown"),
             payload=_json(fields.get("data")),
             schema_version=int(fields.get("v") or 1),
             priority=int(float(fields.get("priority") or 0)),
@@ -72,13 +86,13 @@ class JobRecord:
             stalls=int(fields.get("stalls") or 0),
             created_at=_ms(fields.get("created")),
             ready_at=_ms(fields.get("ready")),
-            started_at=_ms(fields.get("started")),
+            started_at=started,
             finished_at=_ms(fields.get("finished")),
             progress=_json(fields.get("progress")),
             result=_json(fields.get("result")),
             error=fields.get("error") or None,
             errors=_json(fields.get("errors")) or [],
-            worker=fields.get("worker") or None,
+            worker=worker,
             unique_key=fields.get("uniq") or None,
             idempotency_key=fields.get("idem") or None,
         )

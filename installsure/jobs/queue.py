@@ -277,15 +277,16 @@ class JobQueue:
         except JobsError as e:
             return defer.fail(e)
 
-        def record(flat: Sequence[str]) -> JobRecord:
+        async def record() -> JobRecord:
+            flat = _pairs_to_list(await self.redis.execute("HGETALL", keys.job(job_id)))
             if not flat:
                 raise JobNotFound(queue, job_id)
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
             fields["id"] = job_id
+            fields["lease"] = await self.redis.execute("HGET", keys.leases, job_id) or ""
             return JobRecord.from_hash(queue, fields)
 
-        d = self.redis.execute("HGETALL", keys.job(job_id))
-        return d.addCallback(_pairs_to_list).addCallback(record)
+        return defer.ensureDeferred(record())
 
     def list(
         self, queue: str, state: str, page: int = 1, per_page: int = 20

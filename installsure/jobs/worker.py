@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -50,6 +51,7 @@ from installsure.redis.interfaces import BlockingRedis, RedisArg, RedisCommands
 log = Logger(namespace="installsure.jobs.worker")
 
 _FLUSH_CHUNK = 500  # results per script call
+_OUTAGE_QUIET = 10.0  # seconds after a recovery in which new errors are not a new outage
 
 
 @define
@@ -68,6 +70,7 @@ class ClaimedJob:
     created: float
     ready: float
     idempotency_key: str | None
+    unique_key: str
 
 
 @define
@@ -84,22 +87,29 @@ class _Running:
 @define
 class _OutageLog:
     """One warning when Redis goes away and one line when it is back, for a whole
-    worker service, however many loops notice it."""
+    worker service, however many loops notice it. Errors from loops that are still
+    reconnecting just after Redis came back do not count as a new outage."""
 
     failing: bool = False
+    warned: bool = False
+    back_at: float = -1e9
 
     def down(self, what: str, error: BaseException) -> None:
-        if not self.failing:
+        self.failing = True
+        if not self.warned and time.monotonic() - self.back_at > _OUTAGE_QUIET:
             log.warn(
                 "Redis is unavailable ({what}): {error}; workers pause until it answers",
                 what=what, error=error,
             )
-            self.failing = True
+            self.warned = True
 
     def up(self, what: str) -> None:
         if self.failing:
-            log.info("Redis answers again ({what}); workers resume", what=what)
+            if self.warned:
+                log.info("Redis answers again ({what}); workers resume", what=what)
             self.failing = False
+            self.warned = False
+            self.back_at = time.monotonic()
 
 
 @define
@@ -410,14 +420,14 @@ class QueueWorker:
     def _start_jobs(self, rows: Sequence[Sequence[Any]], now: float) -> None:
         for row in rows:
             (job_id, token, job_type, data, opts, version, attempts, _stalls,
-             created, ready, idem) = row[:11]
+             created, ready, idem, uniq) = row[:12]
             try:
                 max_attempts, backoff, timeout = self._options(opts)
             except (ValueError, KeyError, TypeError):
                 max_attempts, backoff, timeout = 1, BackoffPolicy(), self._qs.timeout
             job = ClaimedJob(
                 job_id, token, job_type, data, int(version), int(attempts), max_attempts,
-                backoff, timeout, float(created), float(ready), idem or None,
+                backoff, timeout, float(created), float(ready), idem or None, uniq,
             )
             self._wait_hist.observe(max(0.0, (now - ready) / 1000.0))
             self._run(job)
@@ -592,7 +602,9 @@ class QueueWorker:
         try:
             refused: list[str] = []
             if done:
-                batch = json.dumps([[job.id, job.token, encoded] for job, encoded in done])
+                batch = json.dumps(
+                    [[job.id, job.token, encoded, job.unique_key] for job, encoded in done]
+                )
                 refused += await self._scripts.complete(
                     [self._keys.base],
                     [self._qs.keep_completed_count, round(self._qs.keep_completed_age * 1000),

@@ -44,7 +44,9 @@ async def test_enqueue_then_claim_leases_in_order(harness: Harness) -> None:
     assert reply[0] == "ok"
     rows = reply[3:]
     assert [r[0] for r in rows] == ids[:3]
-    assert all(r[1].startswith("tok:") for r in rows)
+    assert all(r[1].startswith("w1|") and r[1].endswith(f"tok:{2 * i + 1}")
+               for i, r in enumerate(rows))
+    assert (await harness.queue.get("test", ids[0])).worker == "w1"
     assert rows[0][3] == {"value": 0, "note": ""}
     assert [await state(harness, i) for i in ids] == ["active"] * 3 + ["waiting"] * 2
     counts = await harness.queue.stats("test")
