@@ -23,6 +23,7 @@ from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -120,6 +121,9 @@ class ApiResource(Resource):
         self.rate_limiter = rate_limiter if settings.rate_limit_enabled else None
         self.authenticate = authenticate
         self._ids = RequestIds()
+        #: Requests of this resource being handled right now (see :meth:`drain`).
+        self.in_flight = 0
+        self._idle_waiters: list[defer.Deferred[int]] = []
         self._request_id_header = settings.request_id_header.encode("ascii")
         self._cors_origins = frozenset(o.encode("ascii") for o in settings.cors_origins)
         self._security = self._security_headers(settings)
@@ -181,6 +185,39 @@ class ApiResource(Resource):
 
         return endpoint
 
+    def drain(self, grace: float, clock: IReactorTime | None = None) -> defer.Deferred[int]:
+        """A drain hook: fires with 0 once no request is in flight, or after ``grace``
+        seconds with the number still running (the caller then closes connections)."""
+        if self.in_flight == 0:
+            return defer.succeed(0)
+        if clock is None:
+            from twisted.internet import reactor as _reactor
+
+            clock = _reactor
+        assert clock is not None  # noqa: S101 - for mypy
+        waiter: defer.Deferred[int] = defer.Deferred()
+        self._idle_waiters.append(waiter)
+
+        def give_up() -> None:
+            if waiter in self._idle_waiters:
+                self._idle_waiters.remove(waiter)
+                log.warn(
+                    "{count} HTTP requests still running after the {grace}s grace period",
+                    count=self.in_flight,
+                    grace=grace,
+                )
+                waiter.callback(self.in_flight)
+
+        timer = clock.callLater(grace, give_up)
+
+        def stop_timer(count: int) -> int:
+            if timer.active():
+                timer.cancel()
+            return count
+
+        waiter.addCallback(stop_timer)
+        return waiter
+
     @property
     def security_headers(self) -> list[tuple[bytes, list[bytes]]]:
         return self._security
@@ -205,6 +242,7 @@ class ApiResource(Resource):
     def render(self, request: Any) -> Any:
         started = perf_counter()
         metrics.HTTP_STATS.in_flight += 1
+        self.in_flight += 1
         headers = request.requestHeaders
         stored = getattr(headers, "_rawHeaders", None)
         if type(stored) is dict:
@@ -587,6 +625,11 @@ class ApiResource(Resource):
         route = ctx.route_path
         stats = metrics.HTTP_STATS
         stats.in_flight -= 1
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._idle_waiters:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(0)
         method = stats.method_label(request.method)
         stats.observe(method, route, status, elapsed)
         path = request.uri.decode("latin-1")

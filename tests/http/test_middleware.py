@@ -330,3 +330,41 @@ def test_reserved_path_parameter_names_are_refused() -> None:
     """Path parameters cannot shadow the ctx, body or query arguments."""
     with pytest.raises(ValueError, match="may not be named body"):
         Router().add("GET", "/a/{body}", lambda ctx, body: None)
+
+
+def test_drain_waits_for_in_flight_requests_within_the_grace_period() -> None:
+    """drain(grace) fires with 0 when the last running request finishes, or with the
+    number still running once the grace period is over."""
+    from twisted.internet.task import Clock
+
+    pending: list[defer.Deferred[dict[str, bool]]] = []
+    router = Router()
+
+    @router.route("GET", "/api/slow", rate_limit=None)
+    def slow(_ctx: Any) -> defer.Deferred[dict[str, bool]]:
+        pending.append(defer.Deferred())
+        return pending[-1]
+
+    client, resource = stub(router)
+    clock = Clock()
+    assert resource.drain(5, clock).result == 0
+    results: list[Any] = []
+    client.get("http://example.test/api/slow").addBoth(results.append)
+    client.flush()
+    assert resource.in_flight == 1
+    drained: list[int] = []
+    resource.drain(5, clock).addCallback(drained.append)
+    clock.advance(1)
+    assert drained == []
+    pending[0].callback({"done": True})
+    client.flush()
+    assert drained == [0]
+    assert results[0].code == 200
+    client.get("http://example.test/api/slow")
+    client.flush()
+    late: list[int] = []
+    resource.drain(5, clock).addCallback(late.append)
+    clock.advance(5)
+    assert late == [1]
+    pending[1].callback({"done": True})
+    client.flush()
