@@ -31,8 +31,8 @@ from installsure.config import Config
 from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
 from installsure.drain import DrainService
-from installsure.http.app import ApiResource
-from installsure.http.builtin import builtin_router
+from installsure.http.factory import build_site as http_site
+from installsure.http.factory import rate_rules
 from installsure.http.ratelimit import RateLimiter
 from installsure.http.routing import Router
 from installsure.http.site import ApiSite
@@ -206,21 +206,13 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
 
 
 def build_site(config: Config, redis: RedisService, sources: HealthSources) -> ApiSite:
-    """The HTTP API: built-in routes, health, and every resource module's routes."""
+    """The HTTP API: health routes, every resource module's routes and the built-ins."""
     router = Router()
+    router.include(health_router(sources))
     limiter = None
     if config.http.rate_limit_enabled:
-        rules = {"default": config.http.default_rate, **config.http.named_rates()}
-        limiter = RateLimiter(redis, rules)
-    router.include(health_router(sources))
-    router.include(builtin_router(
-        lambda: router.routes,
-        expose_docs=config.http.expose_docs,
-        metrics_token=config.http.metrics_token,
-        rate_limited=limiter is not None,
-    ))
-    api = ApiResource(router, config.http, environment=config.environment,
-                      rate_limiter=limiter)
-    site = ApiSite(api)
+        limiter = RateLimiter(redis, rate_rules(config.http))
+    site = http_site(router, config.http, environment=config.environment,
+                     rate_limiter=limiter)
     site.noisy = False  # "Starting factory" lines say nothing an operator needs
     return site
