@@ -289,6 +289,11 @@ class _Link:
             self.factory.sentinel_manager = self._sentinel()
         self.factory.startConnecting(self._endpoint)
 
+    def drop_connections(self) -> None:
+        """Close every connection; they are remade (and Sentinel asked again)."""
+        for conn in list(self.factory.pool):
+            conn.transport.loseConnection()
+
     def fail_before_start(self, message: str) -> None:
         """This link will never start: fail whoever waits, and future callers at once."""
         self.state = "down"

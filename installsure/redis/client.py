@@ -43,11 +43,25 @@ _NOT_ON_POOL = frozenset(
 )
 
 
+# Error replies that mean "this Redis cannot serve you right now", not "bad command":
+# loading its dataset after a restart, a replica cut off from its master, or a master
+# demoted by a failover (we are talking to a replica now).
+_TRANSIENT = ("LOADING", "MASTERDOWN", "READONLY")
+
+
 def _map_failure(failure: Failure, link: _Link, timeout: float | None) -> Failure:
     """txredisapi's errors as ours: the caller should not need to import txredisapi."""
     error = failure.value
     if isinstance(error, txredisapi.ResponseError):
-        raise RedisReplyError(str(error)) from None
+        message = str(error)
+        if message.startswith(_TRANSIENT):
+            if message.startswith("READONLY"):
+                # Reconnecting asks Sentinel again and reaches the new master.
+                link.drop_connections()
+            raise RedisUnavailable(
+                f"Redis at {link.target.describe()} cannot serve commands right now: {message}"
+            ) from None
+        raise RedisReplyError(message) from None
     if isinstance(error, txredisapi.TimeoutError):
         raise RedisUnavailable(link.unavailable_message(timeout)) from None
     if isinstance(error, txredisapi.ConnectionError):

@@ -98,10 +98,10 @@ def check_data_dir(data_dir: Path) -> None:
 
 
 class _PingProbe(protocol.Protocol):
-    """Sends PING and reports whether any Redis reply came back."""
+    """Sends PING and reports the first bytes of the reply (None: no reply)."""
 
     def __init__(self) -> None:
-        self.answered: defer.Deferred[bool] = defer.Deferred()
+        self.answered: defer.Deferred[bytes | None] = defer.Deferred()
 
     def connectionMade(self) -> None:
         if self.transport is not None:
@@ -109,39 +109,39 @@ class _PingProbe(protocol.Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if not self.answered.called:
-            # "-NOAUTH ..." or "-LOADING ..." also prove a live redis-server is there.
-            self.answered.callback(data[:1] in (b"+", b"-"))
+            self.answered.callback(data)
         if self.transport is not None:
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if not self.answered.called:
-            self.answered.callback(False)
+            self.answered.callback(None)
 
 
-def probe_socket(reactor: Any, path: str, timeout: float = 1.0) -> defer.Deferred[bool]:
-    """True when a Redis answers PING on the unix socket ``path`` within ``timeout``."""
+def probe_socket(reactor: Any, path: str, timeout: float = 1.0) -> defer.Deferred[bytes | None]:
+    """What a Redis on the unix socket ``path`` answers to PING within ``timeout``:
+    ``b"+PONG..."`` when ready, ``b"-LOADING ..."`` or ``b"-NOAUTH ..."`` when alive
+    but not (yet) usable, None when nothing answers."""
     endpoint = UNIXClientEndpoint(reactor, path, timeout=timeout)  # type: ignore[no-untyped-call]
     probe = _PingProbe()
     factory = protocol.Factory.forProtocol(lambda: probe)
     factory.noisy = False
     connecting = endpoint.connect(factory)  # type: ignore[no-untyped-call]
 
-    def connected(_: object) -> defer.Deferred[bool]:
-        def silent(*_: object) -> bool:
+    def connected(_: object) -> defer.Deferred[bytes | None]:
+        def silent(*_: object) -> None:
             # Something accepts connections there but says nothing: not a usable Redis.
             if probe.transport is not None:
                 probe.transport.abortConnection()  # type: ignore[attr-defined]
-            return False
 
         return probe.answered.addTimeout(timeout, reactor, onTimeoutCancel=silent)
 
-    def refused(failure: Failure) -> bool | Failure:
+    def refused(failure: Failure) -> Failure | None:
         if isinstance(failure.value, error.ConnectError | defer.CancelledError | OSError):
-            return False
+            return None
         return failure
 
-    result: defer.Deferred[bool] = connecting.addCallbacks(connected, refused)
+    result: defer.Deferred[bytes | None] = connecting.addCallbacks(connected, refused)
     return result
 
 
@@ -274,7 +274,8 @@ class EmbeddedRedisService(Service):
                     "is not executable"
                 )
             if self.socket_path.exists() or self.socket_path.is_symlink():
-                if await probe_socket(self._reactor, str(self.socket_path)):
+                reply = await probe_socket(self._reactor, str(self.socket_path))
+                if reply is not None and reply[:1] in (b"+", b"-"):
                     raise EmbeddedRedisError(
                         f"another redis-server already answers on {self.socket_path}: "
                         f"data directory {str(self.data_dir)!r} is in use by another "
@@ -323,7 +324,9 @@ class EmbeddedRedisService(Service):
     async def _wait_until_ready(self, process: _RedisProcess) -> None:
         deadline = self._reactor.seconds() + self.ready_timeout
         while process is self._process and not process.ended.called:
-            if await probe_socket(self._reactor, str(self.socket_path), timeout=0.5):
+            reply = await probe_socket(self._reactor, str(self.socket_path), timeout=0.5)
+            # "-LOADING": up, but still reading the append-only file; not ready yet.
+            if reply is not None and reply.startswith(b"+PONG"):
                 if process is self._process and not process.ended.called:
                     self._ever_ready = True
                     self._failed_starts = 0

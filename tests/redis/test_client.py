@@ -264,3 +264,19 @@ async def test_arguments_sent_exactly_or_refused(redis: RedisService) -> None:
         await redis.execute("ZADD", redis.key("z"), float("nan"), "c")
     assert await redis.execute("EXISTS", redis.key("x")) == 0
     assert await redis.execute("PING") == "PONG"
+
+
+@pytest_twisted.ensureDeferred
+async def test_readonly_replica_is_unavailable_not_a_bad_command(
+    redis_server: RedisServerProcess, redis: RedisService
+) -> None:
+    """Writing to a server that became a replica (as after a failover) fails with
+    RedisUnavailable, the retryable error, and the connections are remade."""
+    await redis.execute("REPLICAOF", "127.0.0.1", str(free_port()))
+    try:
+        with pytest.raises(RedisUnavailable, match="cannot serve commands right now: READONLY"):
+            await redis.execute("SET", "k", "v")
+        await eventually(lambda: redis.execute("PING"))
+    finally:
+        await eventually(lambda: redis.execute("REPLICAOF", "NO", "ONE"))
+    assert await redis.execute("SET", "k", "v") == "OK"

@@ -359,3 +359,24 @@ async def test_stop_kills_a_child_that_ignores_sigterm(data_dir: Path,
     assert 0.4 < time.monotonic() - started < 3
     assert not _process_alive(pid)
     assert embedded.state == "stopped"
+
+
+@pytest_twisted.ensureDeferred
+async def test_not_running_until_dataset_loaded(data_dir: Path, services: list[object]) -> None:
+    """A restart with a large append-only file answers "-LOADING" for a while; the service
+    only reports running (and the client only gets commands through) once it is loaded."""
+    first = await _start(data_dir, services)
+    client = await _client(first, services)
+    fill = "for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'bulk:' .. i, i) end"
+    await client.execute("EVAL", fill, 0, 300000)
+    await client.execute("BGREWRITEAOF")
+    await eventually(lambda: _aof_rewritten(client))
+    await client.stopService()
+    await within(15, first.stopService())
+
+    second = await _start(data_dir, services)
+    probe = RedisService(second.target, command_timeout=5.0)
+    probe.startService()
+    services.append(probe)
+    await within(5, probe.when_connected())
+    assert await probe.execute("DBSIZE") == 300000
