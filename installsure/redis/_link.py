@@ -233,6 +233,7 @@ class _Link:
         self._stopping = False
         # Set when it will never connect (refused credentials, Redis that never came).
         self._dead = False
+        self._ever_connected = False
         self._rr = 0
         self._waiting: list[defer.Deferred[None]] = []
         common: dict[str, Any] = {
@@ -372,12 +373,13 @@ class _Link:
         self.last_error = None
         if len(self.factory.pool) == 1 and was != "up":
             level = log.debug if self._quiet else log.info
-            if was == "down":
+            if self._ever_connected:
                 level("Redis {link} connection is back ({target})", link=self.name,
                       target=self.target.describe())
             else:
                 level("Redis {link} connected to {target}", link=self.name,
                       target=self.target.describe())
+        self._ever_connected = True
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             if not d.called:  # a caller may have cancelled it
