@@ -368,3 +368,41 @@ def test_drain_waits_for_in_flight_requests_within_the_grace_period() -> None:
     assert late == [1]
     pending[1].callback({"done": True})
     client.flush()
+
+
+def test_rate_limit_key_is_the_user_when_known_else_the_address() -> None:
+    """Routes count hits per user once the auth hook names one, per address otherwise,
+    under the route's named limit."""
+    from installsure.http.ratelimit import RateDecision
+
+    seen: list[tuple[str, str]] = []
+
+    class RecordingLimiter:
+        def rule(self, name: str) -> object:
+            return name
+
+        def check(self, rule: str, key: str) -> defer.Deferred[RateDecision]:
+            seen.append((rule, key))
+            return defer.succeed(RateDecision(allowed=True, limit=5, remaining=4, reset=60))
+
+    @frozen
+    class User:
+        id: str
+
+    router = Router()
+    router.add("GET", "/api/open", lambda ctx: {"ok": True})
+    router.add("POST", "/api/auth/login", lambda ctx: {"ok": True}, rate_limit="login")
+    router.add("GET", "/api/mine", lambda ctx: {"ok": True}, auth="user")
+    client, _ = stub(
+        router,
+        rate_limiter=RecordingLimiter(),  # type: ignore[arg-type]
+        authenticate=lambda ctx, requirement: User("u-7"),
+    )
+    open_response = fetch(client, "GET", "/api/open")
+    fetch(client, "POST", "/api/auth/login")
+    fetch(client, "GET", "/api/mine")
+    assert header(open_response, "RateLimit-Remaining") == "4"
+    assert seen[0][0] == "default"
+    assert seen[0][1].startswith("ip:")
+    assert seen[1][0] == "login"
+    assert seen[2] == ("default", "user:u-7")
