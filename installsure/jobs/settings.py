@@ -6,9 +6,10 @@ TOML and the environment without converters of its own.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from attrs import Attribute, field, frozen
+from attrs import Attribute, evolve, field, fields, frozen
 
 BACKOFF_KINDS = ("fixed", "exponential", "exponential_jitter")
 
@@ -118,3 +119,27 @@ class JobsSettings:
             return self.queues[name]
         except KeyError:
             raise UnknownQueue(name, sorted(self.queues)) from None
+
+
+def queues_with_overrides(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, QueueSettings]:
+    """The default queues with per-queue fields replaced (``[queues.email-send]
+    concurrency = 20`` in TOML); a queue not among the defaults starts from
+    ``QueueSettings()``. Every unknown field or bad value is reported at once."""
+    queues = default_queues()
+    known = {a.name for a in fields(QueueSettings)}
+    problems: list[str] = []
+    for name, values in overrides.items():
+        unknown = sorted(set(values) - known)
+        if unknown:
+            problems.append(
+                f"queues.{name}: unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+            continue
+        try:
+            queues[name] = evolve(queues.get(name, QueueSettings()), **values)
+        except (TypeError, ValueError) as e:
+            problems.append(f"queues.{name}: {e}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return queues

@@ -192,6 +192,7 @@ class QueueWorker:
         self._in_flush: dict[str, ClaimedJob] = {}
         self._flush_call: IDelayedCall | None = None
         self._flushing: Deferred[None] | None = None
+        self._flush_deadline = float("inf")  # set by stop(): give up reporting after it
         self._blocking: BlockingRedis | None = None
         self._waits: set[Deferred[Any]] = set()
         # Free slots taken by claims in flight; waiters for a free slot / for work.
@@ -590,17 +591,19 @@ class QueueWorker:
             self._flushing = None
 
     def _flush_deadline_passed(self) -> bool:
-        return self._reactor.seconds() > getattr(self, "_flush_deadline", float("inf"))
+        return self._reactor.seconds() > self._flush_deadline
 
     async def _flush_once(self) -> bool:
+        """Report one chunk of results; False (results kept for a retry) if Redis failed."""
         done, self._done = self._done[:_FLUSH_CHUNK], self._done[_FLUSH_CHUNK:]
         failed, self._failed = self._failed[:_FLUSH_CHUNK], self._failed[_FLUSH_CHUNK:]
         for job, _ in done:
             self._in_flush[job.id] = job
         for job, *_ in failed:
             self._in_flush[job.id] = job
+        refused: list[str] = []
+        accepted_done: list[tuple[ClaimedJob, str]] = []
         try:
-            refused: list[str] = []
             if done:
                 batch = json.dumps(
                     [[job.id, job.token, encoded, job.unique_key] for job, encoded in done]
@@ -610,24 +613,23 @@ class QueueWorker:
                     [self._qs.keep_completed_count, round(self._qs.keep_completed_age * 1000),
                      batch],
                 )
-                done_sent, done = done, []
-            else:
-                done_sent = []
+                accepted_done, done = done, []
             if failed:
                 batch = json.dumps([fargs for _, fargs, _, _ in failed])
                 refused += await self._scripts.fail(
                     [self._keys.base],
                     [self._qs.keep_dead_count, round(self._qs.keep_dead_age * 1000), batch],
                 )
-        except Exception as e:
+        except Exception as e:  # keep what was not accepted and try again later
             self._done[:0] = done
             self._failed[:0] = failed
             self._flush_outage.failed(e)
+            self._results_accepted(accepted_done, [], set(refused))
             return False
         finally:
             self._in_flush.clear()
         self._flush_outage.succeeded()
-        self._results_accepted(done_sent, failed, set(refused))
+        self._results_accepted(accepted_done, failed, set(refused))
         return True
 
     def _results_accepted(

@@ -179,3 +179,17 @@ def test_job_type_names_are_checked() -> None:
     """Names that could break keys or JSON are refused with the allowed characters."""
     with pytest.raises(ValueError, match="letters, digits"):
         JobType('bad"name', Echo, lambda p, c: None, "test")
+
+
+def test_queue_overrides_merge_onto_the_defaults() -> None:
+    """Config overrides change only the named fields; new queues start from the
+    defaults; unknown fields and bad values are all reported together."""
+    from installsure.jobs.settings import queues_with_overrides
+
+    queues = queues_with_overrides({"email-send": {"concurrency": 20}, "reports": {}})
+    assert queues["email-send"].concurrency == 20
+    assert queues["email-send"].attempts == 5
+    assert queues["reports"] == QueueSettings()
+    with pytest.raises(ValueError, match="concurrncy") as info:
+        queues_with_overrides({"email-send": {"concurrncy": 1}, "file-upload": {"attempts": 0}})
+    assert "attempts must be greater than 0" in str(info.value)
