@@ -1,0 +1,65 @@
+"""Operator access with the shared ``auth.api_secret`` (the old system's ``API_SECRET``).
+
+Until user accounts exist, the admin routes (queue administration) accept exactly one
+credential: ``Authorization: Bearer <api_secret>``, checked in constant time. Without a
+configured secret they answer 401 with what to configure; they are never open. The user
+and role model of the auth work replaces this authenticator with one that also knows
+users, keeping this credential as a service principal.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from attrs import frozen
+
+from installsure.http.context import RequestContext
+from installsure.http.errors import ApiError
+
+ROLES = ("admin", "manager", "member", "viewer")
+
+
+@frozen
+class Principal:
+    """Who is calling: ``id`` for logs and rate limits, ``role`` for authorization."""
+
+    id: str
+    role: str
+
+
+OPERATOR = Principal(id="operator", role="admin")
+
+
+def allows(principal: Principal, requirement: str) -> bool:
+    """``"user"``: anyone signed in; a role name: that role or a stronger one."""
+    if requirement == "user":
+        return True
+    if requirement not in ROLES or principal.role not in ROLES:
+        return False
+    return ROLES.index(principal.role) <= ROLES.index(requirement)
+
+
+class OperatorAuthenticator:
+    """The ``authenticate(ctx, requirement)`` hook of the HTTP layer (see module docstring)."""
+
+    def __init__(self, api_secret: str | None) -> None:
+        self._expected = f"Bearer {api_secret}".encode() if api_secret else None
+
+    def __call__(self, ctx: RequestContext, requirement: str) -> Principal:
+        if self._expected is None:
+            raise ApiError(
+                "UNAUTHENTICATED",
+                "This endpoint needs the operator token, and none is configured: set "
+                "API_SECRET (or auth.api_secret) and send 'Authorization: Bearer <it>'.",
+            )
+        sent = ctx.request.getHeader(b"authorization") or b""
+        if isinstance(sent, str):
+            sent = sent.encode()
+        if not hmac.compare_digest(sent, self._expected):
+            raise ApiError(
+                "UNAUTHENTICATED",
+                "Missing or wrong credentials: send 'Authorization: Bearer <API_SECRET>'.",
+            )
+        if not allows(OPERATOR, requirement):
+            raise ApiError("FORBIDDEN", f"This endpoint needs the {requirement} role.")
+        return OPERATOR
