@@ -394,3 +394,37 @@ async def test_keys_with_odd_characters_survive_the_round_trip(harness: Harness)
     harness.worker()
     await wait_until(lambda: seen)
     assert seen == [key]
+
+
+@pytest_twisted.ensureDeferred
+async def test_delayed_job_runs_when_due_not_at_the_next_idle_wakeup(harness: Harness) -> None:
+    """An idle worker sleeps until the next delayed job is due, not a fixed interval:
+    a job delayed 0.3 s runs after about 0.3 s (idle_wait is 1 s here)."""
+    from twisted.internet import reactor
+
+    ran: list[float] = []
+    harness.handlers["echo"] = lambda p, ctx: ran.append(reactor.seconds())
+    harness.worker()
+    await sleep(0.1)
+    sent = reactor.seconds()
+    await harness.queue.enqueue("echo", Echo(1), delay=0.3)
+    await wait_until(lambda: ran, timeout=2)
+    assert 0.28 <= ran[0] - sent < 0.8
+
+
+@pytest_twisted.ensureDeferred
+async def test_active_jobs_are_listed_with_their_worker(harness: Harness) -> None:
+    """Listing the active state shows running jobs, the worker holding them and when
+    they started."""
+    gate: defer.Deferred[None] = defer.Deferred()
+    harness.handlers["echo"] = lambda p, ctx: gate
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    harness.worker(worker_id="node-a")
+    await wait_until(in_state(harness, job_id, "active"))
+    jobs, total = await harness.queue.list("test", "active")
+    assert total == 1
+    assert (jobs[0].id, jobs[0].state, jobs[0].worker) == (job_id, "active", "node-a")
+    assert jobs[0].started_at is not None
+    gate.callback(None)
+    await wait_until(in_state(harness, job_id, "completed"))
+    assert (await harness.queue.get("test", job_id)).worker == "node-a"
