@@ -96,6 +96,29 @@ class _ProtocolMixin:
     def _encode_value(self, arg: object) -> bytes:
         return _encode(arg, self.errors)
 
+    def _build_command(self, *args: object, **kwargs: object) -> bytes:
+        # The hot path of every command, several times faster than txredisapi's.
+        parts = [b"*%d\r\n" % len(args)]
+        append = parts.append
+        data: bytes
+        for arg in args:
+            kind = type(arg)
+            if kind is str:
+                try:
+                    data = arg.encode()  # type: ignore[attr-defined]
+                except UnicodeEncodeError:
+                    data = _encode(arg, self.errors)
+            elif kind is bytes:
+                data = arg  # type: ignore[assignment]
+            elif kind is int:
+                data = b"%d" % arg  # type: ignore[str-format]
+            else:
+                data = _encode(arg, self.errors)
+            append(b"$%d\r\n" % len(data))
+            append(data)
+            append(b"\r\n")
+        return b"".join(parts)
+
     def connectionMade(self) -> Any:
         if not getattr(self.factory, "tls", False):
             return super().connectionMade()  # type: ignore[misc]
