@@ -342,8 +342,10 @@ return lost
 """
 
 SWEEP = _COMMON + r"""
--- ARGV: max stalls, aging ms, liveness ms, keep dead count, keep dead age ms.
+-- ARGV: max stalls, aging ms, liveness ms, keep dead count, keep dead age ms,
+--   keep completed count, keep completed age ms.
 -- Safe on every node at once: each expired lease is handled by exactly one call.
+-- Also applies retention, so finished jobs age out of a queue that has gone quiet.
 -- Returns {stalled ids (back to waiting), ids moved to dead, delayed jobs promoted}.
 local max_stalls = tonumber(ARGV[1])
 local aging = tonumber(ARGV[2])
@@ -380,7 +382,8 @@ for i, id in ipairs(expired) do
   end
 end
 if #stalled > 0 then wake(b) end
-if #dead > 0 then trim(b, ':dead', tonumber(ARGV[4]), tonumber(ARGV[5]), now) end
+trim(b, ':dead', tonumber(ARGV[4]), tonumber(ARGV[5]), now)
+trim(b, ':completed', tonumber(ARGV[6]), tonumber(ARGV[7]), now)
 redis.call('ZREMRANGEBYSCORE', b .. ':workers', '-inf', now - tonumber(ARGV[3]))
 local promoted = promote(b, now, aging)
 -- Throughput buckets older than an hour are no longer read.

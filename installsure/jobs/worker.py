@@ -713,6 +713,7 @@ class QueueWorker:
                     qs.max_stalls, qs.priority_aging * 1000,
                     round(self._settings.liveness_ttl * 1000),
                     qs.keep_dead_count, round(qs.keep_dead_age * 1000),
+                    qs.keep_completed_count, round(qs.keep_completed_age * 1000),
                 ],
             )
         except Exception as e:

@@ -117,7 +117,9 @@ async def test_heartbeat_extends_leases_and_reports_lost_ones(harness: Harness) 
     )
     assert list(lost) == [b]
     await sleep(0.25)
-    stalled, dead, _ = await harness.queue.scripts.sweep(base(harness), [3, 1000, 1000, 100, 0])
+    stalled, dead, _ = await harness.queue.scripts.sweep(
+        base(harness), [3, 1000, 1000, 100, 0, 100, 0]
+    )
     assert list(stalled) == [b]  # its lease lapsed; a's was renewed
     assert dead == []
     assert await state(harness, a) == "active"
@@ -135,7 +137,7 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
         token = (await claim(harness, lease=10))[3][1]
         await sleep(0.02)
         stalled, dead, _ = await harness.queue.scripts.sweep(
-            base(harness), [2, 1000, 1000, 100, 0]
+            base(harness), [2, 1000, 1000, 100, 0, 100, 0]
         )
     assert list(stalled) == []
     assert list(dead) == [job_id]

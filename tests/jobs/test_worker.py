@@ -12,7 +12,7 @@ from twisted.logger import globalLogPublisher
 
 from installsure.jobs import metrics
 from installsure.jobs.context import JobContext
-from installsure.jobs.errors import InvalidPayload, RetryLater, UnknownJobType
+from installsure.jobs.errors import InvalidPayload, PermanentError, RetryLater, UnknownJobType
 from installsure.jobs.events import file_progress_topic, job_topic, status_topic
 from tests.fixtures.redis import RedisServerProcess
 from tests.jobs.conftest import Echo, Harness, sleep, wait_until
@@ -428,3 +428,23 @@ async def test_active_jobs_are_listed_with_their_worker(harness: Harness) -> Non
     gate.callback(None)
     await wait_until(in_state(harness, job_id, "completed"))
     assert (await harness.queue.get("test", job_id)).worker == "node-a"
+
+
+@pytest_twisted.ensureDeferred
+async def test_retention_age_holds_on_a_quiet_queue(harness_factory: Any) -> None:
+    """Finished jobs older than the retention age go even when nothing else happens in
+    the queue (the sweeper applies retention, not only new completions)."""
+    h: Harness = harness_factory(keep_completed_age=0.3, keep_dead_age=0.3)
+
+    def run(p: Echo, ctx: JobContext) -> int:
+        if p.value:
+            raise PermanentError("dead on arrival")
+        return 0
+
+    h.handlers["echo"] = run
+    await h.queue.enqueue_bulk("echo", [Echo(0), Echo(1)])
+    h.worker()
+    await wait_until(lambda: h.queue.stats("test").addCallback(
+        lambda c: (c.completed, c.dead) == (1, 1)))
+    await wait_until(lambda: h.queue.stats("test").addCallback(
+        lambda c: (c.completed, c.dead) == (0, 0)), timeout=2)
