@@ -385,6 +385,17 @@ class RedisService(Service):
         """At least one pooled connection is up (it may still turn out dead on use)."""
         return self._pool.connected
 
+    @property
+    def status(self) -> dict[str, object]:
+        """For health reports: where, whether connected, and the last connection error."""
+        return {
+            "target": self.target.describe(),
+            "state": self._pool.state,
+            "connections": len(self._pool.factory.pool),
+            "poolSize": self.pool_size,
+            "lastError": self._pool.last_error,
+        }
+
     def when_connected(self, timeout: float | None = None) -> defer.Deferred[None]:
         """Fires when the pool has a connection; RedisUnavailable after ``timeout``."""
         return self._pool.when_connected(self.connect_timeout if timeout is None else timeout)

@@ -121,13 +121,22 @@ async def test_dead_redis_fails_fast_then_recovers(redis_server: RedisServerProc
     with pytest.raises(RedisUnavailable, match="not connected"):
         await within(5, redis.execute("GET", "durable"))
     assert time.monotonic() - started < 0.5
+    await eventually(lambda: _assert_status_down(redis))
     redis_server.start()
     assert await eventually(lambda: redis.execute("GET", "durable")) == "1"
     assert redis.is_connected
+    assert redis.status["state"] == "up"
+    assert redis.status["lastError"] is None
 
 
 async def _assert_disconnected(redis: RedisService) -> None:
     assert not redis.is_connected
+
+
+async def _assert_status_down(redis: RedisService) -> None:
+    status = redis.status
+    assert (status["state"], status["connections"]) == ("down", 0)
+    assert "refused" in str(status["lastError"]).lower()
 
 
 @pytest_twisted.ensureDeferred
