@@ -291,14 +291,15 @@ class RedisService(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        # The pool first; then connections asked for before the service started.
+        self._unstarted.insert(0, self._pool)
         if self._start_after is None:
-            self._pool.start()
-            return
-        self._unstarted.append(self._pool)
-        self._start_after().addCallbacks(self._open_gate, self._gate_failed)
+            self._open_gate(None)
+        else:
+            self._start_after().addCallbacks(self._open_gate, self._gate_failed)
 
     def _start_link(self, link: _Link) -> None:
-        if self._gate_open:
+        if self._gate_open and self.running:
             link.start()
         elif self._gate_error is not None:
             link.fail_before_start(self._gate_error)

@@ -185,6 +185,29 @@ async def test_service_can_be_started_again(redis_server: RedisServerProcess) ->
         await within(5, service.stopService())
 
 
+@pytest_twisted.ensureDeferred
+async def test_connections_asked_for_before_start_open_with_it(
+    redis_server: RedisServerProcess,
+) -> None:
+    """Subscriptions and blocking connections made before startService connect when the
+    service starts (and are closed by stopService), not behind its back."""
+    service = RedisService(RedisTarget.from_url(redis_server.url))
+    inbox: list[tuple[str, str]] = []
+    subscribed = service.subscribe("early", lambda c, m: inbox.append((c, m)))
+    blocking = service.blocking_connection()
+    assert not blocking.is_connected
+    with pytest.raises(RedisUnavailable):
+        await service.execute("PING")
+    service.startService()
+    try:
+        await within(5, subscribed)
+        assert await within(5, blocking.execute("ECHO", "hi", timeout=3)) == "hi"
+        assert await service.publish("early", "x") == 1
+    finally:
+        await within(5, service.stopService())
+    assert not blocking.is_connected
+
+
 def test_constructor_validates_options() -> None:
     """Nonsense timeouts and pool sizes are refused with the option's name."""
     target = RedisTarget.from_url(f"redis://127.0.0.1:{free_port()}")
