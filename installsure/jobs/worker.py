@@ -457,7 +457,7 @@ class QueueWorker:
             self._event(job, "active", attempt=job.attempts_made + 1)
         try:
             result = job_type.processor(payload, ctx)
-        except Exception:
+        except Exception:  # a processor that raises at once fails its attempt
             self._finished(Failure(), running, job_type)  # type: ignore[no-untyped-call]
             return
         if isinstance(result, Deferred):
@@ -690,7 +690,7 @@ class QueueWorker:
             for start in range(0, max(1, len(held)), _FLUSH_CHUNK):
                 pairs = [x for job in held[start:start + _FLUSH_CHUNK] for x in (job.id, job.token)]
                 lost += await self._scripts.heartbeat([self._keys.base], [*head, json.dumps(pairs)])
-        except Exception as e:
+        except Exception as e:  # leases lapse only after lease_ttl: next beat may do
             self._beat_outage.failed(e)
             return
         self._beat_outage.succeeded()
@@ -716,7 +716,7 @@ class QueueWorker:
                     qs.keep_completed_count, round(qs.keep_completed_age * 1000),
                 ],
             )
-        except Exception as e:
+        except Exception as e:  # any node may sweep; the next run catches up
             self._sweep_outage.failed(e)
             return
         self._sweep_outage.succeeded()
