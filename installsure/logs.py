@@ -52,7 +52,7 @@ from installsure.logging.runner import (
     start_logging,
 )
 from installsure.logging.settings import FORMATS, LEVELS, LoggingSettings
-from installsure.logging.sinks import DailyRotatingFile, LogFileError, TextSink
+from installsure.logging.sinks import DailyRotatingFile, LogFileError, TextSink, flush_logs
 
 __all__ = [
     "FORMATS",
@@ -68,6 +68,7 @@ __all__ = [
     "configure_logging",
     "event_as_json",
     "event_as_text",
+    "flush_logs",
     "log_access",
     "log_slow_request",
     "start_logging",

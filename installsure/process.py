@@ -16,6 +16,8 @@ import sys
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
+from installsure.logs import flush_logs
+
 log = Logger()
 
 _exit_code: int | None = None
@@ -23,6 +25,7 @@ _exit_code: int | None = None
 
 def _exit_with_code() -> None:
     if _exit_code is not None:
+        flush_logs()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_code)

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from installsure.logs import (
     build_observer,
     business_event,
     configure_logging,
+    flush_logs,
     log_access,
     log_slow_request,
 )
@@ -315,6 +317,8 @@ def test_full_disk_on_stream_never_raises_and_is_reported_once(
     log = _logger(LoggingSettings(), full)
     log.info("first")
     log.info("second")
+    flush_logs()  # info lines are flushed in the background; do it now
+    log.warn("third")  # warnings are flushed at once
     with contextlib.suppress(OSError):  # the unflushable buffer fails again on close
         full.close()
     err = capfd.readouterr().err
@@ -659,6 +663,7 @@ def test_twistd_logfile_gets_our_format_through_app_logger(
     monkeypatch.setattr(twisted.logger, "globalLogBeginner", beginner)
     UnixAppLogger(server).start(application)
     Logger(namespace="installsure.test", observer=publisher).info("ready on {port}", port=8000)
+    flush_logs()
     (line,) = _json_lines(logfile.read_text())
     assert (line["message"], line["port"], line["namespace"]) == (
         "ready on 8000",
@@ -686,6 +691,7 @@ def test_twistd_logfile_option_beats_config_file(tmp_path: Path) -> None:
     root = configure_logging(settings, _plugin_options(server))
     assert root.observer is not None
     Logger(namespace="t", observer=root.observer).info("where")
+    flush_logs()
     assert "where" in (tmp_path / "cli.log").read_text()
     assert not (tmp_path / "config.log").exists()
 
@@ -696,6 +702,7 @@ def test_config_file_used_when_no_logfile_option(tmp_path: Path) -> None:
     root = configure_logging(settings, _plugin_options(_server_options(nodaemon=True)))
     assert root.observer is not None
     Logger(namespace="t", observer=root.observer).info("configured")
+    flush_logs()
     assert "configured" in (tmp_path / "logs" / "installsure.log").read_text()
 
 
@@ -729,3 +736,17 @@ def test_twist_gets_our_observer_factory() -> None:
     Logger(namespace="t", observer=observer).info("via twist", n=2)
     (line,) = _json_lines(stream.getvalue())
     assert (line["message"], line["n"]) == ("via twist", 2)
+
+
+def test_info_lines_reach_the_file_within_a_fraction_of_a_second(tmp_path: Path) -> None:
+    """Info lines are buffered but flushed in the background; warnings are written at once."""
+    sink = DailyRotatingFile(tmp_path / "installsure.log")
+    log = _logger(LoggingSettings(), sink)
+    log.warn("urgent")
+    assert "urgent" in (tmp_path / "installsure.log").read_text()
+    log.info("routine")
+    deadline = time.monotonic() + 2.0
+    while "routine" not in (tmp_path / "installsure.log").read_text():
+        assert time.monotonic() < deadline, "the background flush never came"
+        time.sleep(0.02)
+    sink.close()

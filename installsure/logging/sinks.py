@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import os
@@ -14,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from twisted.logger import ILogObserver, LogEvent
+from twisted.logger import ILogObserver, LogEvent, LogLevel
 from zope.interface import implementer
 
 
@@ -69,7 +70,10 @@ class LineObserver:
             line = f"installsure.logs could not render an event: {error!r}\n"
         try:
             self._sink.write(line)
-            self._sink.flush()
+            if _is_urgent(event):
+                self._sink.flush()
+            else:
+                _background_flusher.mark(self)
         except UnicodeEncodeError:
             self._write_escaped(line)
         except (OSError, ValueError) as error:
@@ -78,6 +82,14 @@ class LineObserver:
             )
         else:
             self._problems.clear("write")
+
+    def flush(self) -> None:
+        try:
+            self._sink.flush()
+        except (OSError, ValueError) as error:
+            self._problems.report(
+                "write", f"cannot write log output: {error}; log lines are being dropped"
+            )
 
     def _write_escaped(self, line: str) -> None:
         encoding = getattr(self._sink, "encoding", None) or "ascii"
@@ -90,7 +102,61 @@ class LineObserver:
             )
 
 
+def _is_urgent(event: LogEvent) -> bool:
+    """Warnings, errors and failures reach the disk at once; a crash must not eat them."""
+    level = event.get("log_level")
+    return (level is not None and level >= LogLevel.warn) or "log_failure" in event
+
+
+class _BackgroundFlusher:
+    """Flushes observers with buffered lines every ``interval`` seconds, on its own thread.
+
+    Flushing after every line costs a system call per HTTP request (about a tenth of
+    the request's CPU time); a fifth of a second of delay in ``tail -f`` costs nothing.
+    A daemon thread rather than a reactor timer, so it works before the reactor runs,
+    under any runner, and after it stops; the last lines are flushed at exit.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self._pending: set[LineObserver] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def mark(self, observer: LineObserver) -> None:
+        if observer in self._pending:
+            return
+        with self._lock:
+            self._pending.add(observer)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="installsure-log-flusher", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.flush_all)
+
+    def flush_all(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, set()
+        for observer in pending:
+            observer.flush()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self.flush_all()
+
+
+_background_flusher = _BackgroundFlusher()
+flush_logs = _background_flusher.flush_all
+
+
 _ROTATED = r"\.(\d{4}-\d{2}-\d{2})(?:\.\d+)?"
+
+
+def _start_of_next_day(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() + 86400.0
 
 
 class LogFileError(Exception):
@@ -123,6 +189,7 @@ class DailyRotatingFile:
         self._problems = _Problems()
         today = self._today()
         self._day = today
+        self._next_day_at = _start_of_next_day(today)
         with self._lock:
             self._rotate_stale(today)
             self._prune(today)
@@ -138,6 +205,14 @@ class DailyRotatingFile:
 
     def _today(self) -> date:
         return datetime.fromtimestamp(self._clock(), UTC).date()
+
+    def _rotate_if_new_day(self) -> None:
+        # One float comparison per line; the date is only worked out at midnight.
+        if self._clock() >= self._next_day_at:
+            today = self._today()
+            if today > self._day:
+                self._rotate(today)
+            self._next_day_at = _start_of_next_day(self._day)
 
     def _rotate_stale(self, today: date) -> None:
         """A file left by an earlier run on an earlier day becomes that day's file."""
@@ -214,6 +289,9 @@ class DailyRotatingFile:
             self._file = None
 
     def _rotate(self, today: date) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.flush()  # buffered lines belong to the day being closed
         try:
             empty = self.path.stat().st_size == 0
         except OSError:
@@ -227,17 +305,15 @@ class DailyRotatingFile:
         self._open()
 
     def write(self, text: str, /) -> None:
+        """Buffered: the observer flushes (at once for warnings, else within 0.2 s)."""
         with self._lock:
-            today = self._today()
-            if today > self._day:
-                self._rotate(today)
+            self._rotate_if_new_day()
             if self._file is None:
                 self._open()
                 if self._file is None:
                     return
             try:
                 self._file.write(text)
-                self._file.flush()
             except OSError as error:
                 kind = "disk full" if error.errno == errno.ENOSPC else "write failed"
                 self._problems.report(
@@ -247,7 +323,16 @@ class DailyRotatingFile:
             self._problems.clear("write")
 
     def flush(self) -> None:
-        """Lines are flushed as they are written; kept for the stream protocol."""
+        with self._lock:
+            if self._file is None:
+                return
+            try:
+                self._file.flush()
+            except OSError as error:
+                kind = "disk full" if error.errno == errno.ENOSPC else "write failed"
+                self._problems.report(
+                    "write", f"log file {self.path}: {kind} ({error}); lines are dropped"
+                )
 
     def reopen(self) -> None:
         """Close and reopen the file, for an outside tool (logrotate) that moved it."""
