@@ -236,12 +236,19 @@ def _referenced(log_format: str) -> frozenset[str]:
     return frozenset(names)
 
 
-_BARE = re.compile(r"[^\s=\"']+")
+# Printable characters that still need quoting (other whitespace is not printable).
+_QUOTE_WORTHY = frozenset(" =\"'")
+
+
+def _is_bare(value: str) -> bool:
+    """Can be written unquoted: no whitespace, quotes or ``=`` (C-speed checks; this runs
+    for every field of every access line)."""
+    return bool(value) and value.isprintable() and _QUOTE_WORTHY.isdisjoint(value)
 
 
 def _text_value(value: Any) -> str:
     if isinstance(value, str):
-        return value if _BARE.fullmatch(value) else json.dumps(value, ensure_ascii=False)
+        return value if _is_bare(value) else json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool | int | float) or value is None:
         return str(value)
     try:

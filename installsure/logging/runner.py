@@ -9,11 +9,9 @@ from typing import Any
 
 from twisted.application.service import IServiceCollection, MultiService
 from twisted.logger import (
-    FilteringLogObserver,
     ILogObserver,
     LoggingFile,
     LogLevel,
-    LogLevelFilterPredicate,
     globalLogBeginner,
 )
 from twisted.python.components import Componentized
@@ -35,8 +33,7 @@ def build_observer(settings: LoggingSettings, *, stream: TextSink | None = None)
         if stream is None:
             raise RuntimeError("no stdout to log to; set logging.file")
     render = event_as_json if settings.format == "json" else event_as_text
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(settings.level))
-    return FilteringLogObserver(LineObserver(render, stream), [predicate])
+    return LineObserver(render, stream, level=LogLevel.levelWithName(settings.level))
 
 
 def _file_sink(

@@ -58,19 +58,28 @@ class _Problems:
 class LineObserver:
     """Renders each event with ``render`` and writes it as one line to ``sink``."""
 
-    def __init__(self, render: Callable[[LogEvent], str], sink: TextSink) -> None:
+    def __init__(
+        self, render: Callable[[LogEvent], str], sink: TextSink, *,
+        level: LogLevel = LogLevel.debug,
+    ) -> None:
         self._render = render
         self._sink = sink
         self._problems = _Problems()
+        self._min_rank = _RANK[level]
 
     def __call__(self, event: LogEvent) -> None:
+        # The level filter is a dict lookup here rather than twisted's
+        # FilteringLogObserver, which walks namespaces for every event (every request).
+        rank = _RANK.get(event.get("log_level"), _INFO_RANK)
+        if rank < self._min_rank:
+            return
         try:
             line = self._render(event) + "\n"
         except Exception as error:  # our own bug must never break the code that logged
             line = f"installsure.logs could not render an event: {error!r}\n"
         try:
             self._sink.write(line)
-            if _is_urgent(event):
+            if rank >= _WARN_RANK or "log_failure" in event:
                 self._sink.flush()
             else:
                 _background_flusher.mark(self)
@@ -102,10 +111,12 @@ class LineObserver:
             )
 
 
-def _is_urgent(event: LogEvent) -> bool:
-    """Warnings, errors and failures reach the disk at once; a crash must not eat them."""
-    level = event.get("log_level")
-    return (level is not None and level >= LogLevel.warn) or "log_failure" in event
+# Warnings, errors and failures reach the disk at once (a crash must not eat them); the
+# rest is flushed in the background.
+_RANK = {level: rank for rank, level in enumerate(
+    (LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical))}
+_INFO_RANK = _RANK[LogLevel.info]
+_WARN_RANK = _RANK[LogLevel.warn]
 
 
 class _BackgroundFlusher:
