@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from twisted.application.internet import TimerService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
@@ -27,6 +28,8 @@ from twisted.python.failure import Failure
 
 from installsure import __version__
 from installsure.api.health import CheckResult, HealthSources, health_router, run_checks
+from installsure.api.queue import queue_router
+from installsure.auth.operator import OperatorAuthenticator
 from installsure.config import Config
 from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
@@ -36,6 +39,8 @@ from installsure.http.factory import rate_rules
 from installsure.http.ratelimit import RateLimiter
 from installsure.http.routing import Router
 from installsure.http.site import ApiSite
+from installsure.jobs import JobQueue, JobRegistry, LoggingJobEventPublisher, WorkerService
+from installsure.jobs.admin import QueueAdmin
 from installsure.listeners import HttpListeners
 from installsure.logs import configure_logging
 from installsure.process import exit_zero_after_graceful_stop, fail_and_stop
@@ -109,13 +114,39 @@ def _stop_on_unusable_database(failure: Failure, reactor: Any) -> None:
                       reason=failure.getErrorMessage())
 
 
+def _queues_check(admin: QueueAdmin) -> Deferred[CheckResult]:
+    def summarize(status: dict[str, Any]) -> CheckResult:
+        queues = status["queues"]
+        return CheckResult(ok=True, details={
+            "waiting": sum(q["waiting"] for q in queues.values()),
+            "active": sum(q["active"] for q in queues.values()),
+            "dead": sum(q["dead"] for q in queues.values()),
+            "paused": sorted(name for name, q in queues.items() if q["isPaused"]),
+        })
+
+    return admin.status().addCallback(summarize)
+
+
+class _StopCallback(Service):
+    """Calls ``fn`` when the service stops."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+
+    def stopService(self) -> None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        self.fn()
+
+
 class InstallSureService(MultiService):
     """The root service; parts are attributes so tests and tools can reach them."""
 
     redis: RedisService
     database: Database
     drain: DrainService
+    queue: JobQueue
     embedded_redis: EmbeddedRedisService | None = None
+    workers: WorkerService | None = None
     http: HttpListeners | None = None
 
 
@@ -160,6 +191,20 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     services.database = database
     database.started().addErrback(_stop_on_unusable_database, reactor)
 
+    # Processors register their job types here (file processing, e-mail, push).
+    registry = JobRegistry()
+    queue = JobQueue(redis, registry, config.queues, publisher=LoggingJobEventPublisher(),
+                     reactor=reactor)
+    services.queue = queue
+    # Added before the workers, so it stops after them: the drain's last transitions
+    # still reach the status topic.
+    _StopCallback(queue.status.stop).setServiceParent(services)  # type: ignore[no-untyped-call]
+    if config.runs_jobs:
+        workers = WorkerService(queue, queues=sorted(config.queues.queues),
+                                grace=config.shutdown.grace, reactor=reactor)
+        workers.setServiceParent(services)  # type: ignore[no-untyped-call]
+        services.workers = workers
+
     drain = DrainService(grace=config.shutdown.grace)
     services.drain = drain
 
@@ -170,6 +215,8 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         }
         if embedded is not None:
             checks["embeddedRedis"] = lambda: _embedded_check(embedded)
+        admin = QueueAdmin(queue)
+        checks["queues"] = lambda: _queues_check(admin)
         if config.storage.backend == "local":
             files = Path(config.storage.local_path or config.data_path / "files")
             checks["storage"] = lambda: _storage_check(files)
@@ -188,7 +235,7 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         refresh = TimerService(  # type: ignore[no-untyped-call]
             HEALTH_REFRESH_SECONDS, run_checks, sources, reactor)
         refresh.setServiceParent(services)  # type: ignore[no-untyped-call]
-        site = build_site(config, redis, sources)
+        site = build_site(config, redis, sources, admin)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
@@ -205,14 +252,18 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     return root
 
 
-def build_site(config: Config, redis: RedisService, sources: HealthSources) -> ApiSite:
+def build_site(
+    config: Config, redis: RedisService, sources: HealthSources, admin: QueueAdmin
+) -> ApiSite:
     """The HTTP API: health routes, every resource module's routes and the built-ins."""
     router = Router()
     router.include(health_router(sources))
+    router.include(queue_router(admin))
     limiter = None
     if config.http.rate_limit_enabled:
         limiter = RateLimiter(redis, rate_rules(config.http))
     site = http_site(router, config.http, environment=config.environment,
-                     rate_limiter=limiter)
+                     rate_limiter=limiter,
+                     authenticate=OperatorAuthenticator(config.auth.api_secret))
     site.noisy = False  # "Starting factory" lines say nothing an operator needs
     return site

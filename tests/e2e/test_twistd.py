@@ -257,3 +257,56 @@ def test_production_with_unmigrated_database_stops_and_says_what_to_run(tmp_path
         code = yield again.wait_exit()
         again.kill()
     assert code == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_queue_admin_routes_need_the_operator_token(tmp_path: Path):
+    """/api/queue/* answer 401 without the operator token and work with it: status of
+    every configured queue, pause/resume, 404 for an unknown queue, 400 for a bad state."""
+    token = "t" * 40
+    server = ServerProcess(tmp_path, "--environment", "test", env={"API_SECRET": token})
+    server.start()
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        yield server.wait_until("/readyz")
+        anonymous = yield treq.get(server.base + "/api/queue/status")
+        assert anonymous.code == 401
+        assert (yield anonymous.json())["code"] == "UNAUTHENTICATED"
+        wrong = yield treq.get(server.base + "/api/queue/status",
+                               headers={"Authorization": "Bearer nope"})
+        assert wrong.code == 401
+
+        status = yield treq.get(server.base + "/api/queue/status", headers=auth)
+        assert status.code == 200
+        queues = (yield status.json())["data"]["queues"]
+        assert set(queues) >= {"file-upload", "file-processing", "email-send",
+                               "notification-push"}
+        assert queues["email-send"]["isPaused"] is False
+        assert queues["email-send"]["workers"] >= 1, "role all runs workers"
+
+        paused = yield treq.post(server.base + "/api/queue/email-send/pause", headers=auth)
+        assert paused.code == 200
+        status = yield treq.get(server.base + "/api/queue/status", headers=auth)
+        assert (yield status.json())["data"]["queues"]["email-send"]["isPaused"] is True
+        resumed = yield treq.post(server.base + "/api/queue/email-send/resume", headers=auth)
+        assert (yield resumed.json())["data"]["isPaused"] is False
+
+        unknown = yield treq.get(server.base + "/api/queue/nope/jobs", headers=auth)
+        assert unknown.code == 404
+        assert (yield unknown.json())["code"] == "NOT_FOUND"
+        bad = yield treq.get(server.base + "/api/queue/email-send/jobs?state=lost&perPage=0",
+                             headers=auth)
+        assert bad.code == 400
+        fields = {d["field"] for d in (yield bad.json())["details"]}
+        assert fields == {"state", "perPage"}
+        listed = yield treq.get(server.base + "/api/queue/email-send/jobs?state=dead",
+                                headers=auth)
+        body = yield listed.json()
+        assert listed.code == 200
+        assert body["data"] == []
+        assert body["meta"]["total"] == 0
+    finally:
+        server.terminate()
+        code = yield server.wait_exit()
+        server.kill()
+    assert code == 0, server.output()
