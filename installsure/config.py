@@ -295,7 +295,7 @@ class _Layers:
 
     # Start from the defaults so a layer that sets one key of a section (or of one queue)
     # keeps every other default instead of replacing the whole table.
-    values: dict[str, Any] = Factory(lambda: _defaults_as_data())
+    values: dict[str, Any] = Factory(lambda: _defaults_as_data())  # noqa: PLW0108 - defined below
     sources: dict[tuple[str, ...], str] = Factory(dict)
     problems: list[ConfigProblem] = Factory(list)
 

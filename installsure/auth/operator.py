@@ -52,7 +52,7 @@ class OperatorAuthenticator:
                 "This endpoint needs the operator token, and none is configured: set "
                 "API_SECRET (or auth.api_secret) and send 'Authorization: Bearer <it>'.",
             )
-        sent = ctx.request.getHeader(b"authorization") or b""
+        sent = ctx.request.getHeader(b"authorization") or b""  # type: ignore[no-untyped-call]
         if isinstance(sent, str):
             sent = sent.encode()
         if not hmac.compare_digest(sent, self._expected):

@@ -6,7 +6,7 @@ and ``twistd --reactor=asyncio installsure`` works.
 
 from twisted.application.service import ServiceMaker
 
-installsure = ServiceMaker(
+installsure = ServiceMaker(  # type: ignore[no-untyped-call]
     "InstallSure",
     "installsure.tap",
     "InstallSure construction project management server (HTTP API, WAMP, jobs)",
