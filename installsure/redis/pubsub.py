@@ -154,7 +154,10 @@ class Subscriber:
         self, pattern: bool, name: str, callback: MessageCallback
     ) -> defer.Deferred[Subscription]:
         if not isinstance(name, str) or not name:
-            raise ValueError("a channel or pattern name must be a non-empty string")
+            return defer.fail(ValueError("a channel or pattern name must be a non-empty string"))
+        given: object = callback  # typed callers cannot get this wrong; others can
+        if not callable(given):
+            return defer.fail(TypeError(f"the message callback must be callable, not {given!r}"))
         key = (pattern, name)
         subscription = _Subscription(self, key, callback)
         existing = self._callbacks.setdefault(key, [])

@@ -40,7 +40,8 @@ class Inbox:
         self.messages.append((channel, message))
         waiting, self._waiting = self._waiting, []
         for d in waiting:
-            d.callback((channel, message))
+            if not d.called:  # timed out meanwhile
+                d.callback((channel, message))
 
     def next(self, seconds: float = 5.0) -> defer.Deferred[tuple[str, str]]:
         d: defer.Deferred[tuple[str, str]] = defer.Deferred()
