@@ -21,7 +21,7 @@ from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -139,7 +139,24 @@ class _StopCallback(Service):
 
 
 class InstallSureService(MultiService):
-    """The root service; parts are attributes so tests and tools can reach them."""
+    """The process's services; parts are attributes so tests and tools can reach them.
+
+    Unlike ``MultiService``, which stops all children at once, this stops them one by
+    one in reverse order, each after the previous one finished: workers must be able to
+    put jobs back while Redis still runs, requests must finish before the database goes.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)  # type: ignore[no-untyped-call]
+        return Deferred.fromCoroutine(self._stop_in_reverse_order())
+
+    async def _stop_in_reverse_order(self) -> None:
+        for service in reversed(list(self)):
+            log.debug("stopping {service}", service=service.name or type(service).__name__)
+            try:
+                await maybeDeferred(service.stopService)
+            except Exception:  # one part failing to stop must not keep the rest running
+                log.failure("stopping {service} failed", service=service.name or service)
 
     redis: RedisService
     database: Database
@@ -204,9 +221,16 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
                                 grace=config.shutdown.grace, reactor=reactor)
         workers.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.workers = workers
+        jobs_drain = workers
+    else:
+        jobs_drain = None
 
     drain = DrainService(grace=config.shutdown.grace)
     services.drain = drain
+    if jobs_drain is not None:
+        # Jobs drain alongside HTTP, so a stop takes one grace period, not two; the
+        # workers' own stop later in the sequence then has nothing left to do.
+        drain.add_hook("jobs", lambda _grace: jobs_drain.stopService())
 
     if config.runs_http:
         checks: dict[str, Any] = {

@@ -368,6 +368,10 @@ class QueueWorker:
                 await self._sleep(max(timeout, 0.001))
 
     async def _wait_for(self, waiters: list[Deferred[None]]) -> None:
+        # stop() wakes the waiters once; a loop that comes here after that (its claim was
+        # in flight during stop) must not wait for a wake-up that will never come.
+        if self._stopping:
+            return
         d: Deferred[None] = Deferred()
         waiters.append(d)
         await d
