@@ -15,6 +15,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import sys
 import sysconfig
 import tempfile
 from collections import deque
@@ -47,6 +48,18 @@ _ROUTINE = (
     "oO0OoO0OoO0Oo", "Redis version=", "Configuration loaded", "Server initialized",
     "User requested shutdown", "Redis is now ready to exit", "Saving the final RDB",
 )
+
+
+# Run in the child between fork and redis-server: SIGTERM it when its parent dies
+# (Linux prctl PR_SET_PDEATHSIG = 1), then exec. Twisted's spawnProcess offers no
+# pre-exec hook, hence a tiny interpreter in between; the signal survives the exec.
+_EXEC_WITH_PARENT_DEATH_SIGNAL = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("installsure: parent exited before redis-server could start")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 class EmbeddedRedisError(Exception):
@@ -319,11 +332,18 @@ class EmbeddedRedisService(Service):
             "--daemonize", "no",
             "--logfile", "",
         ]
+        executable = self.binary
+        if sys.platform.startswith("linux"):
+            # If we die without stopping it (kill -9, OOM killer), it must not live on
+            # holding the data directory: the next start would find it "in use".
+            executable = sys.executable
+            args = [sys.executable, "-c", _EXEC_WITH_PARENT_DEATH_SIGNAL, str(os.getpid()),
+                    *args]
         process = _RedisProcess(self)
         self._process = process
         reactor: IReactorProcess = self._reactor  # type: ignore[assignment]
         try:
-            reactor.spawnProcess(process, self.binary, args, env=dict(os.environ),
+            reactor.spawnProcess(process, executable, args, env=dict(os.environ),
                                  path=str(self.data_dir))
         except OSError as e:
             self._process = None

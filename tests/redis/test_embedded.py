@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -380,3 +383,44 @@ async def test_not_running_until_dataset_loaded(data_dir: Path, services: list[o
     services.append(probe)
     await within(5, probe.when_connected())
     assert await probe.execute("DBSIZE") == 300000
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only a zombie nobody has reaped yet."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses prctl(PDEATHSIG)")
+def test_child_does_not_outlive_a_killed_parent(data_dir: Path) -> None:
+    """If our process is killed -9, its redis-server exits too instead of holding the
+    data directory for ever (the next start would refuse it as "in use")."""
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "tests.redis.embedded_child", str(data_dir)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    redis_pid = None
+    try:
+        assert parent.stdout is not None
+        readable, _, _ = select.select([parent.stdout], [], [], 15)
+        assert readable, "the child did not report its redis-server within 15 s"
+        line = parent.stdout.readline()
+        assert line.startswith("redis-pid "), line
+        redis_pid = int(line.split()[1])
+        assert not _gone(redis_pid)
+    finally:
+        parent.kill()
+        parent.wait(10)
+    deadline = time.monotonic() + 10
+    try:
+        while not _gone(redis_pid):
+            assert time.monotonic() < deadline, "redis-server outlived its killed parent"
+            time.sleep(0.05)
+    finally:
+        if not _gone(redis_pid):
+            os.kill(redis_pid, signal.SIGKILL)  # the orphan this test made
+    assert not (data_dir / "redis.sock").exists()
