@@ -192,6 +192,8 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         pool_size=config.redis.pool_size,
         key_prefix=config.redis.key_prefix,
         reactor=reactor,
+        # With the embedded Redis, connect once it answers rather than warn meanwhile.
+        start_after=embedded.when_running if embedded is not None else None,
     )
     redis.setServiceParent(services)  # type: ignore[no-untyped-call]
     services.redis = redis

@@ -331,7 +331,10 @@ async def test_redis_restart_loses_nothing(
     counts = await harness.queue.stats("test")
     assert (counts.completed, counts.dead, counts.waiting) == (300, 0, 0)
     assert warnings, "the outage was not reported"
-    assert len(warnings) == 1, warnings
+    # One line for the outage, not a loop of errors: the two queues' workers may each
+    # notice it first (the warning names the activity), but none repeats itself.
+    assert len(warnings) <= 2, warnings
+    assert len(set(warnings)) == len(warnings), warnings
 
 
 @pytest_twisted.ensureDeferred
