@@ -70,7 +70,6 @@ __all__ = [
     "event_as_text",
     "flush_logs",
     "log_access",
-    "log_slow_request",
     "start_logging",
 ]
 
@@ -135,8 +134,10 @@ def log_access(
     remote: str,
     user: str | None = None,
     trace_id: str | None = None,
+    slow_threshold_ms: float | None = None,
 ) -> None:
-    """One access-log event (namespace ``installsure.access``, info) for a request."""
+    """One access-log event (namespace ``installsure.access``, info) for a request, and
+    a warning with the same fields when it took ``slow_threshold_ms`` or longer."""
     event = _access_fields(
         method=method,
         path=path,
@@ -149,38 +150,12 @@ def log_access(
         user=user,
         trace_id=trace_id,
     )
+    slow = slow_threshold_ms is not None and duration_ms >= slow_threshold_ms
+    # Observers may keep the event they are given, so the warning gets its own dict.
+    warning = {**event, "thresholdMs": slow_threshold_ms} if slow else None
     _emit(_access_log, LogLevel.info, ACCESS_FORMAT, event)
-
-
-def log_slow_request(
-    *,
-    threshold_ms: float,
-    method: str,
-    path: str,
-    route: str | None,
-    status: int,
-    duration_ms: float,
-    bytes_sent: int,
-    request_id: str,
-    remote: str,
-    user: str | None = None,
-    trace_id: str | None = None,
-) -> None:
-    """A warning (namespace ``installsure.access``) for a request over ``threshold_ms``."""
-    event = _access_fields(
-        method=method,
-        path=path,
-        route=route,
-        status=status,
-        duration_ms=duration_ms,
-        bytes_sent=bytes_sent,
-        request_id=request_id,
-        remote=remote,
-        user=user,
-        trace_id=trace_id,
-    )
-    event["thresholdMs"] = threshold_ms
-    _emit(_access_log, LogLevel.warn, SLOW_FORMAT, event)
+    if warning is not None:
+        _emit(_access_log, LogLevel.warn, SLOW_FORMAT, warning)
 
 
 def business_event(name: str, /, **fields: Any) -> None:

@@ -40,7 +40,6 @@ from installsure.logs import (
     configure_logging,
     flush_logs,
     log_access,
-    log_slow_request,
 )
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -574,10 +573,25 @@ def test_log_access_leaves_out_unknown_user_and_trace(captured: list[dict[str, A
     assert event["durationMs"] == 3
 
 
-def test_log_slow_request_is_a_warning(captured: list[dict[str, Any]]) -> None:
-    """log_slow_request: a warn event in installsure.access with the threshold."""
-    log_slow_request(
-        threshold_ms=500,
+def test_slow_request_adds_a_warning(captured: list[dict[str, Any]]) -> None:
+    """A request over slow_threshold_ms: the info line and a warn event with the
+    threshold; one under it gets only the info line."""
+    log_access(
+        slow_threshold_ms=500,
+        method="GET",
+        path="/fast",
+        route="/fast",
+        status=200,
+        duration_ms=499.0,
+        bytes_sent=10,
+        request_id="r1",
+        remote="127.0.0.1",
+    )
+    assert [e["log_level"] for e in captured
+            if e.get("log_namespace") == "installsure.access"] == [LogLevel.info]
+    captured.clear()
+    log_access(
+        slow_threshold_ms=500,
         method="GET",
         path="/api/files",
         route="/api/files",
@@ -587,7 +601,9 @@ def test_log_slow_request_is_a_warning(captured: list[dict[str, Any]]) -> None:
         request_id="r2",
         remote="127.0.0.1",
     )
-    (event,) = [e for e in captured if e.get("log_namespace") == "installsure.access"]
+    info, event = [e for e in captured if e.get("log_namespace") == "installsure.access"]
+    assert info["log_level"] is LogLevel.info
+    assert "thresholdMs" not in info
     assert event["log_level"] is LogLevel.warn
     assert event["thresholdMs"] == 500
     stream = io.StringIO()

@@ -125,6 +125,7 @@ class ApiResource(Resource):
         self.in_flight = 0
         self._idle_waiters: list[defer.Deferred[int]] = []
         self._request_id_header = settings.request_id_header.encode("ascii")
+        self._slow_ms = settings.slow_request_threshold * 1000
         self._cors_origins = frozenset(o.encode("ascii") for o in settings.cors_origins)
         self._security = self._security_headers(settings)
         self._security_raw = {_canonical(name): values for name, values in self._security}
@@ -634,34 +635,19 @@ class ApiResource(Resource):
         stats.observe(method, route, status, elapsed)
         path = request.uri.decode("latin-1")
         logged_route = None if route == _UNMATCHED else route
-        user = ctx.user_id
-        duration_ms = elapsed * 1000
         logs.log_access(
             method=method,
             path=path,
             route=logged_route,
             status=status,
-            duration_ms=duration_ms,
+            duration_ms=elapsed * 1000,
             bytes_sent=size,
             request_id=ctx.request_id,
             remote=ctx.remote,
-            user=user,
+            user=ctx.user_id,
             trace_id=ctx.trace_id,
+            slow_threshold_ms=self._slow_ms,
         )
-        if elapsed >= self.settings.slow_request_threshold:
-            logs.log_slow_request(
-                threshold_ms=self.settings.slow_request_threshold * 1000,
-                method=method,
-                path=path,
-                route=logged_route,
-                status=status,
-                duration_ms=duration_ms,
-                bytes_sent=size,
-                request_id=ctx.request_id,
-                remote=ctx.remote,
-                user=user,
-                trace_id=ctx.trace_id,
-            )
 
 
 def too_large(limit: int) -> ApiError:
