@@ -664,6 +664,10 @@ def prepare_data_dir(config: Config) -> Config:
             f"cannot create or write {str(path)!r} ({exc.strerror or exc}); choose a directory "
             "this user can write, e.g. --data-dir ./data",
         )]) from None
+    # Absolute from here on: the embedded redis-server and a daemonized twistd have
+    # other working directories than the one the path was given in.
+    config = attrs.evolve(config, data_dir=str(path.resolve()))
+    path = config.data_path
     if config.auth.jwt_secret is not None:
         return config
     secret_file = path / JWT_SECRET_FILE

@@ -259,3 +259,14 @@ def test_example_file_names_every_key_and_variable() -> None:
     assert "INSTALLSURE_QUEUES_EMAIL_SEND_ATTEMPTS" in text
     assert "old name JWT_SECRET" in text
     assert "old name PORT and HOST" in text
+
+
+def test_relative_data_dir_becomes_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default ./data is resolved once, so child processes and a daemonized twistd
+    (other working directories) use the same directory."""
+    monkeypatch.chdir(tmp_path)
+    config = prepare_data_dir(load_config(environ={}))
+    assert config.data_dir == str(tmp_path.resolve() / "data")
+    assert Path(config.data_dir).is_absolute()

@@ -37,12 +37,15 @@ class ServerProcess:
     """One ``twistd -n installsure`` child with its own data dir and port."""
 
     def __init__(self, directory: Path, *args: str, port: int | None = None,
-                 env: dict[str, str] | None = None, twistd_args: Sequence[str] = ()) -> None:
+                 env: dict[str, str] | None = None, twistd_args: Sequence[str] = (),
+                 default_data_dir: bool = False) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.args = args
         self.env = child_environment(env)
         self.twistd_args = list(twistd_args)
+        # Without --data-dir the server uses ./data, i.e. directory/data (its cwd).
+        self.default_data_dir = default_data_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = directory / "stdout.log"
 
@@ -53,7 +56,7 @@ class ServerProcess:
     def command(self) -> list[str]:
         return [
             str(TWISTD), *self.twistd_args, "--pidfile=", "-n", "installsure",
-            "--data-dir", str(self.directory / "data"),
+            *([] if self.default_data_dir else ["--data-dir", str(self.directory / "data")]),
             "--listen", f"tcp:{self.port}:interface=127.0.0.1",
             *self.args,
         ]

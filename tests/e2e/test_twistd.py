@@ -33,8 +33,9 @@ def redis_command(unix_socket: Path, *args: str) -> bytes:
 
 @pytest_twisted.inlineCallbacks
 def test_runs_with_embedded_defaults_stops_cleanly_and_keeps_data(tmp_path: Path):
-    """Fresh data dir: ready with embedded Redis + SQLite; SIGTERM exits 0; data survives."""
-    server = ServerProcess(tmp_path, "--environment", "test")
+    """Fresh machine defaults (./data, embedded Redis, SQLite): ready; SIGTERM exits 0;
+    data survives a restart."""
+    server = ServerProcess(tmp_path, "--environment", "test", default_data_dir=True)
     server.start()
     try:
         yield server.wait_until("/livez")
@@ -60,7 +61,8 @@ def test_runs_with_embedded_defaults_stops_cleanly_and_keeps_data(tmp_path: Path
         with pytest.raises(OSError):
             redis_command(sockets[0], "PING")
 
-        again = ServerProcess(tmp_path, "--environment", "test", port=server.port)
+        again = ServerProcess(tmp_path, "--environment", "test", port=server.port,
+                              default_data_dir=True)
         again.start()
         try:
             yield again.wait_until("/readyz")
