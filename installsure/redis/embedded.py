@@ -51,11 +51,15 @@ _ROUTINE = (
 
 
 # Run in the child between fork and redis-server: SIGTERM it when its parent dies
-# (Linux prctl PR_SET_PDEATHSIG = 1), then exec. Twisted's spawnProcess offers no
-# pre-exec hook, hence a tiny interpreter in between; the signal survives the exec.
+# (Linux prctl PR_SET_PDEATHSIG = 1), and give it a session of its own, so a Ctrl-C in
+# the terminal (SIGINT to the whole foreground group) reaches only us: Redis must
+# outlive our drain, which puts unfinished jobs back, and we stop it after. Then exec.
+# Twisted's spawnProcess offers no pre-exec hook, hence a tiny interpreter in between;
+# both survive the exec.
 _EXEC_WITH_PARENT_DEATH_SIGNAL = """
 import ctypes, os, signal, sys
 ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+os.setsid()
 if os.getppid() != int(sys.argv[1]):
     sys.exit("installsure: parent exited before redis-server could start")
 os.execv(sys.argv[2], sys.argv[2:])
