@@ -67,6 +67,8 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 self.command(), cwd=self.directory, env=self.env,
                 stdout=out, stderr=subprocess.STDOUT,
+                # Its own process group, like a server started from a terminal.
+                start_new_session=True,
             )
 
     def output(self) -> str:
@@ -91,6 +93,11 @@ class ServerProcess:
                 last = repr(exc)
             yield deferLater(reactor, 0.1, lambda: None)
         raise AssertionError(f"{path} never answered {status} (last: {last}):\n{self.output()}")
+
+    def interrupt_group(self) -> None:
+        """What Ctrl-C in a terminal does: SIGINT to the whole process group."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
 
     def terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -312,3 +312,27 @@ def test_queue_admin_routes_need_the_operator_token(tmp_path: Path):
         code = yield server.wait_exit()
         server.kill()
     assert code == 0, server.output()
+
+
+@pytest_twisted.inlineCallbacks
+def test_ctrl_c_stops_in_order_and_redis_goes_last(tmp_path: Path):
+    """SIGINT to the whole process group (Ctrl-C) stops the server in order: the
+    embedded Redis is stopped by the server after the database, not by the signal."""
+    server = ServerProcess(tmp_path, "--environment", "test")
+    server.start()
+    try:
+        yield server.wait_until("/readyz")
+        server.interrupt_group()
+        code = yield server.wait_exit()
+    finally:
+        server.kill()
+    output = server.output()
+    assert code == 0, output
+    lines = output.splitlines()
+    # redis-server itself only ever saw our SIGTERM.
+    assert not [line for line in lines if "redis-server:" in line and "SIGINT" in line]
+
+    def position(*needles: str) -> int:
+        return next(i for i, line in enumerate(lines) if all(n in line for n in needles))
+
+    assert position("database", "stopped") < position("redis-server (pid", "stopped")
