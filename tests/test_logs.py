@@ -766,3 +766,32 @@ def test_info_lines_reach_the_file_within_a_fraction_of_a_second(tmp_path: Path)
         assert time.monotonic() < deadline, "the background flush never came"
         time.sleep(0.02)
     sink.close()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"method": "GET", "path": "/livez", "route": "/livez", "status": 200,
+         "durationMs": 0.31, "bytes": 18, "requestId": "abc-1", "remote": "127.0.0.1"},
+        {"method": "GET", "path": "/a b", "status": 404, "route": None, "ok": True,
+         "note": "has \"quotes\" and = signs", "empty": ""},
+        {"method": "POST", "path": "/x", "status": 500, "nested": {"password": "p"}},
+        {"method": "GET", "path": "/x", "status": 200, "token": "secret-value"},
+        {"method": "GET", "path": "/multi\nline", "status": 200},
+        {"method": "GET", "status": 200},  # the format names a missing field
+    ],
+)
+def test_fast_text_path_matches_the_general_one(fields: dict[str, Any]) -> None:
+    """The shortcut for plain events renders exactly what the general renderer does
+    (or steps aside): redaction, quoting, missing fields and newlines included."""
+    from installsure.logging.render import _general_text, event_as_text
+
+    event = {
+        **fields,
+        "log_level": LogLevel.info,
+        "log_namespace": "installsure.access",
+        "log_format": "{method} {path} {status}",
+        "log_time": 1796014047.295,
+        "log_source": None,
+    }
+    assert event_as_text(dict(event)) == _general_text(dict(event))

@@ -257,8 +257,58 @@ def _text_value(value: Any) -> str:
         return str(_json_default(value))
 
 
+@lru_cache(maxsize=1024)
+def _plain_plan(log_format: str, keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    """For events of this format and these keys: the fields to append after the
+    message, or None when the event needs the general path (a secret-looking or legacy
+    key, a failure, a system of its own)."""
+    if "()" in log_format or "{}" in log_format or "log_failure" in keys:
+        return None
+    if "isError" in keys or "log_flattened" in keys or "log_system" in keys:
+        return None
+    shown = _referenced(log_format)
+    extra = []
+    for key in keys:
+        kind = _key_kind(key)
+        if kind == _SECRET:
+            return None
+        if kind == _PLAIN and key not in shown:
+            extra.append(key)
+    return tuple(extra)
+
+
+def _plain_text(event: LogEvent, log_format: str, extra: tuple[str, ...]) -> str | None:
+    """The common case (every request's access line) without building a field dict:
+    same output as the general path, or None to fall back to it."""
+    for key in extra:
+        if type(event[key]) not in _SCALARS:
+            return None
+    try:
+        text = log_format.format_map(event)
+    except Exception:  # the general path explains a bad format
+        return None
+    if extra:
+        pairs = " ".join([f"{key}={_text_value(event[key])}" for key in extra])
+        text = f"{text} {pairs}" if text else pairs
+    if "\n" in text:
+        return None
+    system = f"{event.get('log_namespace', '-')}#{_level_name(event)}"
+    return f"{_timestamp(event.get('log_time'))} [{system}] {text.rstrip()}"
+
+
 def event_as_text(event: LogEvent) -> str:
     """One text line (plus an indented traceback for failures); never raises."""
+    log_format = event.get("log_format")
+    if type(log_format) is str:
+        extra = _plain_plan(log_format, tuple(event))
+        if extra is not None:
+            line = _plain_text(event, log_format, extra)
+            if line is not None:
+                return line
+    return _general_text(event)
+
+
+def _general_text(event: LogEvent) -> str:
     fields, redacted = _fields(event)
     text = _message(event, fields, redacted)
     log_format = event.get("log_format")
