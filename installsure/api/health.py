@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import platform
 import resource
@@ -228,17 +229,21 @@ def health_router(sources: HealthSources, reactor: IReactorTime | None = None) -
             body["features"] = dict(sources.features)
         return body
 
+    # Fixed for the life of the process: encoded once.
+    info_response = Response(
+        body=json.dumps({
+            "name": sources.name,
+            "version": sources.version,
+            "environment": sources.environment,
+            "build": dict(sources.build),
+            "features": dict(sources.features),
+        }, separators=(",", ":")).encode(),
+        content_type=b"application/json",
+        envelope=False,
+    )
+
     def info(_ctx: RequestContext) -> Response:
-        return Response(
-            body={
-                "name": sources.name,
-                "version": sources.version,
-                "environment": sources.environment,
-                "build": dict(sources.build),
-                "features": dict(sources.features),
-            },
-            envelope=False,
-        )
+        return info_response
 
     common: dict[str, Any] = {"tags": ("health",), "rate_limit": None, "envelope": False}
     router.add("GET", "/livez", livez, summary="Liveness", response=dict[str, str], **common)
