@@ -92,36 +92,6 @@ def _emit(logger: Logger, level: LogLevel, log_format: str, event: dict[str, Any
     logger.observer(event)
 
 
-def _access_fields(
-    *,
-    method: str,
-    path: str,
-    route: str | None,
-    status: int,
-    duration_ms: float,
-    bytes_sent: int,
-    request_id: str,
-    remote: str,
-    user: str | None,
-    trace_id: str | None,
-) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "method": method,
-        "path": redact_query(path),
-        "route": route,
-        "status": status,
-        "durationMs": round(duration_ms, 2),
-        "bytes": bytes_sent,
-        "requestId": request_id,
-        "remote": remote,
-    }
-    if user is not None:
-        event["user"] = user
-    if trace_id is not None:
-        event["traceId"] = trace_id
-    return event
-
-
 def log_access(
     *,
     method: str,
@@ -138,18 +108,20 @@ def log_access(
 ) -> None:
     """One access-log event (namespace ``installsure.access``, info) for a request, and
     a warning with the same fields when it took ``slow_threshold_ms`` or longer."""
-    event = _access_fields(
-        method=method,
-        path=path,
-        route=route,
-        status=status,
-        duration_ms=duration_ms,
-        bytes_sent=bytes_sent,
-        request_id=request_id,
-        remote=remote,
-        user=user,
-        trace_id=trace_id,
-    )
+    event: dict[str, Any] = {
+        "method": method,
+        "path": redact_query(path),
+        "route": route,
+        "status": status,
+        "durationMs": round(duration_ms, 2),
+        "bytes": bytes_sent,
+        "requestId": request_id,
+        "remote": remote,
+    }
+    if user is not None:
+        event["user"] = user
+    if trace_id is not None:
+        event["traceId"] = trace_id
     slow = slow_threshold_ms is not None and duration_ms >= slow_threshold_ms
     # Observers may keep the event they are given, so the warning gets its own dict.
     warning = {**event, "thresholdMs": slow_threshold_ms} if slow else None

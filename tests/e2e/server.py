@@ -114,6 +114,13 @@ class ServerProcess:
             yield deferLater(reactor, 0.05, lambda: None)
         return self.process.returncode
 
+    @defer.inlineCallbacks
+    def stop(self, timeout: float = 40.0):
+        """SIGTERM and wait: the exit status (killed after ``timeout``)."""
+        self.terminate()
+        code = yield self.wait_exit(timeout)
+        return code
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()

@@ -53,8 +53,7 @@ def test_runs_with_embedded_defaults_stops_cleanly_and_keeps_data(tmp_path: Path
         sockets = list(data.rglob("redis.sock"))
         assert len(sockets) == 1, sockets
         assert redis_command(sockets[0], "SET", "e2e:kept", "yes") == b"+OK\r\n"
-        server.terminate()
-        code = yield server.wait_exit()
+        code = yield server.stop()
         assert code == 0, server.output()
         assert "Traceback" not in server.output()
         # The embedded redis-server went with it.
@@ -69,8 +68,7 @@ def test_runs_with_embedded_defaults_stops_cleanly_and_keeps_data(tmp_path: Path
             assert (data / "jwt-secret").read_text() == secret
             assert redis_command(sockets[0], "GET", "e2e:kept") == b"$3\r\nyes\r\n"
         finally:
-            again.terminate()
-            code = yield again.wait_exit()
+            code = yield again.stop()
         assert code == 0
     finally:
         server.kill()
@@ -141,9 +139,7 @@ def test_redis_down_at_start_then_recovers(tmp_path: Path):
         ready = yield server.wait_until("/readyz", status=200, timeout=40)
         assert (yield ready.json())["status"] == "ready"
     finally:
-        server.terminate()
-        yield server.wait_exit()
-        server.kill()
+        yield server.stop()
         redis.kill()
 
 
@@ -157,9 +153,7 @@ def test_runs_under_the_asyncio_reactor(tmp_path: Path):
         response = yield server.wait_until("/livez")
         assert json.loads((yield response.content())) == {"status": "alive"}
     finally:
-        server.terminate()
-        code = yield server.wait_exit()
-        server.kill()
+        code = yield server.stop()
     assert code == 0, server.output()
 
 
@@ -179,9 +173,7 @@ def test_logfile_gets_json_lines_with_access_events(tmp_path: Path):
         response = yield server.wait_until("/livez")
         request_id = response.headers.getRawHeaders("X-Request-ID")[0]
     finally:
-        server.terminate()
-        code = yield server.wait_exit()
-        server.kill()
+        code = yield server.stop()
     assert code == 0, server.output()
     events = [json.loads(line) for line in logfile.read_text().splitlines() if line.strip()]
     access = [e for e in events if e.get("namespace") == "installsure.access"
@@ -208,9 +200,7 @@ def test_twist_runs_the_plugin_too(tmp_path: Path):
         response = yield server.wait_until("/readyz")
         assert (yield response.json())["status"] == "ready"
     finally:
-        server.terminate()
-        yield server.wait_exit()
-        server.kill()
+        yield server.stop()
 
 
 def test_unopenable_log_file_exits_with_a_message(tmp_path: Path) -> None:
@@ -255,9 +245,7 @@ def test_production_with_unmigrated_database_stops_and_says_what_to_run(tmp_path
     try:
         yield again.wait_until("/readyz")
     finally:
-        again.terminate()
-        code = yield again.wait_exit()
-        again.kill()
+        code = yield again.stop()
     assert code == 0
 
 
@@ -308,9 +296,7 @@ def test_queue_admin_routes_need_the_operator_token(tmp_path: Path):
         assert body["data"] == []
         assert body["meta"]["total"] == 0
     finally:
-        server.terminate()
-        code = yield server.wait_exit()
-        server.kill()
+        code = yield server.stop()
     assert code == 0, server.output()
 
 
