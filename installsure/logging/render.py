@@ -137,18 +137,27 @@ def _message(event: LogEvent, fields: Mapping[str, Any], redacted: bool) -> str:
 
 
 _second_text: tuple[int, str] = (-1, "")
+_milli_text: tuple[int, str] = (-1, "")
 
 
 def _timestamp(when: float | None) -> str:
     """ISO 8601 UTC with milliseconds: ``2026-11-30T03:45:47.123Z``."""
-    global _second_text  # noqa: PLW0603 - a one-entry cache; strftime per line is costly
+    # One-entry caches: strftime per line is costly, and under load many lines share a
+    # millisecond.
+    global _second_text, _milli_text  # noqa: PLW0603
     if when is None:
         when = time.time()
-    second = int(when)
-    cached = _second_text
-    if cached[0] != second:
-        cached = _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{int((when - second) * 1000):03d}Z"
+    milli = int(when * 1000)
+    cached = _milli_text
+    if cached[0] == milli:
+        return cached[1]
+    second, fraction = divmod(milli, 1000)
+    whole = _second_text
+    if whole[0] != second:
+        whole = _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    text = f"{whole[1]}.{fraction:03d}Z"
+    _milli_text = (milli, text)
+    return text
 
 
 def _level_name(event: LogEvent) -> str:
