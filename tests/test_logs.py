@@ -697,6 +697,7 @@ def test_twistd_nodaemon_without_logfile_logs_to_stdout(
     )
     assert root.observer is not None
     Logger(namespace="t", observer=root.observer).info("to stdout")
+    flush_logs()
     assert _json_lines(capsys.readouterr().out)[0]["message"] == "to stdout"
 
 
@@ -750,6 +751,7 @@ def test_twist_gets_our_observer_factory() -> None:
     stream = io.StringIO()
     observer = twist["fileLogObserverFactory"](stream)
     Logger(namespace="t", observer=observer).info("via twist", n=2)
+    flush_logs()
     (line,) = _json_lines(stream.getvalue())
     assert (line["message"], line["n"]) == ("via twist", 2)
 
@@ -795,3 +797,34 @@ def test_fast_text_path_matches_the_general_one(fields: dict[str, Any]) -> None:
         "log_source": None,
     }
     assert event_as_text(dict(event)) == _general_text(dict(event))
+
+
+def test_batched_observer_keeps_order_and_writes_urgent_lines_at_once() -> None:
+    """Routine lines are written in batches; a warning writes the waiting lines and
+    itself at once, in order; the rest arrives with the background flush."""
+    from installsure.logging.sinks import LineObserver
+
+    writes: list[str] = []
+    flushes: list[int] = []
+
+    class Sink:
+        def write(self, text: str) -> None:
+            writes.append(text)
+
+        def flush(self) -> None:
+            flushes.append(len(writes))
+
+    observer = LineObserver(lambda e: e["log_format"], Sink(), batch_size=3)
+    log = Logger(namespace="t", observer=observer)
+    log.info("one")
+    log.info("two")
+    assert writes == []
+    log.info("three")
+    assert writes == ["one\ntwo\nthree\n"]
+    log.info("four")
+    log.warn("five")
+    assert writes[1:] == ["four\nfive\n"]
+    assert flushes == [2]
+    log.info("six")
+    flush_logs()
+    assert writes[2:] == ["six\n"]

@@ -20,8 +20,13 @@ from .render import event_as_json, event_as_text
 from .settings import LoggingSettings
 from .sinks import DailyRotatingFile, LineObserver, TextSink
 
+# Events rendered and written together by the process's own observers (see LineObserver).
+PROCESS_BATCH = 64
 
-def build_observer(settings: LoggingSettings, *, stream: TextSink | None = None) -> ILogObserver:
+
+def build_observer(
+    settings: LoggingSettings, *, stream: TextSink | None = None, batch_size: int = 1
+) -> ILogObserver:
     """An observer writing events in ``settings.format`` to ``stream``, level-filtered.
 
     ``stream`` defaults to ``sys.stdout`` as it is now; pass a ``DailyRotatingFile`` for
@@ -33,7 +38,9 @@ def build_observer(settings: LoggingSettings, *, stream: TextSink | None = None)
         if stream is None:
             raise RuntimeError("no stdout to log to; set logging.file")
     render = event_as_json if settings.format == "json" else event_as_text
-    return LineObserver(render, stream, level=LogLevel.levelWithName(settings.level))
+    return LineObserver(
+        render, stream, level=LogLevel.levelWithName(settings.level), batch_size=batch_size
+    )
 
 
 def _file_sink(
@@ -48,7 +55,9 @@ def start_logging(
     settings: LoggingSettings, *, clock: Callable[[], float] = time.time
 ) -> ILogObserver:
     """Begin logging outside a twistd/twist runner (``python -m installsure ...``)."""
-    observer = build_observer(settings, stream=_file_sink(settings, settings.file, clock))
+    observer = build_observer(
+        settings, stream=_file_sink(settings, settings.file, clock), batch_size=PROCESS_BATCH
+    )
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     return observer
 
@@ -103,7 +112,9 @@ def configure_logging(
         sink = _file_sink(settings, settings.file, clock)
 
         def factory(stream: TextSink) -> ILogObserver:
-            return build_observer(settings, stream=sink if sink is not None else stream)
+            return build_observer(
+                settings, stream=sink if sink is not None else stream, batch_size=PROCESS_BATCH
+            )
 
         runner["fileLogObserverFactory"] = factory  # type: ignore[index]
         return LoggingRootService(None)
@@ -112,8 +123,12 @@ def configure_logging(
     logfile = runner.get("logfile")
     if logfile == "-":
         # Daemons cannot log to stdout; twistd itself says so and exits if we step aside.
-        return LoggingRootService(build_observer(settings) if runner.get("nodaemon") else None)
+        return LoggingRootService(
+            build_observer(settings, batch_size=PROCESS_BATCH) if runner.get("nodaemon") else None
+        )
     path = logfile or settings.file
     if path is None and not runner.get("nodaemon"):
         path = "twistd.log"  # what twistd writes to when a daemon is given no --logfile
-    return LoggingRootService(build_observer(settings, stream=_file_sink(settings, path, clock)))
+    return LoggingRootService(build_observer(
+        settings, stream=_file_sink(settings, path, clock), batch_size=PROCESS_BATCH
+    ))
