@@ -86,12 +86,15 @@ class LineObserver:
             return
         urgent = rank >= _WARN_RANK or "log_failure" in event
         with self._lock:
-            self._batch.append(event)
-            if urgent or len(self._batch) >= self._batch_size:
-                events, self._batch = self._batch, []
-                self._write(events, flush=urgent)
+            batch = self._batch
+            batch.append(event)
+            if urgent or len(batch) >= self._batch_size:
+                self._batch = []
+                self._write(batch, flush=urgent)
                 if urgent:
                     return
+            elif len(batch) > 1:
+                return  # the flusher already knows about this batch
         _background_flusher.mark(self)
 
     def flush(self) -> None:
