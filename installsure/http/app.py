@@ -35,6 +35,7 @@ from werkzeug.routing import RequestRedirect
 from installsure import logs, metrics
 from installsure.http.context import RequestContext, RequestIds, parse_traceparent, sane_request_id
 from installsure.http.errors import ApiError, FieldError, error_body
+from installsure.http.head import canonical_name
 from installsure.http.ratelimit import RateLimiter
 from installsure.http.routing import Paged, Response, Route, Router, method_not_allowed
 from installsure.http.settings import HttpSettings
@@ -56,15 +57,12 @@ _REPLACEABLE = frozenset(
 _CLIENT_CLOSED = 499
 
 
+# One encoder for every response: json.dumps builds a new one per call when given options.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def _canonical(name: bytes) -> bytes:
-    """The key twisted.web's ``Headers`` stores ``name`` under."""
-    probe = Headers()
-    probe.setRawHeaders(name, [b""])
-    return next(iter(probe.getAllRawHeaders()))[0]
+    return _encode_json(value).encode("utf-8")
 
 
 def _is_secure(request: Any) -> bool:
@@ -128,8 +126,8 @@ class ApiResource(Resource):
         self._slow_ms = settings.slow_request_threshold * 1000
         self._cors_origins = frozenset(o.encode("ascii") for o in settings.cors_origins)
         self._security = self._security_headers(settings)
-        self._security_raw = {_canonical(name): values for name, values in self._security}
-        self._request_id_key = _canonical(self._request_id_header)
+        self._security_raw = {canonical_name(name): values for name, values in self._security}
+        self._request_id_key = canonical_name(self._request_id_header)
         self._hsts = (
             f"max-age={settings.hsts_max_age}; includeSubDomains".encode("ascii")
             if settings.hsts_max_age
@@ -596,9 +594,13 @@ class ApiResource(Resource):
             if with_body:
                 out.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
             out.setRawHeaders(b"X-Response-Time", [elapsed])
-        if body and with_body:
-            request.write(body)
-        request.finish()
+        respond = getattr(request, "respond", None)
+        if respond is not None:
+            respond(body if with_body else b"")
+        else:
+            if body and with_body:
+                request.write(body)
+            request.finish()
         try:
             self._count(ctx, status, len(body), started)
         except Exception:

@@ -1,0 +1,230 @@
+"""The HTTP/1.1 connection: a one-pass parser for simple requests, one ``send`` per answer.
+
+:class:`ApiChannel` is twisted.web's ``HTTPChannel`` with two shortcuts on the hot path,
+each falling back to the inherited code whenever its case is not the plain one:
+
+* **reading**: a read that holds exactly one complete, body-less request head (the usual
+  GET, HEAD or DELETE) is parsed in one pass by :func:`~installsure.http.head.parse_simple_head`
+  and handed to the same request hooks the line parser would call; every other read
+  goes through ``LineReceiver`` as before.
+* **writing**: the status line and headers are held and sent together with the first
+  body bytes, straight to the socket when nothing is queued before them.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any
+
+from twisted.internet import tcp
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import INonQueuedRequestFactory
+
+from installsure.http.head import canonical_name, parse_simple_head
+
+_ONE_VALUE_EACH = {1}
+_first = itemgetter(0)
+#: ``(name, value)`` -> ``b"name: value\r\n"``, at C speed.
+_header_line = b"%s: %s\r\n".__mod__
+
+
+class ApiChannel(http.HTTPChannel):
+    """HTTP/1.1 channel that parses simple requests in one pass and answers in one ``send``.
+
+    Reading: see :meth:`dataReceived`.
+
+    Writing: twisted.web hands the transport ~50 small pieces per response and always
+    waits for the socket to be writable, which costs two epoll updates and a loop turn
+    per request. Here the status line and headers are joined once, held until the
+    first body bytes (or the end of :meth:`ApiRequest.write`), and sent straight to the
+    socket when nothing is queued before them; whatever the kernel does not take goes
+    through the transport as usual, so back-pressure and ordering are unchanged.
+    """
+
+    _pending_head: bytes | None = None
+    _host: Any = None
+    _peer: Any = None
+
+    # -- reading ----------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """Serve a read holding exactly one simple request without the line parser.
+
+        Only between requests (nothing buffered, nothing in progress, connection still
+        persistent); the request then goes through the very hooks the line parser
+        would call, in the same order, so the request object, timeouts, persistence
+        and body limits behave the same. Anything else takes the inherited path.
+        """
+        if (
+            self.line_mode
+            and not self._buffer
+            and not self.requests
+            and self.persistent
+            and not self._busyReceiving
+            and not self.paused
+        ):
+            head = parse_simple_head(
+                data, max_size=self.totalHeadersSize, max_headers=self.maxHeaders
+            )
+            if head is not None:
+                self.resetTimeout()
+                self._serve_simple(*head)
+                return
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def _serve_simple(
+        self, method: bytes, target: bytes, version: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        # HTTPChannel.lineReceived's steps for the request line and each header line ...
+        factory: Any = self.requestFactory
+        if INonQueuedRequestFactory.providedBy(factory):
+            request = factory(self)
+        else:
+            request = factory(self, len(self.requests))
+        self.requests.append(request)
+        self._command, self._path, self._version = method, target, version
+        stored = request.requestHeaders._rawHeaders
+        if type(stored) is dict and not stored:
+            # Headers.addRawHeader, minus what the parser has already ruled out (names
+            # that are not tokens, line breaks in values).
+            for name, value in headers:
+                key = canonical_name(name)
+                values = stored.get(key)
+                if values is None:
+                    stored[key] = [value]
+                else:
+                    values.append(value)
+        else:
+            add_header = request.requestHeaders.addRawHeader
+            for name, value in headers:
+                add_header(name, value)
+        # ... and its steps for the empty line that ends the head (no body: length 0).
+        self.allHeadersReceived()  # type: ignore[no-untyped-call]
+        self.allContentReceived()  # type: ignore[no-untyped-call]
+
+    # -- idle timeout -------------------------------------------------------------------
+
+    # HTTPChannel switches its idle timeout off for every request and back on after it
+    # (TimeoutMixin.setTimeout(None), then setTimeout(period)), which cancels one
+    # DelayedCall and schedules another per request: more work than parsing the
+    # request. Here the one DelayedCall of the connection stays scheduled; while the
+    # timeout is off (timeOut is None) it does nothing when it fires, and switching the
+    # timeout back on just moves it.
+
+    _idle_call: Any = None
+
+    def setTimeout(self, period: float | None) -> float | None:
+        previous = self.timeOut
+        self.timeOut = period  # type: ignore[assignment]
+        if period is not None:
+            call = self._idle_call
+            if call is not None and call.active():
+                call.reset(period)
+            else:
+                self._idle_call = self.callLater(period, self._idle_expired)  # type: ignore[no-untyped-call]
+        return previous
+
+    def resetTimeout(self) -> None:
+        call = self._idle_call
+        if call is not None and self.timeOut is not None and call.active():
+            call.reset(self.timeOut)
+
+    def _idle_expired(self) -> None:
+        self._idle_call = None
+        if self.timeOut is not None:  # off while a request is in progress
+            self.timeoutConnection()  # type: ignore[no-untyped-call]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        call, self._idle_call = self._idle_call, None
+        if call is not None and call.active():
+            call.cancel()
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+    def getHost(self) -> Any:
+        # Asked by every Request; the local address of a connection never changes, so
+        # one getsockname() per connection instead of one per request.
+        if self._host is None:
+            self._host = super().getHost()  # type: ignore[no-untyped-call]
+        return self._host
+
+    def getPeer(self) -> Any:
+        # Likewise the remote address (an attrs object built anew on every call).
+        if self._peer is None:
+            self._peer = super().getPeer()  # type: ignore[no-untyped-call]
+        return self._peer
+
+    # -- writing ----------------------------------------------------------------------
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        if type(headers) is not Headers:
+            self.flush_head()
+            super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
+            return
+        stored = headers._rawHeaders
+        if set(map(len, stored.values())) == _ONE_VALUE_EACH:
+            # The usual case, one value per header, joined without a Python-level loop.
+            lines = b"".join(
+                map(_header_line, zip(stored, map(_first, stored.values()), strict=True))
+            )
+        else:
+            lines = b"".join(
+                [name + b": " + value + b"\r\n" for name, values in stored.items()
+                 for value in values]
+            )
+        self.flush_head()
+        self._pending_head = b"%s %s %s\r\n%s\r\n" % (version, code, reason, lines)
+
+    def write(self, data: bytes) -> None:
+        head = self._pending_head
+        if head is not None:
+            self._pending_head = None
+            data = head + data
+        self._send(data)
+
+    def write_response(
+        self, version: bytes, code: bytes, reason: bytes, headers: Headers, body: bytes
+    ) -> None:
+        """A whole response: its head and ``body`` in one ``send``."""
+        self.writeHeaders(version, code, reason, headers)
+        if body:
+            self.write(body)
+        else:
+            self.flush_head()
+
+    def writeSequence(self, iovec: list[bytes]) -> None:
+        self.flush_head()
+        super().writeSequence(iovec)  # type: ignore[no-untyped-call]
+
+    def flush_head(self) -> None:
+        head = self._pending_head
+        if head is not None:
+            self._pending_head = None
+            self._send(head)
+
+    def _send(self, data: bytes) -> None:
+        transport: Any = self.transport
+        sock = getattr(transport, "socket", None)
+        if (
+            sock is None
+            or type(transport) is not tcp.Server
+            or transport.dataBuffer
+            or transport._tempDataBuffer
+            or transport.disconnecting
+            or not transport.connected
+        ):
+            transport.write(data)
+            return
+        try:
+            sent = sock.send(data)
+        except OSError:
+            # Let the transport meet the error (or the full buffer) its own way.
+            sent = 0
+        if sent < len(data):
+            transport.write(data[sent:])  # type: ignore[no-untyped-call]
+
+    def loseConnection(self) -> None:
+        self.flush_head()
+        super().loseConnection()  # type: ignore[no-untyped-call]

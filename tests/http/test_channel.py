@@ -1,0 +1,360 @@
+"""ApiChannel's shortcuts agree with twisted.web's own code paths.
+
+The one-pass head parser, the one-step response and the idle timer that is never
+cancelled per request are each compared with what the inherited twisted.web code does
+with the same input, over an in-memory transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.internet import address
+from twisted.internet.protocol import connectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from installsure.http import HttpSettings, Router, build_site
+from installsure.http import channel as channel_module
+from installsure.http.channel import ApiChannel
+from installsure.http.head import canonical_name, parse_simple_head
+from installsure.http.request import ApiRequest
+from installsure.http.routing import Response
+
+PEER = address.IPv4Address("TCP", "127.0.0.1", 50000)
+HOST = address.IPv4Address("TCP", "127.0.0.1", 8000)
+
+
+def _parse(data: bytes) -> Any:
+    return parse_simple_head(data, max_size=16384, max_headers=500)
+
+
+# -- the parser on its own ---------------------------------------------------------------
+
+
+def test_a_plain_head_is_split_into_its_parts() -> None:
+    """Method, target, version and every header (names as sent, values stripped)."""
+    head = _parse(
+        b"GET /api/projects?page=2 HTTP/1.1\r\nHost: example.test\r\n"
+        b"accept:\t application/json \t\r\nX-Empty:\r\nReferer: https://a.test/b:c\r\n\r\n"
+    )
+    assert head == (
+        b"GET",
+        b"/api/projects?page=2",
+        b"HTTP/1.1",
+        [
+            (b"Host", b"example.test"),
+            (b"accept", b"application/json"),
+            (b"X-Empty", b""),
+            (b"Referer", b"https://a.test/b:c"),
+        ],
+    )
+    assert _parse(b"DELETE /x HTTP/1.0\r\n\r\n") == (b"DELETE", b"/x", b"HTTP/1.0", [])
+
+
+@pytest.mark.parametrize(
+    ("why", "data"),
+    [
+        ("incomplete head", b"GET / HTTP/1.1\r\nHost: x\r\n"),
+        ("two pipelined requests", b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
+        ("a body follows", b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"),
+        ("declares a body", b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n"),
+        ("chunked body", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ("expects 100-continue", b"PUT / HTTP/1.1\r\nEXPECT: 100-continue\r\n\r\n"),
+        ("folded header", b"GET / HTTP/1.1\r\nX-A: 1\r\n  2\r\n\r\n"),
+        ("bare LF in a value", b"GET / HTTP/1.1\r\nX-A: 1\n2\r\n\r\n"),
+        ("bare CR in a value", b"GET / HTTP/1.1\r\nX-A: 1\r2\r\n\r\n"),
+        ("NUL in a value", b"GET / HTTP/1.1\r\nX-A: 1\x002\r\n\r\n"),
+        ("line without colon", b"GET / HTTP/1.1\r\nnonsense\r\n\r\n"),
+        ("space before colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n"),
+        ("non-token name", b"GET / HTTP/1.1\r\nX(A): 1\r\n\r\n"),
+        ("non-token method", b"G(T / HTTP/1.1\r\n\r\n"),
+        ("space in target", b"GET /a b HTTP/1.1\r\n\r\n"),
+        ("byte above 0xB0 in target", b"GET /\xc3\xa9 HTTP/1.1\r\n\r\n"),
+        ("unknown version", b"GET / HTTP/2.0\r\n\r\n"),
+        ("empty line first", b"\r\nGET / HTTP/1.1\r\n\r\n"),
+        ("double space", b"GET  / HTTP/1.1\r\n\r\n"),
+        ("empty head", b"\r\n\r\n"),
+    ],
+)
+def test_anything_unusual_is_left_to_the_general_parser(why: str, data: bytes) -> None:
+    """Every case outside "one complete, body-less, well-formed head" answers None."""
+    assert _parse(data) is None, why
+
+
+def test_size_and_header_count_limits_are_left_to_the_general_parser() -> None:
+    """Heads over the size or header-count limit go to the parser that answers 400."""
+    data = b"GET / HTTP/1.1\r\n" + b"X-A: 1\r\n" * 3 + b"\r\n"
+    assert parse_simple_head(data, max_size=len(data), max_headers=3) is not None
+    assert parse_simple_head(data, max_size=len(data) - 1, max_headers=3) is None
+    assert parse_simple_head(data, max_size=len(data), max_headers=2) is None
+
+
+def test_canonical_names_match_twisted_headers() -> None:
+    """Header names are stored under the key twisted.web's Headers would use."""
+    assert canonical_name(b"x-request-id") == b"X-Request-Id"
+    assert canonical_name(b"dnt") == b"DNT"
+    assert canonical_name(b"www-authenticate") == b"WWW-Authenticate"
+
+
+# -- the channel: fast path against the line parser --------------------------------------
+
+
+class _Recording(ApiRequest):
+    """Answers 204 and remembers what twisted.web made of the request."""
+
+    seen: list[dict[str, Any]]
+
+    def process(self) -> None:
+        self.seen.append(
+            {
+                "method": self.method,
+                "uri": self.uri,
+                "path": self.path,
+                "clientproto": self.clientproto,
+                "args": self.args,
+                "headers": sorted(
+                    (name, list(values))
+                    for name, values in self.requestHeaders.getAllRawHeaders()
+                ),
+                "cookies": self.received_cookies,
+                "persistent": self.channel.persistent,
+                "content": self.content.read(),
+            }
+        )
+        self.setResponseCode(204)
+        self.finish()
+
+
+def _connect(clock: Clock | None = None) -> tuple[ApiChannel, StringTransport, list[Any]]:
+    router = Router()
+    site = build_site(router, HttpSettings())
+    seen: list[dict[str, Any]] = []
+    site.requestFactory = type("Recording", (_Recording,), {"seen": seen})
+    channel = site.buildProtocol(PEER)
+    assert isinstance(channel, ApiChannel)
+    if clock is not None:
+        channel.callLater = clock.callLater  # type: ignore[method-assign]
+    transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
+    channel.makeConnection(transport)
+    return channel, transport, seen
+
+
+@pytest.fixture
+def fast_path_uses() -> Iterator[list[bytes]]:
+    """The heads the one-pass parser accepted while the test ran."""
+    accepted: list[bytes] = []
+    original = channel_module.parse_simple_head
+
+    def counting(data: bytes, **kw: Any) -> Any:
+        head = original(data, **kw)
+        if head is not None:
+            accepted.append(data)
+        return head
+
+    channel_module.parse_simple_head = counting
+    yield accepted
+    channel_module.parse_simple_head = original
+
+
+SIMPLE_HEADS = [
+    b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"get /api/projects?page=2&q=a%20b&q=c HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"HEAD /x HTTP/1.1\r\nACCEPT: a\r\naccept: b\r\nX-Request-ID: r-1\r\nDNT: 1\r\n\r\n",
+    b"DELETE /api/p/1 HTTP/1.1\r\nHost: x\r\nCookie: a=1; b=2\r\nX-Blank:\t \r\n\r\n",
+    b"OPTIONS /x HTTP/1.1\r\nConnection: close\r\nOrigin: https://a.test\r\n\r\n",
+    b"GET /%7Efolder/\xb0 HTTP/1.0\r\nUser-Agent: curl/8\r\n\r\n",
+    (
+        b"GET /api/projects HTTP/1.1\r\nHost: api.installsure.test\r\n"
+        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nAccept: application/json\r\n"
+        b"Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\n"
+        b"Authorization: Bearer abc.def.ghi\r\nConnection: keep-alive\r\n"
+        b"Referer: https://app.installsure.test/\r\nTraceparent: 00-%s-%s-01\r\n\r\n"
+    )
+    % (b"a" * 32, b"b" * 16),
+]
+
+
+@pytest.mark.parametrize("data", SIMPLE_HEADS)
+def test_one_pass_parsing_builds_the_same_request_as_the_line_parser(
+    data: bytes, fast_path_uses: list[bytes]
+) -> None:
+    """The same head, read whole (one pass) and in two pieces (twisted.web's line
+    parser), gives the same request: method, target, args, headers, cookies,
+    persistence, empty body, and the same response bytes."""
+    fast, fast_wire, fast_seen = _connect()
+    fast.dataReceived(data)
+    assert fast_path_uses == [data]
+
+    slow, slow_wire, slow_seen = _connect()
+    cut = data.index(b"\r\n") + 2
+    slow.dataReceived(data[:cut])
+    slow.dataReceived(data[cut:])
+    assert fast_path_uses == [data]  # the second connection never took the shortcut
+
+    assert len(fast_seen) == len(slow_seen) == 1
+    assert fast_seen == slow_seen
+    assert _without_date(fast_wire.value()) == _without_date(slow_wire.value())
+    assert fast_wire.disconnecting == slow_wire.disconnecting
+
+
+def _without_date(wire: bytes) -> bytes:
+    return b"\r\n".join(line for line in wire.split(b"\r\n") if not line.startswith(b"Date:"))
+
+
+def test_requests_after_a_slow_one_take_the_shortcut_again(fast_path_uses: list[bytes]) -> None:
+    """Once a request parsed line by line is answered, the next whole head is parsed in
+    one pass on the same connection, and both are answered in order."""
+    channel, wire, seen = _connect()
+    channel.dataReceived(b"GET /one HTTP/1.1\r\n")
+    channel.dataReceived(b"Host: x\r\n\r\n")
+    channel.dataReceived(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert [r["uri"] for r in seen] == [b"/one", b"/two"]
+    assert len(fast_path_uses) == 1
+    assert wire.value().count(b"HTTP/1.1 204 ") == 2
+
+
+def test_a_malformed_head_still_gets_twisted_webs_400() -> None:
+    """What the shortcut refuses, the line parser answers as before."""
+    channel, wire, seen = _connect()
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost : x\r\n\r\n")
+    assert wire.value().startswith(b"HTTP/1.1 400 ")
+    assert seen == []
+
+
+# -- one-step responses -------------------------------------------------------------------
+
+
+def _api_channel() -> tuple[ApiChannel, StringTransport]:
+    router = Router()
+
+    @router.route("GET", "/thing", rate_limit=None)
+    def thing(_ctx: Any) -> Response:
+        return Response(body=b'{"a":1}', content_type=b"application/json",
+                        headers=[(b"Vary", b"Origin"), (b"Vary", b"Accept")])
+
+    @router.route("GET", "/nothing", rate_limit=None)
+    def nothing(_ctx: Any) -> Response:
+        return Response(status=204)
+
+    channel = build_site(router, HttpSettings()).buildProtocol(PEER)
+    assert isinstance(channel, ApiChannel)
+    transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def test_one_step_responses_carry_every_header_and_the_body() -> None:
+    """A response sent in one step has its status line, each header (several values
+    of one name as separate lines), Content-Length and the body."""
+    channel, wire = _api_channel()
+    channel.dataReceived(b"GET /thing HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = wire.value().partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    assert b"Vary: Origin" in lines
+    assert b"Vary: Accept" in lines
+    assert b"Content-Length: 7" in lines
+    assert b"X-Frame-Options: DENY" in lines
+    assert body == b'{"a":1}'
+
+
+def test_head_and_204_answers_have_no_body_and_keep_the_connection() -> None:
+    """HEAD keeps the GET's Content-Length without the body; 204 has neither; the
+    connection then serves the next request."""
+    channel, wire = _api_channel()
+    channel.dataReceived(b"HEAD /thing HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, rest = wire.value().partition(b"\r\n\r\n")
+    assert b"Content-Length: 7" in head.split(b"\r\n")
+    assert rest == b""
+    wire.clear()
+    channel.dataReceived(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, rest = wire.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 204 ")
+    assert b"Content-Length" not in head
+    assert rest == b""
+    assert not wire.disconnecting
+
+
+def test_http_1_0_and_connection_close_end_the_connection_after_the_answer() -> None:
+    """Persistence follows twisted.web: HTTP/1.0 and ``Connection: close`` close after
+    the response."""
+    for request in (
+        b"GET /thing HTTP/1.0\r\n\r\n",
+        b"GET /thing HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ):
+        channel, wire = _api_channel()
+        channel.dataReceived(request)
+        assert wire.value().endswith(b'{"a":1}')
+        assert wire.disconnecting
+
+
+# -- the idle timeout -------------------------------------------------------------------
+
+
+def test_an_idle_connection_is_closed_after_the_timeout() -> None:
+    """No request for ``timeOut`` seconds: the connection is closed."""
+    clock = Clock()
+    channel, wire, _seen = _connect(clock)
+    timeout = channel.timeOut
+    assert timeout
+    clock.advance(timeout - 1)
+    assert not wire.disconnecting
+    channel.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+    clock.advance(timeout - 1)
+    assert not wire.disconnecting  # the request reset the countdown
+    clock.advance(1)
+    assert wire.disconnecting
+
+
+class _Slow(ApiRequest):
+    """Keeps the request open until the test answers it."""
+
+    pending: list[ApiRequest]
+
+    def process(self) -> None:
+        self.pending.append(self)
+
+
+def test_a_request_in_progress_is_never_timed_out() -> None:
+    """While a request is being handled the idle timeout is off, however long it takes;
+    after the answer the countdown starts again, and a closed connection leaves no
+    timer behind."""
+    clock = Clock()
+    router = Router()
+    site = build_site(router, HttpSettings())
+    pending: list[ApiRequest] = []
+    site.requestFactory = type("Slow", (_Slow,), {"pending": pending})
+    channel = site.buildProtocol(PEER)
+    assert isinstance(channel, ApiChannel)
+    channel.callLater = clock.callLater  # type: ignore[method-assign]
+    wire = StringTransport(peerAddress=PEER, hostAddress=HOST)
+    channel.makeConnection(wire)
+    timeout = channel.timeOut
+    assert timeout
+    channel.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+    clock.advance(timeout * 3)
+    assert not wire.disconnecting
+    request = pending.pop()
+    request.setResponseCode(200)
+    request.setHeader(b"content-length", b"0")
+    request.finish()
+    assert wire.value().startswith(b"HTTP/1.1 200 ")
+    clock.advance(timeout - 1)
+    assert not wire.disconnecting
+    clock.advance(1)
+    assert wire.disconnecting
+    channel.connectionLost(connectionDone)
+    assert clock.getDelayedCalls() == []
+
+
+def test_closing_a_connection_cancels_its_timer() -> None:
+    """A connection that goes away leaves no DelayedCall holding it."""
+    clock = Clock()
+    channel, _wire, _seen = _connect(clock)
+    assert clock.getDelayedCalls()
+    channel.connectionLost(connectionDone)
+    assert clock.getDelayedCalls() == []
