@@ -13,6 +13,7 @@ each falling back to the inherited code whenever its case is not the plain one:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -26,6 +27,13 @@ from twisted.web.iweb import INonQueuedRequestFactory
 from installsure.http.head import canonical_name, parse_simple_head
 
 _ONE_VALUE_EACH = {1}
+
+
+@lru_cache(maxsize=16)
+def _non_queued(factory: object) -> bool:
+    """Whether HTTPChannel would build requests from ``factory`` without a queue position."""
+    return bool(INonQueuedRequestFactory.providedBy(factory))
+
 _first = itemgetter(0)
 #: ``(name, value)`` -> ``b"name: value\r\n"``, at C speed.
 _header_line = b"%s: %s\r\n".__mod__
@@ -80,10 +88,7 @@ class ApiChannel(http.HTTPChannel):
     ) -> None:
         # HTTPChannel.lineReceived's steps for the request line and each header line ...
         factory: Any = self.requestFactory
-        if INonQueuedRequestFactory.providedBy(factory):
-            request = factory(self)
-        else:
-            request = factory(self, len(self.requests))
+        request = factory(self) if _non_queued(factory) else factory(self, len(self.requests))
         self.requests.append(request)
         self._command, self._path, self._version = method, target, version
         stored = request.requestHeaders._rawHeaders
@@ -97,12 +102,19 @@ class ApiChannel(http.HTTPChannel):
                     stored[key] = [value]
                 else:
                     values.append(value)
+            # ... and HTTPChannel.allHeadersReceived's, for a request without a body or
+            # Expect: header lookups only for headers that are there.
+            if b"Cookie" in stored:
+                request.parseCookies()
+            if version != b"HTTP/1.1" or b"Connection" in stored:
+                self.persistent = self.checkPersistence(request, version)  # type: ignore[no-untyped-call]
+            request.gotLength(0)
         else:
             add_header = request.requestHeaders.addRawHeader
             for name, value in headers:
                 add_header(name, value)
+            self.allHeadersReceived()  # type: ignore[no-untyped-call]
         # ... and its steps for the empty line that ends the head (no body: length 0).
-        self.allHeadersReceived()  # type: ignore[no-untyped-call]
         self.allContentReceived()  # type: ignore[no-untyped-call]
 
     # -- idle timeout -------------------------------------------------------------------

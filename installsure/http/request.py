@@ -15,7 +15,7 @@ from urllib.parse import unquote_to_bytes
 from twisted.internet.interfaces import ITCPTransport
 from twisted.python import failure
 from twisted.web import http, server
-from twisted.web.http import NO_BODY_CODES
+from twisted.web.http import NO_BODY_CODES, parse_qs
 
 from installsure import logs
 from installsure.http.app import too_large
@@ -125,7 +125,17 @@ class ApiRequest(server.Request):
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._rejected:
             return
-        super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+        if command == b"POST":  # twisted.web may parse a form body into args
+            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+            return
+        # http.Request.requestReceived for the other methods, whose bodies it leaves
+        # alone: the same attributes, without its form-body checks and header lookups.
+        if self.content is not None:
+            self.content.seek(0, 0)
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path, question_mark, query = path.partition(b"?")
+        self.args = parse_qs(query, 1) if question_mark else {}  # type: ignore[no-untyped-call]
+        self.process()
 
     def process(self) -> None:
         # server.Request.process, minus the "Server: TwistedWeb/<version>" header.
