@@ -781,6 +781,9 @@ def test_info_lines_reach_the_file_within_a_fraction_of_a_second(tmp_path: Path)
         {"method": "GET", "path": "/x", "status": 200, "token": "secret-value"},
         {"method": "GET", "path": "/multi\nline", "status": 200},
         {"method": "GET", "status": 200},  # the format names a missing field
+        {"method": "GET", "path": "/", "status": 200, "tab": "a\tb", "accent": "café",
+         "ratio": 0.5, "flag": False, "none": None, "big": 10**20},
+        {"method": "GET", "path": "/", "status": 200, "items": [1, 2], "when": object()},
     ],
 )
 def test_fast_text_path_matches_the_general_one(fields: dict[str, Any]) -> None:

@@ -289,20 +289,41 @@ def _plain_plan(log_format: str, keys: tuple[str, ...]) -> tuple[str, ...] | Non
 def _plain_text(event: LogEvent, log_format: str, extra: tuple[str, ...]) -> str | None:
     """The common case (every request's access line) without building a field dict:
     same output as the general path, or None to fall back to it."""
-    for key in extra:
-        if type(event[key]) not in _SCALARS:
-            return None
     try:
         text = log_format.format_map(event)
     except Exception:  # the general path explains a bad format
         return None
     if extra:
-        pairs = " ".join([f"{key}={_text_value(event[key])}" for key in extra])
-        text = f"{text} {pairs}" if text else pairs
+        # _text_value for the scalar types, inlined: this runs for every field of every
+        # access line.
+        pairs = []
+        for key in extra:
+            value = event[key]
+            kind = type(value)
+            if kind is str:
+                if not (value and value.isprintable() and _QUOTE_WORTHY.isdisjoint(value)):
+                    value = json.dumps(value, ensure_ascii=False)
+            elif kind not in _SCALARS:
+                return None
+            pairs.append(f"{key}={value}")
+        text = f"{text} {' '.join(pairs)}" if text else " ".join(pairs)
     if "\n" in text:
         return None
-    system = f"{event.get('log_namespace', '-')}#{_level_name(event)}"
-    return f"{_timestamp(event.get('log_time'))} [{system}] {text.rstrip()}"
+    return f"{_timestamp(event.get('log_time'))} [{_system(event)}] {text.rstrip()}"
+
+
+@lru_cache(maxsize=256)
+def _system_text(namespace: Any, level: Any) -> str:
+    name = getattr(level, "name", None)
+    return f"{namespace}#{name if isinstance(name, str) else '-'}"
+
+
+def _system(event: LogEvent) -> str:
+    """``namespace#level`` for events without a ``log_system`` of their own."""
+    try:
+        return _system_text(event.get("log_namespace", "-"), event.get("log_level"))
+    except TypeError:  # an unhashable namespace or level: whatever it is, say it
+        return f"{event.get('log_namespace', '-')}#{_level_name(event)}"
 
 
 def event_as_text(event: LogEvent) -> str:
