@@ -15,6 +15,7 @@ parser, never disagree: tests hold the two to the same result.
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from typing import TypeAlias
 
 from twisted.web.http_headers import Headers
@@ -24,15 +25,16 @@ _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 #: Method, target as twisted.web accepts it (no controls, no space, nothing above 0xB0),
 #: and the two versions twisted.web speaks.
 _REQUEST_LINE = re.compile(rb"([%s]+) ([\x21-\xb0]+) (HTTP/1\.[01])\r\n" % _TCHAR)
-#: One header line; the value without the spaces and tabs around it, as twisted.web
-#: strips them. Anchored at line starts, so a line that does not match is not skipped
-#: over but counted missing.
-_HEADER_LINE = re.compile(rb"^([%s]+):[ \t]*(.*?)[ \t]*\r\n" % _TCHAR, re.MULTILINE)
+#: One header line; the value without the spaces and tabs before it (and, see below,
+#: after it), as twisted.web strips them. Anchored at line starts, so a line that does
+#: not match is not skipped over but counted missing. (A lazy ``(.*?)[ \t]*`` would
+#: strip both ends at once but costs the engine a retry at every byte of every value.)
+_HEADER_LINE = re.compile(rb"^([%s]+):[ \t]*([^\r\n]*)\r\n" % _TCHAR, re.MULTILINE)
+_TRAILING_BLANKS = (b" \r\n", b"\t\r\n")
 #: Headers that give a request a body or ask for an interim response: the general
 #: parser owns those requests.
-_GENERAL_ONLY = re.compile(
-    rb"^(?:content-length|transfer-encoding|expect):", re.MULTILINE | re.IGNORECASE
-)
+_GENERAL_ONLY = frozenset({b"content-length", b"transfer-encoding", b"expect"})
+_name_of = itemgetter(0)
 _CRLF = b"\r\n"
 _END = b"\r\n\r\n"
 _CR_LF_NUL = b"\x00\r\n"
@@ -63,8 +65,11 @@ def parse_simple_head(data: bytes, *, max_size: int, max_headers: int) -> Simple
     headers: list[tuple[bytes, bytes]] = _HEADER_LINE.findall(block)
     if len(headers) != line_count or line_count > max_headers:
         return None
-    if line_count and _GENERAL_ONLY.search(block) is not None:
-        return None
+    if line_count:
+        if not _GENERAL_ONLY.isdisjoint(map(bytes.lower, map(_name_of, headers))):
+            return None
+        if any(map(block.__contains__, _TRAILING_BLANKS)):
+            headers = [(name, value.rstrip(b" \t")) for name, value in headers]
     method, target, version = request_line.groups()
     return method, target, version, headers
 
