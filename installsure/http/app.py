@@ -124,6 +124,7 @@ class ApiResource(Resource):
         self._idle_waiters: list[defer.Deferred[int]] = []
         self._request_id_header = settings.request_id_header.encode("ascii")
         self._slow_ms = settings.slow_request_threshold * 1000
+        self._trust_proxy = settings.trust_proxy
         self._cors_origins = frozenset(o.encode("ascii") for o in settings.cors_origins)
         self._security = self._security_headers(settings)
         self._security_raw = {canonical_name(name): values for name, values in self._security}
@@ -266,14 +267,16 @@ class ApiResource(Resource):
         except Exception:
             self._send_crash(ctx, Failure(), started)  # type: ignore[no-untyped-call]
             return NOT_DONE_YET
-        if isinstance(result, defer.Deferred):
+        # Deferred is an ABC-registered Awaitable, so isinstance() against it is slow;
+        # most handlers answer with a Response at once.
+        if type(result) is not Response and isinstance(result, defer.Deferred):
             self._finish_later(ctx, result, started)
         else:
             self._send_result(ctx, result, started)
         return NOT_DONE_YET
 
     def _remote(self, request: Any) -> str:
-        if self.settings.trust_proxy:
+        if self._trust_proxy:
             forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
             if forwarded:
                 # Our proxy appends the address it saw; anything left of it came from
@@ -281,8 +284,15 @@ class ApiResource(Resource):
                 last = forwarded[-1].split(b",")[-1].strip()
                 if last:
                     return str(last.decode("latin-1"))
-        address = request.getClientAddress()
-        return str(getattr(address, "host", None) or "-")
+        # The peer of a connection never changes: work its text out once per channel.
+        channel = request.channel
+        remote: str | None = getattr(channel, "_installsure_remote", None)
+        if remote is None:
+            address = request.getClientAddress()
+            remote = str(getattr(address, "host", None) or "-")
+            if channel is not None:
+                channel._installsure_remote = remote
+        return remote
 
     # -- routing ----------------------------------------------------------------------
 
@@ -368,7 +378,7 @@ class ApiResource(Resource):
         if route.body is not None:
             kwargs = {**kwargs, "body": self._read_body(ctx, route)}
         result = route.handler(ctx, **kwargs)
-        if inspect.iscoroutine(result):
+        if type(result) is not Response and inspect.iscoroutine(result):
             return defer.Deferred.fromCoroutine(result)
         return result
 

@@ -35,8 +35,6 @@ def _non_queued(factory: object) -> bool:
     return bool(INonQueuedRequestFactory.providedBy(factory))
 
 _first = itemgetter(0)
-#: ``(name, value)`` -> ``b"name: value\r\n"``, at C speed.
-_header_line = b"%s: %s\r\n".__mod__
 
 
 class ApiChannel(http.HTTPChannel):
@@ -178,16 +176,17 @@ class ApiChannel(http.HTTPChannel):
         stored = headers._rawHeaders
         if set(map(len, stored.values())) == _ONE_VALUE_EACH:
             # The usual case, one value per header, joined without a Python-level loop.
-            lines = b"".join(
-                map(_header_line, zip(stored, map(_first, stored.values()), strict=True))
+            lines = b"\r\n".join(
+                map(b": ".join, zip(stored, map(_first, stored.values()), strict=True))
             )
         else:
-            lines = b"".join(
-                [name + b": " + value + b"\r\n" for name, values in stored.items()
-                 for value in values]
+            lines = b"\r\n".join(
+                [name + b": " + value for name, values in stored.items() for value in values]
             )
         self.flush_head()
-        self._pending_head = b"%s %s %s\r\n%s\r\n" % (version, code, reason, lines)
+        self._pending_head = b"".join(
+            (version, b" ", code, b" ", reason, b"\r\n", lines, b"\r\n\r\n" if lines else b"\r\n")
+        )
 
     def write(self, data: bytes) -> None:
         head = self._pending_head

@@ -50,13 +50,14 @@ class ApiRequest(server.Request):
     channel: Any
 
     def gotLength(self, length: int | None) -> None:
-        body_limit = getattr(getattr(self.channel, "site", None), "body_limit", None)
-        if length != 0 and body_limit is not None:
-            path = getattr(self.channel, "_path", b"") or b""
-            self._limit = body_limit(path.split(b"?", 1)[0])
-            if length is not None and length > self._limit:
-                self._reject()
-                return
+        if length != 0:  # None (chunked) or a length: the body limit applies
+            body_limit = getattr(getattr(self.channel, "site", None), "body_limit", None)
+            if body_limit is not None:
+                path = getattr(self.channel, "_path", b"") or b""
+                self._limit = body_limit(path.split(b"?", 1)[0])
+                if length is not None and length > self._limit:
+                    self._reject()
+                    return
         super().gotLength(length)  # type: ignore[no-untyped-call]
 
     def handleContentChunk(self, data: bytes) -> None:
