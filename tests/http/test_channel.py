@@ -362,3 +362,27 @@ def test_closing_a_connection_cancels_its_timer() -> None:
     assert clock.getDelayedCalls()
     channel.connectionLost(connectionDone)
     assert clock.getDelayedCalls() == []
+
+
+def test_a_new_timeout_period_counts_from_when_it_is_set() -> None:
+    """setTimeout(period) restarts the countdown with the new period, shorter or longer,
+    and setTimeout(None) switches it off, as TimeoutMixin does."""
+    clock = Clock()
+    channel, wire, _seen = _connect(clock)
+    assert channel.timeOut
+    clock.advance(channel.timeOut / 2)
+    channel.setTimeout(5)
+    clock.advance(4.9)
+    assert not wire.disconnecting
+    clock.advance(0.1)
+    assert wire.disconnecting
+
+    channel, wire, _seen = _connect(clock)
+    channel.setTimeout(None)
+    clock.advance(10 * 24 * 3600)
+    assert not wire.disconnecting
+    channel.setTimeout(3 * 24 * 3600)
+    clock.advance(3 * 24 * 3600 - 1)
+    assert not wire.disconnecting
+    clock.advance(1)
+    assert wire.disconnecting
