@@ -73,7 +73,8 @@ __all__ = [
     "start_logging",
 ]
 
-_access_log = Logger(namespace="installsure.access")
+_ACCESS_NAMESPACE = "installsure.access"
+_access_log = Logger(namespace=_ACCESS_NAMESPACE)
 _events_log = Logger(namespace="installsure.events")
 
 ACCESS_FORMAT = "{method} {path} {status} {durationMs}ms"
@@ -108,26 +109,34 @@ def log_access(
 ) -> None:
     """One access-log event (namespace ``installsure.access``, info) for a request, and
     a warning with the same fields when it took ``slow_threshold_ms`` or longer."""
+    # One dict with twisted.logger's keys built in (see _emit): this runs per request.
     event: dict[str, Any] = {
         "method": method,
-        "path": redact_query(path),
+        "path": redact_query(path) if "?" in path else path,
         "route": route,
         "status": status,
         "durationMs": round(duration_ms, 2),
         "bytes": bytes_sent,
         "requestId": request_id,
         "remote": remote,
+        "log_logger": _access_log,
+        "log_level": LogLevel.info,
+        "log_namespace": _ACCESS_NAMESPACE,
+        "log_source": None,
+        "log_format": ACCESS_FORMAT,
+        "log_time": time.time(),
     }
     if user is not None:
         event["user"] = user
     if trace_id is not None:
         event["traceId"] = trace_id
-    slow = slow_threshold_ms is not None and duration_ms >= slow_threshold_ms
-    # Observers may keep the event they are given, so the warning gets its own dict.
-    warning = {**event, "thresholdMs": slow_threshold_ms} if slow else None
-    _emit(_access_log, LogLevel.info, ACCESS_FORMAT, event)
-    if warning is not None:
-        _emit(_access_log, LogLevel.warn, SLOW_FORMAT, warning)
+    if slow_threshold_ms is not None and duration_ms >= slow_threshold_ms:
+        # Observers may keep the event they are given, so the warning gets its own dict.
+        fields = {k: v for k, v in event.items() if not k.startswith("log_")}
+        _access_log.observer(event)
+        _emit(_access_log, LogLevel.warn, SLOW_FORMAT, {**fields, "thresholdMs": slow_threshold_ms})
+        return
+    _access_log.observer(event)
 
 
 def business_event(name: str, /, **fields: Any) -> None:
