@@ -16,6 +16,7 @@ from twisted.internet.interfaces import ITCPTransport
 from twisted.python import failure
 from twisted.web import http, server
 from twisted.web.http import NO_BODY_CODES, parse_qs
+from twisted.web.http_headers import Headers
 
 from installsure import logs
 from installsure.http.app import too_large
@@ -48,6 +49,26 @@ class ApiRequest(server.Request):
     _rejected = False
 
     channel: Any
+
+    def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
+        if kw or len(args) > 1:
+            super().__init__(channel, *args, **kw)  # type: ignore[no-untyped-call]
+            return
+        # server.Request.__init__ and http.Request.__init__ in one step (they run for
+        # every request, through a deprecation-checking module proxy and a dozen
+        # calls); a test holds the two to the same attributes.
+        self.notifications = []
+        self.channel = channel
+        self.client = channel.getPeer()
+        self.host = channel.getHost()
+        self.requestHeaders = Headers()
+        self.received_cookies = {}
+        self.responseHeaders = Headers()
+        self.cookies = []
+        self.transport = channel.transport
+        self.queued = args[0] if args else False
+        self._parsePOSTFormSubmission = channel.site._parsePOSTFormSubmission
+        self._adapterCache = {}
 
     def gotLength(self, length: int | None) -> None:
         if length != 0:  # None (chunked) or a length: the body limit applies

@@ -386,3 +386,21 @@ def test_a_new_timeout_period_counts_from_when_it_is_set() -> None:
     assert not wire.disconnecting
     clock.advance(1)
     assert wire.disconnecting
+
+
+@pytest.mark.parametrize("args", [(), (0,)])
+def test_api_requests_start_with_the_attributes_twisted_web_gives_a_request(
+    args: tuple[int, ...],
+) -> None:
+    """ApiRequest's one-step constructor sets exactly the attributes, with the same
+    values, that twisted.web's Request constructors set (a twisted.web upgrade that
+    adds one fails here)."""
+    channel, _wire, _seen = _connect()
+    ours = ApiRequest(channel, *args)
+    theirs = server.Request(channel, *args)
+    assert set(vars(ours)) == set(vars(theirs))
+    for name, value in vars(theirs).items():
+        assert getattr(ours, name) == value, name
+    # Keyword arguments take twisted.web's own path.
+    explicit = ApiRequest(channel, parsePOSTFormSubmission=False)
+    assert explicit._parsePOSTFormSubmission is False
