@@ -32,6 +32,7 @@ from installsure.config_types import (
     DatabaseUrl,
     Environment,
     HttpUrl,
+    InvalidSettingError,
     Port,
     RedisUrl,
     Role,
@@ -540,6 +541,10 @@ def _collect(exc: BaseException, path: tuple[str, ...], layers: _Layers) -> None
             ))
         return
     message = str(exc) if isinstance(exc, ValueError | TypeError) else repr(exc)
+    if isinstance(exc, InvalidSettingError):
+        # A validator of the section's class: report it under the setting's own key.
+        path = (*path, exc.name)
+        message = message.removeprefix(".".join(path)).lstrip(": ") or message
     layers.problems.append(ConfigProblem(".".join(path) or "(top)", layers.source_of(path),
                                          message))
 

@@ -46,6 +46,15 @@ _SIZE_UNITS = {
 }
 
 
+class InvalidSettingError(ValueError):
+    """Raised by a settings class's validator: ``name`` is the setting's own key, so the
+    config loader can say where the bad value came from (file, variable or option)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def parse_bool(value: object) -> bool:
     """Only unambiguous spellings: the old system read ``"false"`` as true."""
     if isinstance(value, bool):

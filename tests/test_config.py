@@ -270,3 +270,28 @@ def test_relative_data_dir_becomes_absolute(
     config = prepare_data_dir(load_config(environ={}))
     assert config.data_dir == str(tmp_path.resolve() / "data")
     assert Path(config.data_dir).is_absolute()
+
+
+def test_http_idle_timeout_is_a_duration_and_reaches_the_site() -> None:
+    """``http.idle_timeout`` takes units, refuses zero, and becomes the idle timeout of
+    the HTTP connections."""
+    from installsure.http import Router, build_site
+
+    config = load_config(environ={"INSTALLSURE_HTTP_IDLE_TIMEOUT": "2m"})
+    assert config.http.idle_timeout == 120.0
+    assert build_site(Router(), config.http).timeOut == 120.0
+    assert load_config(environ={}).http.idle_timeout == 75.0
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"INSTALLSURE_HTTP_IDLE_TIMEOUT": "0s"})
+    assert "above 0" in problems_of(excinfo)["http.idle_timeout"]
+
+
+def test_values_refused_by_a_sections_own_checks_name_their_key_and_source() -> None:
+    """A value a settings class refuses (not just a wrong type) is reported under its own
+    key and where it came from, not as a problem of the whole section."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"INSTALLSURE_LOGGING_RETENTION_DAYS": "0"})
+    problem = excinfo.value.problems[0]
+    assert problem.key == "logging.retention_days"
+    assert "INSTALLSURE_LOGGING_RETENTION_DAYS" in problem.source
+    assert problem.message.startswith("must be a whole number of days")

@@ -65,4 +65,4 @@ def build_site(
         rate_limiter=rate_limiter,
         authenticate=authenticate,
     )
-    return ApiSite(api, mounts)
+    return ApiSite(api, mounts, timeout=settings.idle_timeout)

@@ -12,6 +12,8 @@ from typing import Any
 
 from attrs import field, frozen
 
+from installsure.config_types import InvalidSettingError, Seconds
+
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 
@@ -42,7 +44,7 @@ def _check_rate(_inst: object, attribute: Any, value: str) -> None:
     try:
         parse_rate(value)
     except ValueError as e:
-        raise ValueError(f"http.{attribute.name}: {e}") from None
+        raise InvalidSettingError(attribute.name, f"http.{attribute.name}: {e}") from None
 
 
 def _check_named_rates(_inst: object, attribute: Any, value: Mapping[str, str]) -> None:
@@ -50,24 +52,31 @@ def _check_named_rates(_inst: object, attribute: Any, value: Mapping[str, str]) 
         try:
             parse_rate(rate)
         except ValueError as e:
-            raise ValueError(f"http.{attribute.name}.{name}: {e}") from None
+            raise InvalidSettingError(
+                attribute.name, f"http.{attribute.name}.{name}: {e}"
+            ) from None
 
 
 def _check_positive(_inst: object, attribute: Any, value: float) -> None:
     if value <= 0:
-        raise ValueError(f"http.{attribute.name} must be above 0, got {value!r}")
+        raise InvalidSettingError(
+            attribute.name, f"http.{attribute.name} must be above 0, got {value!r}"
+        )
 
 
 def _check_not_negative(_inst: object, attribute: Any, value: float) -> None:
     if value < 0:
-        raise ValueError(f"http.{attribute.name} must be 0 or more, got {value!r}")
+        raise InvalidSettingError(
+            attribute.name, f"http.{attribute.name} must be 0 or more, got {value!r}"
+        )
 
 
 def _check_header_name(_inst: object, attribute: Any, value: str) -> None:
     if not _HEADER_NAME.match(value):
-        raise ValueError(
+        raise InvalidSettingError(
+            attribute.name,
             f"http.{attribute.name} must be a header name of letters, digits and '-', "
-            f"got {value!r}"
+            f"got {value!r}",
         )
 
 
@@ -91,6 +100,10 @@ class HttpSettings:
     gzip_min_size: int = field(default=1024, validator=_check_not_negative)
     #: Requests slower than this many seconds are logged as slow.
     slow_request_threshold: float = field(default=1.0, validator=_check_positive)
+    #: Close a keep-alive connection after this long without a request. Behind a load
+    #: balancer keep it longer than the balancer's own idle timeout (60 s on AWS ALB),
+    #: so the balancer never sends a request on a connection we are closing.
+    idle_timeout: Seconds = field(default=Seconds(75.0), validator=_check_positive)
     #: Turn the Redis-backed rate limiter on or off.
     rate_limit_enabled: bool = True
     #: Default limit per client address, ``"<requests>/<seconds>"``.

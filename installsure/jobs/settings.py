@@ -11,23 +11,30 @@ from typing import Any
 
 from attrs import Attribute, evolve, field, fields, frozen
 
+from installsure.config_types import InvalidSettingError
+
 BACKOFF_KINDS = ("fixed", "exponential", "exponential_jitter")
 
 
 def _positive(_: object, attribute: Attribute[Any], value: float) -> None:
     if value <= 0:
-        raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
+        raise InvalidSettingError(
+            attribute.name, f"{attribute.name} must be greater than 0, got {value!r}"
+        )
 
 
 def _not_negative(_: object, attribute: Attribute[Any], value: float) -> None:
     if value < 0:
-        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
+        raise InvalidSettingError(
+            attribute.name, f"{attribute.name} must be 0 or more, got {value!r}"
+        )
 
 
 def _backoff_kind(_: object, attribute: Attribute[Any], value: str) -> None:
     if value not in BACKOFF_KINDS:
-        raise ValueError(
-            f"{attribute.name} must be one of {', '.join(BACKOFF_KINDS)}, got {value!r}"
+        raise InvalidSettingError(
+            attribute.name,
+            f"{attribute.name} must be one of {', '.join(BACKOFF_KINDS)}, got {value!r}",
         )
 
 

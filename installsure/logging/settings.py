@@ -7,6 +7,8 @@ from typing import Any, Literal, get_args
 
 from attrs import field, frozen
 
+from installsure.config_types import InvalidSettingError
+
 # Literal types let the config loader check these per key (and name the key's source);
 # the validators below guard direct construction in code.
 Level = Literal["debug", "info", "warn", "error", "critical"]
@@ -18,8 +20,9 @@ FORMATS: tuple[str, ...] = get_args(Format)
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any, Any, Any], None]:
     def check(_instance: Any, attribute: Any, value: Any) -> None:
         if value not in choices:
-            raise ValueError(
-                f"logging.{attribute.name} must be one of {', '.join(choices)}, not {value!r}"
+            raise InvalidSettingError(
+                attribute.name,
+                f"logging.{attribute.name} must be one of {', '.join(choices)}, not {value!r}",
             )
 
     return check
@@ -27,16 +30,18 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any, Any, Any], None]:
 
 def _check_file(_instance: Any, _attribute: Any, value: str | None) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise ValueError(
+        raise InvalidSettingError(
+            "file",
             f"logging.file must be a file path, not {value!r}; leave it unset to log to "
-            "stdout (or to twistd's --logfile)"
+            "stdout (or to twistd's --logfile)",
         )
 
 
 def _check_retention(_instance: Any, _attribute: Any, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"logging.retention_days must be a whole number of days >= 1, not {value!r}"
+        raise InvalidSettingError(
+            "retention_days",
+            f"logging.retention_days must be a whole number of days >= 1, not {value!r}",
         )
 
 
