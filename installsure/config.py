@@ -9,6 +9,7 @@ value came from and what is expected, so an operator fixes a config in one round
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import stat
@@ -520,8 +521,70 @@ def _defaults_as_data() -> dict[str, Any]:
     return data
 
 
-def _collect(exc: BaseException, path: tuple[str, ...], layers: _Layers) -> None:
-    """Turn cattrs' nested validation errors into one ConfigProblem per bad value."""
+def _structure(layers: _Layers) -> Config | None:
+    """The layered values as a Config, or None with every problem in ``layers.problems``.
+
+    cattrs reports every value of a wrong type at once, but a settings class's own
+    validators stop at the first value they refuse, and do not run at all while another
+    value of the section has a wrong type. So every reported value is put back to its
+    default (unknown keys are dropped) and the values structured again, until nothing
+    more is found: one run of the server then lists every bad value, not one per try.
+    """
+    values = copy.deepcopy(layers.values)
+    defaults = _defaults_as_data()
+    for _attempt in range(_MAX_STRUCTURING_ATTEMPTS):
+        try:
+            config: Config = _converter.structure(values, Config)
+        except (BaseValidationError, ForbiddenExtraKeysError) as exc:
+            reported: list[tuple[str, ...]] = []
+            _collect(exc, (), layers, reported)
+            # Every reported value goes back to its default, not just the first.
+            restored = [_restore_default(values, defaults, path) for path in reported]
+            if not any(restored):
+                break
+        else:
+            if not layers.problems:
+                return config
+            break
+    # The same type error is met again on every attempt: report it once.
+    layers.problems[:] = list(dict.fromkeys(layers.problems))
+    return None
+
+
+_MAX_STRUCTURING_ATTEMPTS = 100
+_ABSENT = object()
+
+
+def _restore_default(
+    values: dict[str, Any], defaults: dict[str, Any], path: tuple[str, ...]
+) -> bool:
+    """Put the default back at ``path``; False when there is none or it is already there."""
+    node: Any = values
+    default: Any = defaults
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        default = default.get(part) if isinstance(default, dict) else None
+    if not isinstance(node, dict):
+        return False
+    value = default.get(path[-1], _ABSENT) if isinstance(default, dict) else _ABSENT
+    if value is _ABSENT:
+        # No default (e.g. a queue only the configuration names): let the class's own
+        # field default apply.
+        return node.pop(path[-1], _ABSENT) is not _ABSENT
+    if node.get(path[-1], _ABSENT) == value:
+        return False
+    node[path[-1]] = copy.deepcopy(value)
+    return True
+
+
+def _collect(
+    exc: BaseException,
+    path: tuple[str, ...],
+    layers: _Layers,
+    reported: list[tuple[str, ...]] | None = None,
+) -> None:
+    """Turn cattrs' nested validation errors into one ConfigProblem per bad value;
+    ``reported`` gets the path of each."""
     if isinstance(exc, BaseValidationError):
         for sub in exc.exceptions:
             sub_path = path
@@ -530,23 +593,39 @@ def _collect(exc: BaseException, path: tuple[str, ...], layers: _Layers) -> None
                     sub_path = (*path, note.name)
                 elif isinstance(note, IterableValidationNote):
                     sub_path = (*path, str(note.index))
-            _collect(sub, sub_path, layers)
+            _collect(sub, sub_path, layers, reported)
         return
     if isinstance(exc, ForbiddenExtraKeysError):
         for extra in sorted(exc.extra_fields):
-            key_path = (*path, extra)
-            layers.problems.append(ConfigProblem(
-                ".".join(key_path), layers.source_of(key_path),
-                "unknown setting; check the spelling against etc/installsure.toml",
-            ))
+            _report(layers, reported, (*path, extra),
+                    "unknown setting; check the spelling against etc/installsure.toml")
         return
     message = str(exc) if isinstance(exc, ValueError | TypeError) else repr(exc)
     if isinstance(exc, InvalidSettingError):
         # A validator of the section's class: report it under the setting's own key.
         path = (*path, exc.name)
-        message = message.removeprefix(".".join(path)).lstrip(": ") or message
-    layers.problems.append(ConfigProblem(".".join(path) or "(top)", layers.source_of(path),
-                                         message))
+        # The message names the key itself; the problem line names it already.
+        for prefix in (_display_key(path), exc.name):
+            if message.startswith(prefix):
+                message = message.removeprefix(prefix).lstrip(": ") or message
+                break
+    _report(layers, reported, path, message)
+
+
+def _report(
+    layers: _Layers, reported: list[tuple[str, ...]] | None, path: tuple[str, ...], message: str
+) -> None:
+    layers.problems.append(ConfigProblem(_display_key(path), layers.source_of(path), message))
+    if reported is not None:
+        reported.append(path)
+
+
+def _display_key(path: tuple[str, ...]) -> str:
+    """The dotted key as users write it: ``queues.email-send.attempts``, without the
+    field that holds a section's named entries."""
+    if len(path) > 1 and ENTRY_FIELDS.get(path[:1]) == path[1]:
+        path = (path[0], *path[2:])
+    return ".".join(path) or "(top)"
 
 
 def _check_endpoints(layers: _Layers) -> None:
@@ -636,11 +715,9 @@ def load_config(
     _read_environment(os.environ if environ is None else environ, layers)
     _read_options(options or {}, layers)
     _check_endpoints(layers)
-    try:
-        config = _converter.structure(layers.values, Config)
-    except (BaseValidationError, ForbiddenExtraKeysError) as exc:
-        _collect(exc, (), layers)
-        raise ConfigError(layers.problems) from None
+    config = _structure(layers)
+    if config is None:
+        raise ConfigError(layers.problems)
     _check_combinations(config, layers)
     if layers.problems:
         raise ConfigError(layers.problems)

@@ -295,3 +295,27 @@ def test_values_refused_by_a_sections_own_checks_name_their_key_and_source() -> 
     assert problem.key == "logging.retention_days"
     assert "INSTALLSURE_LOGGING_RETENTION_DAYS" in problem.source
     assert problem.message.startswith("must be a whole number of days")
+
+
+def test_every_refused_value_is_reported_in_one_go() -> None:
+    """Several values one section refuses, next to a wrong type in the same section and
+    in a named queue, are all reported by one load, each under its own key."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={
+            "INSTALLSURE_HTTP_IDLE_TIMEOUT": "0s",
+            "INSTALLSURE_HTTP_MAX_BODY_SIZE": "0",
+            "INSTALLSURE_HTTP_RATE_LIMIT_DEFAULT": "lots",
+            "INSTALLSURE_HTTP_TRUST_PROXY": "perhaps",
+            "INSTALLSURE_LOGGING_LEVEL": "loud",
+            "INSTALLSURE_LOGGING_RETENTION_DAYS": "0",
+            "INSTALLSURE_QUEUES_EMAIL_SEND_ATTEMPTS": "0",
+            "INSTALLSURE_QUEUES_EMAIL_SEND_BACKOFF": "random",
+        })
+    found = problems_of(excinfo)
+    assert sorted(found) == [
+        "http.idle_timeout", "http.max_body_size", "http.rate_limit_default",
+        "http.trust_proxy", "logging.level", "logging.retention_days",
+        "queues.email-send.attempts", "queues.email-send.backoff",
+    ]
+    assert found["queues.email-send.attempts"].endswith(": must be greater than 0, got 0")
+    assert len(excinfo.value.problems) == len(found)  # each reported once
