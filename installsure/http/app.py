@@ -125,6 +125,7 @@ class ApiResource(Resource):
         self._request_id_header = settings.request_id_header.encode("ascii")
         self._slow_ms = settings.slow_request_threshold * 1000
         self._trust_proxy = settings.trust_proxy
+        self._gzip_min_size = settings.gzip_min_size
         self._cors_origins = frozenset(o.encode("ascii") for o in settings.cors_origins)
         self._security = self._security_headers(settings)
         self._security_raw = {canonical_name(name): values for name, values in self._security}
@@ -562,7 +563,7 @@ class ApiResource(Resource):
         if self._hsts is not None and (
             _is_secure(request)
             or (
-                self.settings.trust_proxy
+                self._trust_proxy
                 and request_headers.getRawHeaders(b"x-forwarded-proto", [b""])[0].lower()
                 == b"https"
             )
@@ -580,7 +581,7 @@ class ApiResource(Resource):
             for name, value in ctx.extra_headers:
                 _add_header(out, name, value)
         if content_type is not None and (
-            len(body) >= self.settings.gzip_min_size
+            len(body) >= self._gzip_min_size
             and content_type.startswith(_JSON)
             and _accepts_gzip(request_headers.getRawHeaders(b"accept-encoding"))
         ):

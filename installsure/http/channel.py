@@ -27,6 +27,7 @@ from twisted.web.iweb import INonQueuedRequestFactory
 from installsure.http.head import canonical_name, parse_simple_head
 
 _ONE_VALUE_EACH = {1}
+_first = itemgetter(0)
 
 
 @lru_cache(maxsize=16)
@@ -34,7 +35,23 @@ def _non_queued(factory: object) -> bool:
     """Whether HTTPChannel would build requests from ``factory`` without a queue position."""
     return bool(INonQueuedRequestFactory.providedBy(factory))
 
-_first = itemgetter(0)
+
+def _response_head(
+    version: bytes, code: bytes, reason: bytes, stored: dict[bytes, list[bytes]]
+) -> bytes:
+    """Status line and header lines of a response, up to and including the blank line."""
+    if set(map(len, stored.values())) == _ONE_VALUE_EACH:
+        # The usual case, one value per header, joined without a Python-level loop.
+        lines = b"\r\n".join(
+            map(b": ".join, zip(stored, map(_first, stored.values()), strict=True))
+        )
+    else:
+        lines = b"\r\n".join(
+            [name + b": " + value for name, values in stored.items() for value in values]
+        )
+    return b"".join(
+        (version, b" ", code, b" ", reason, b"\r\n", lines, b"\r\n\r\n" if lines else b"\r\n")
+    )
 
 
 class ApiChannel(http.HTTPChannel):
@@ -194,20 +211,8 @@ class ApiChannel(http.HTTPChannel):
             self.flush_head()
             super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
             return
-        stored = headers._rawHeaders
-        if set(map(len, stored.values())) == _ONE_VALUE_EACH:
-            # The usual case, one value per header, joined without a Python-level loop.
-            lines = b"\r\n".join(
-                map(b": ".join, zip(stored, map(_first, stored.values()), strict=True))
-            )
-        else:
-            lines = b"\r\n".join(
-                [name + b": " + value for name, values in stored.items() for value in values]
-            )
         self.flush_head()
-        self._pending_head = b"".join(
-            (version, b" ", code, b" ", reason, b"\r\n", lines, b"\r\n\r\n" if lines else b"\r\n")
-        )
+        self._pending_head = _response_head(version, code, reason, headers._rawHeaders)
 
     def write(self, data: bytes) -> None:
         head = self._pending_head
@@ -220,11 +225,11 @@ class ApiChannel(http.HTTPChannel):
         self, version: bytes, code: bytes, reason: bytes, headers: Headers, body: bytes
     ) -> None:
         """A whole response: its head and ``body`` in one ``send``."""
-        self.writeHeaders(version, code, reason, headers)
-        if body:
+        if type(headers) is not Headers or self._pending_head is not None:
+            self.writeHeaders(version, code, reason, headers)
             self.write(body)
-        else:
-            self.flush_head()
+            return
+        self._send(_response_head(version, code, reason, headers._rawHeaders) + body)
 
     def writeSequence(self, iovec: list[bytes]) -> None:
         self.flush_head()
