@@ -1,14 +1,20 @@
 """The HTTP/1.1 connection: a one-pass parser for simple requests, one ``send`` per answer.
 
-:class:`ApiChannel` is twisted.web's ``HTTPChannel`` with two shortcuts on the hot path,
-each falling back to the inherited code whenever its case is not the plain one:
+:class:`ApiChannel` is twisted.web's ``HTTPChannel`` with three shortcuts on the hot
+path, each falling back to the inherited code whenever its case is not the plain one:
 
 * **reading**: a read that holds exactly one complete, body-less request head (the usual
   GET, HEAD or DELETE) is parsed in one pass by :func:`~installsure.http.head.parse_simple_head`
   and handed to the same request hooks the line parser would call; every other read
   goes through ``LineReceiver`` as before.
 * **writing**: the status line and headers are held and sent together with the first
-  body bytes, straight to the socket when nothing is queued before them.
+  body bytes (or, for :meth:`~installsure.http.request.ApiRequest.respond`, with the
+  whole body at once), straight to the socket when nothing is queued before them.
+* **idle timeout**: one DelayedCall per connection that requests do not touch (see
+  "idle timeout" below).
+
+Where these replace twisted.web code, tests/http/test_channel.py compares the result
+with what twisted.web's own code makes of the same bytes.
 """
 
 from __future__ import annotations
