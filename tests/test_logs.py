@@ -784,6 +784,9 @@ def test_info_lines_reach_the_file_within_a_fraction_of_a_second(tmp_path: Path)
         {"method": "GET", "path": "/", "status": 200, "tab": "a\tb", "accent": "café",
          "ratio": 0.5, "flag": False, "none": None, "big": 10**20},
         {"method": "GET", "path": "/", "status": 200, "items": [1, 2], "when": object()},
+        {"method": "GET", "path": "/", "status": 200, "ratio": 0.5, "flag": True,
+         "none": None, "count": 3, "id": "x-1", "neg": -2.5e-7},
+        {"method": "GET", "path": "/", "status": 200, "blank": "", "id": "x-1"},
     ],
 )
 def test_fast_text_path_matches_the_general_one(fields: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from twisted.web.http import NO_BODY_CODES, parse_qs
 from twisted.web.http_headers import Headers
 
 from installsure import logs
-from installsure.http.app import too_large
+from installsure.http.app import ApiResource, too_large
 from installsure.http.context import sane_request_id
 from installsure.http.errors import error_body
 
@@ -162,7 +162,11 @@ class ApiRequest(server.Request):
     def process(self) -> None:
         # server.Request.process, minus the "Server: TwistedWeb/<version>" header.
         self.site = self.channel.site
-        self.responseHeaders.setRawHeaders(b"Date", [_DateCache.now()])
+        stored = self.responseHeaders._rawHeaders
+        if type(stored) is dict:  # as setRawHeaders stores it, without re-checking a constant
+            stored[b"Date"] = [_DateCache.now()]
+        else:
+            self.responseHeaders.setRawHeaders(b"Date", [_DateCache.now()])
         self.prepath = []
         # Only mounted resources traverse by segments; the API resource is a leaf that
         # routes on the whole path, so most requests skip splitting and unquoting it.
@@ -172,7 +176,12 @@ class ApiRequest(server.Request):
             self.postpath = []
         try:
             resrc = self.site.getResourceFor(self)
-            self.render(resrc)  # type: ignore[no-untyped-call]
+            if type(resrc) is ApiResource:
+                # It answers every method and error itself, always later (NOT_DONE_YET):
+                # server.Request.render's fallbacks never apply.
+                resrc.render(self)
+            else:
+                self.render(resrc)  # type: ignore[no-untyped-call]
         except BaseException:
             self.processingFailed(failure.Failure())  # type: ignore[no-untyped-call]
 

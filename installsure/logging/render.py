@@ -143,7 +143,7 @@ _milli_text: tuple[int, str] = (-1, "")
 def _timestamp(when: float | None) -> str:
     """ISO 8601 UTC with milliseconds: ``2026-11-30T03:45:47.123Z``."""
     # One-entry caches: strftime per line is costly, and under load many lines share a
-    # millisecond.
+    # millisecond. Each cache is one tuple, replaced whole, so threads never see half.
     global _second_text, _milli_text  # noqa: PLW0603
     if when is None:
         when = time.time()
@@ -294,8 +294,18 @@ def _plain_text(event: LogEvent, log_format: str, extra: tuple[str, ...]) -> str
     except Exception:  # the general path explains a bad format
         return None
     if extra:
-        # _text_value for the scalar types, inlined: this runs for every field of every
-        # access line.
+        values = list(map(event.__getitem__, extra))
+        if not _SCALARS.issuperset(map(type, values)):
+            return None
+        texts = list(map(str, values))
+        joined = "x".join(texts)
+        if all(texts) and joined.isprintable() and _QUOTE_WORTHY.isdisjoint(joined):
+            # The usual case, every value bare: no per-field Python steps (this runs for
+            # every access line). A scalar that is not a string always prints bare.
+            pairs_text = " ".join(map("{}={}".format, extra, texts))
+            text = f"{text} {pairs_text}" if text else pairs_text
+            return _finish_plain(event, text)
+        # _text_value for the scalar types, inlined.
         pairs = []
         for key in extra:
             value = event[key]
@@ -307,6 +317,10 @@ def _plain_text(event: LogEvent, log_format: str, extra: tuple[str, ...]) -> str
                 return None
             pairs.append(f"{key}={value}")
         text = f"{text} {' '.join(pairs)}" if text else " ".join(pairs)
+    return _finish_plain(event, text)
+
+
+def _finish_plain(event: LogEvent, text: str) -> str | None:
     if "\n" in text:
         return None
     return f"{_timestamp(event.get('log_time'))} [{_system(event)}] {text.rstrip()}"
