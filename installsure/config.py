@@ -521,6 +521,10 @@ def _defaults_as_data() -> dict[str, Any]:
     return data
 
 
+_MAX_STRUCTURING_ATTEMPTS = 100
+_ABSENT = object()
+
+
 def _structure(layers: _Layers) -> Config | None:
     """The layered values as a Config, or None with every problem in ``layers.problems``.
 
@@ -549,10 +553,6 @@ def _structure(layers: _Layers) -> Config | None:
     # The same type error is met again on every attempt: report it once.
     layers.problems[:] = list(dict.fromkeys(layers.problems))
     return None
-
-
-_MAX_STRUCTURING_ATTEMPTS = 100
-_ABSENT = object()
 
 
 def _restore_default(

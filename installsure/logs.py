@@ -130,13 +130,14 @@ def log_access(
         event["user"] = user
     if trace_id is not None:
         event["traceId"] = trace_id
+    warning = None
     if slow_threshold_ms is not None and duration_ms >= slow_threshold_ms:
         # Observers may keep the event they are given, so the warning gets its own dict.
-        fields = {k: v for k, v in event.items() if not k.startswith("log_")}
-        _access_log.observer(event)
-        _emit(_access_log, LogLevel.warn, SLOW_FORMAT, {**fields, "thresholdMs": slow_threshold_ms})
-        return
+        warning = {k: v for k, v in event.items() if not k.startswith("log_")}
+        warning["thresholdMs"] = slow_threshold_ms
     _access_log.observer(event)
+    if warning is not None:
+        _emit(_access_log, LogLevel.warn, SLOW_FORMAT, warning)
 
 
 def business_event(name: str, /, **fields: Any) -> None:

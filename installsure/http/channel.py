@@ -163,8 +163,7 @@ class ApiChannel(http.HTTPChannel):
                 if call is not None and call.active():
                     call.cancel()
                 self._schedule_idle_check(period)
-            else:
-                self._idle_since = self._idle_clock()
+            self._idle_since = self._idle_clock()
         return previous
 
     def resetTimeout(self) -> None:
@@ -176,7 +175,6 @@ class ApiChannel(http.HTTPChannel):
         self._idle_call = call
         self._idle_clock = call.seconds
         self._idle_period = self.timeOut
-        self._idle_since = call.seconds()
 
     def _idle_check(self) -> None:
         self._idle_call = None
@@ -185,9 +183,7 @@ class ApiChannel(http.HTTPChannel):
             return
         left = self._idle_since + period - self._idle_clock()
         if left > 0:
-            since = self._idle_since
             self._schedule_idle_check(left)
-            self._idle_since = since
         else:
             self.timeoutConnection()  # type: ignore[no-untyped-call]
 

@@ -299,28 +299,13 @@ def _plain_text(event: LogEvent, log_format: str, extra: tuple[str, ...]) -> str
             return None
         texts = list(map(str, values))
         joined = "x".join(texts)
-        if all(texts) and joined.isprintable() and _QUOTE_WORTHY.isdisjoint(joined):
-            # The usual case, every value bare: no per-field Python steps (this runs for
-            # every access line). A scalar that is not a string always prints bare.
-            pairs_text = " ".join(map("{}={}".format, extra, texts))
-            text = f"{text} {pairs_text}" if text else pairs_text
-            return _finish_plain(event, text)
-        # _text_value for the scalar types, inlined.
-        pairs = []
-        for key in extra:
-            value = event[key]
-            kind = type(value)
-            if kind is str:
-                if not (value and value.isprintable() and _QUOTE_WORTHY.isdisjoint(value)):
-                    value = json.dumps(value, ensure_ascii=False)
-            elif kind not in _SCALARS:
-                return None
-            pairs.append(f"{key}={value}")
-        text = f"{text} {' '.join(pairs)}" if text else " ".join(pairs)
-    return _finish_plain(event, text)
-
-
-def _finish_plain(event: LogEvent, text: str) -> str | None:
+        if not (all(texts) and joined.isprintable() and _QUOTE_WORTHY.isdisjoint(joined)):
+            # Some value needs quoting. When none does (the usual case, every access
+            # line) the texts are already right: a scalar that is not a string always
+            # prints bare, and this skips a Python call per field.
+            texts = list(map(_text_value, values))
+        pairs = " ".join(map("{}={}".format, extra, texts))
+        text = f"{text} {pairs}" if text else pairs
     if "\n" in text:
         return None
     return f"{_timestamp(event.get('log_time'))} [{_system(event)}] {text.rstrip()}"
