@@ -341,7 +341,8 @@ def our_server_spec(args: argparse.Namespace) -> ServerSpec:
     if not twistd.exists():
         raise BenchError(
             f"{twistd} not found: install Twisted into the venv that runs this benchmark "
-            "(pip install -e .), or measure a running server with --url-of-running-server."
+            "(see README.rst, Development), or measure a running server with "
+            "--url-of-running-server."
         )
     env = {
         k: v
@@ -803,24 +804,45 @@ def ratios(figures: dict[str, ServerFigures], routes: Sequence[str]) -> list[dic
                 "route": route, "peer": peer, "ratio": ratio, "ratio_per_cpu_s": per_cpu,
                 "target": target,
                 "verdict": None if target is None else ("PASS" if ratio >= target else "MISS"),
+                "round_ratios": round_ratios(ours.rounds.get(route), other.rounds.get(route)),
             })
     return out
+
+
+def round_ratios(
+    ours: Sequence[Measurement] | None, peer: Sequence[Measurement] | None
+) -> list[float]:
+    """ours / peer for each round, both measured minutes apart at most.
+
+    The machine's speed drifts over a run; a round's two figures share most of its
+    state, so the spread of these ratios shows how far the drift moved the verdict.
+    Empty when a round is missing on either side (its pairs would not line up).
+    """
+    if not ours or not peer or len(ours) != len(peer):
+        return []
+    return [a.rps / b.rps for a, b in zip(ours, peer, strict=True) if b.rps > 0]
 
 
 def print_ratios(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     print()
-    print("ratios, ours / peer      req/s  (target, verdict)       req/CPU-s")
+    print("ratios, ours / peer      req/s  (target, verdict)       req/CPU-s  "
+          "rounds' req/s ratios: median (range)")
     for row in rows:
         verdict = ""
         if row["target"] is not None:
             verdict = f">= {row['target']}x  {row['verdict']}"
         per_cpu = row["ratio_per_cpu_s"]
         per_cpu_text = f"{per_cpu:6.2f}x" if per_cpu is not None else "     -"
+        by_round = row["round_ratios"]
+        by_round_text = (
+            f"{statistics.median(by_round):.2f}x ({min(by_round):.2f}-{max(by_round):.2f})"
+            if by_round else "-"
+        )
         print(
             f"  {row['route']:<7} ours/{row['peer']:<8} {row['ratio']:6.2f}x  {verdict:<20}"
-            f"  {per_cpu_text}"
+            f"  {per_cpu_text}     {by_round_text}"
         )
 
 
