@@ -15,7 +15,7 @@ from twisted.internet import address
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.web import server
+from twisted.web import http, server
 
 from installsure.http import HttpSettings, Router, build_site
 from installsure.http import channel as channel_module
@@ -23,6 +23,7 @@ from installsure.http.channel import ApiChannel
 from installsure.http.head import canonical_name, parse_simple_head
 from installsure.http.request import ApiRequest
 from installsure.http.routing import Response
+from installsure.http.site import ApiSite
 
 PEER = address.IPv4Address("TCP", "127.0.0.1", 50000)
 HOST = address.IPv4Address("TCP", "127.0.0.1", 8000)
@@ -123,21 +124,44 @@ class _Recording:
                 "cookies": self.received_cookies,
                 "persistent": self.channel.persistent,
                 "content": self.content.read(),
+                "channel while handling": _channel_state(self.channel),
             }
         )
         self.setResponseCode(204)
         self.finish()
 
 
+#: HTTPChannel's per-request state, which the shortcuts set themselves.
+_CHANNEL_STATE = (
+    "line_mode", "_handlingRequest", "timeOut", "_savedTimeOut", "length",
+    "_transferDecoder", "_receivedHeaderCount", "_receivedHeaderSize",
+    "_HTTPChannel__first_line", "_HTTPChannel__header", "_dataBuffer", "persistent",
+    "_waitingForTransport",
+)
+
+
+def _channel_state(channel: Any) -> dict[str, Any]:
+    state = {name: getattr(channel, name) for name in _CHANNEL_STATE}
+    state["_dataBuffer"] = list(state["_dataBuffer"])  # a snapshot, not the live list
+    state["requests"] = len(channel.requests)
+    state["parked request line"] = [
+        name for name in ("_command", "_path", "_version") if hasattr(channel, name)
+    ]
+    return state
+
+
 def _connect(
-    clock: Clock | None = None, request_class: type = ApiRequest
-) -> tuple[ApiChannel, StringTransport, list[Any]]:
+    clock: Clock | None = None,
+    request_class: type = ApiRequest,
+    channel_class: type[http.HTTPChannel] = ApiChannel,
+) -> tuple[Any, StringTransport, list[Any]]:
     router = Router()
     site = build_site(router, HttpSettings())
+    site.protocol = channel_class  # type: ignore[assignment]
     seen: list[dict[str, Any]] = []
     site.requestFactory = type("Recording", (_Recording, request_class), {"seen": seen})
     channel = site.buildProtocol(PEER)
-    assert isinstance(channel, ApiChannel)
+    assert isinstance(channel, channel_class)
     if clock is not None:
         channel.callLater = clock.callLater  # type: ignore[method-assign]
     transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
@@ -186,23 +210,74 @@ def test_one_pass_parsing_builds_the_same_request_as_the_line_parser(
     data: bytes, fast_path_uses: list[bytes]
 ) -> None:
     """The same head, read whole (one pass) and in two pieces (twisted.web's line
-    parser), gives the same request as twisted.web's own Request builds: method,
-    target, args, headers, cookies, persistence, empty body; and the same answer."""
-    fast, fast_wire, fast_seen = _connect()
+    parser), gives the same request as twisted.web's own Request and HTTPChannel build:
+    method, target, args, headers, cookies, persistence, empty body; the channel is in
+    the same state while the request is handled and after it; and the answer is the
+    same."""
+    fast, fast_wire, fast_seen = _connect(Clock())
     fast.dataReceived(data)
     assert fast_path_uses == [data]
+    fast_after = _channel_state(fast)
 
     cut = data.index(b"\r\n") + 2
     answers = []
-    for request_class in (ApiRequest, server.Request):
-        slow, slow_wire, slow_seen = _connect(request_class=request_class)
+    for request_class, channel_class in (
+        (ApiRequest, ApiChannel),
+        (server.Request, ApiChannel),
+        (server.Request, http.HTTPChannel),
+    ):
+        slow, slow_wire, slow_seen = _connect(Clock(), request_class, channel_class)
         slow.dataReceived(data[:cut])
         slow.dataReceived(data[cut:])
-        assert fast_seen == slow_seen, request_class
+        assert fast_seen == slow_seen, (request_class, channel_class)
+        assert fast_after == _channel_state(slow), (request_class, channel_class)
         answers.append((_without_date(slow_wire.value()), slow_wire.disconnecting))
     assert fast_path_uses == [data]  # the other connections never took the shortcut
     assert len(fast_seen) == 1
     assert answers[0] == (_without_date(fast_wire.value()), fast_wire.disconnecting)
+    assert answers[2] == answers[0]
+
+
+CONVERSATIONS = {
+    "pipelined in one read": [
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+    ],
+    "one after another": [b"GET /a HTTP/1.1\r\n\r\n", b"DELETE /b?c=d HTTP/1.1\r\n\r\n"],
+    "a head cut in the middle, then a whole one": [
+        b"GET /a HTTP/1.1\r\nHo", b"st: x\r\n\r\nGET /b HTTP/1.1\r\n\r\n"
+    ],
+    "a body between two simple requests": [
+        b"GET /a HTTP/1.1\r\n\r\n",
+        b"PUT /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+        b"GET /c HTTP/1.1\r\n\r\n",
+    ],
+    "HTTP/1.0 closes": [b"GET /a HTTP/1.0\r\n\r\n", b"GET /b HTTP/1.1\r\n\r\n"],
+    "Connection: close closes": [b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n"],
+}
+
+
+@pytest.mark.parametrize("reads", CONVERSATIONS.values(), ids=CONVERSATIONS.keys())
+def test_connections_go_through_the_same_states_as_twisted_webs_channel(
+    reads: list[bytes],
+) -> None:
+    """Over whole conversations (pipelining, heads cut anywhere, bodies, closes) the
+    channel, with its one-pass parsing and its shortcut when a request is done, serves
+    the same requests, passes through the same states while each is handled, ends in
+    the same state and writes the same bytes as twisted.web's HTTPChannel."""
+    runs = []
+    for request_class, channel_class in (
+        (server.Request, http.HTTPChannel),  # the reference: twisted.web alone
+        (ApiRequest, ApiChannel),
+        (server.Request, ApiChannel),
+    ):
+        channel, wire, seen = _connect(Clock(), request_class, channel_class)
+        for data in reads:
+            channel.dataReceived(data)
+        runs.append((seen, _channel_state(channel), _without_date(wire.value()),
+                     wire.disconnecting))
+    assert runs[0][0], "the conversation served no request"
+    assert runs[1] == runs[0]
+    assert runs[2] == runs[0]
 
 
 def _without_date(wire: bytes) -> bytes:
@@ -355,6 +430,35 @@ def test_a_request_in_progress_is_never_timed_out() -> None:
     assert clock.getDelayedCalls() == []
 
 
+def test_the_idle_countdown_restarts_when_a_short_request_is_answered() -> None:
+    """A request answered before the connection's idle check comes round restarts the
+    countdown at the answer: the connection is closed a whole timeout after it, not
+    after the request arrived."""
+    clock = Clock()
+    site = build_site(Router(), HttpSettings())
+    pending: list[ApiRequest] = []
+    site.requestFactory = type("Slow", (_Slow,), {"pending": pending})
+    channel = site.buildProtocol(PEER)
+    assert isinstance(channel, ApiChannel)
+    channel.callLater = clock.callLater  # type: ignore[method-assign]
+    wire = StringTransport(peerAddress=PEER, hostAddress=HOST)
+    channel.makeConnection(wire)
+    timeout = channel.timeOut
+    assert timeout is not None
+    assert timeout > 4
+    clock.advance(timeout / 2)
+    channel.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+    clock.advance(timeout / 4)  # answered before the first idle check is due
+    request = pending.pop()
+    request.setResponseCode(204)
+    request.finish()
+    answered = clock.seconds()
+    clock.advance(answered + timeout - 1 - clock.seconds())
+    assert not wire.disconnecting
+    clock.advance(1)
+    assert wire.disconnecting
+
+
 def test_closing_a_connection_cancels_its_timer() -> None:
     """A connection that goes away leaves no DelayedCall holding it."""
     clock = Clock()
@@ -386,6 +490,20 @@ def test_a_new_timeout_period_counts_from_when_it_is_set() -> None:
     assert not wire.disconnecting
     clock.advance(1)
     assert wire.disconnecting
+
+
+def test_api_site_stores_request_bodies_as_twisted_webs_site() -> None:
+    """ApiRequest stores the empty body of a request without one itself, as
+    server.Site.getContentFile would: true only while ApiSite keeps that method."""
+    assert getattr(ApiSite, "getContentFile", None) is getattr(
+        server.Site, "getContentFile", None
+    )
+    channel, _wire, _seen = _connect()
+    ours, theirs = ApiRequest(channel), server.Request(channel)
+    ours.gotLength(0)
+    theirs.gotLength(0)
+    assert type(ours.content) is type(theirs.content)
+    assert ours.content.read() == theirs.content.read() == b""
 
 
 @pytest.mark.parametrize("args", [(), (0,)])
