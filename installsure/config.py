@@ -72,7 +72,11 @@ class RedisConfig:
     sentinels: tuple[str, ...] = ()
     """``host:port`` of Redis Sentinels, instead of ``url``."""
     master_name: str | None = None
-    password: str | None = None
+    """The name the Sentinels monitor the master under (with ``sentinels``)."""
+    password: str | None = field(default=None, repr=False)
+    """The master's password, with ``sentinels`` (with ``url``, it goes in the URL)."""
+    sentinel_password: str | None = field(default=None, repr=False)
+    """The Sentinels' own password, when they are set up with ``requirepass``."""
     db: int = 0
     command_timeout: Seconds = Seconds(5.0)
     connect_timeout: Seconds = Seconds(5.0)

@@ -64,6 +64,7 @@ def redis_target(config: Config, embedded: EmbeddedRedisService | None) -> Redis
         return RedisTarget.for_sentinels(
             sentinels, config.redis.master_name or "",
             password=config.redis.password, db=config.redis.db,
+            sentinel_password=config.redis.sentinel_password,
         )
     assert config.redis.url is not None  # noqa: S101 - load_config guarantees one of the three
     return RedisTarget.from_url(config.redis.url)

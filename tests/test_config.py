@@ -175,6 +175,27 @@ def test_malformed_urls_and_endpoints() -> None:
     assert "'b' is not host:port" in found["redis.sentinels"]
 
 
+def test_sentinel_settings_reach_the_redis_target_and_stay_out_of_reprs() -> None:
+    """Sentinels, master name and both passwords (the master's and the Sentinels' own)
+    from the environment make the Redis target; neither password shows in a repr."""
+    from installsure.service import redis_target
+
+    config = load_config(environ={
+        "INSTALLSURE_REDIS_SENTINELS": "s1:26379,s2:26380",
+        "INSTALLSURE_REDIS_MASTER_NAME": "mymaster",
+        "INSTALLSURE_REDIS_PASSWORD": "m-pw-4f1c",
+        "INSTALLSURE_REDIS_SENTINEL_PASSWORD": "s-pw-9b2e",
+    })
+    target = redis_target(config, None)
+    assert target.sentinels == (("s1", 26379), ("s2", 26380))
+    assert target.master_name == "mymaster"
+    assert target.password == "m-pw-4f1c"
+    assert target.sentinel_password == "s-pw-9b2e"
+    for text in (repr(config), repr(config.redis), repr(target)):
+        assert "m-pw-4f1c" not in text
+        assert "s-pw-9b2e" not in text
+
+
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
     """A file that is not TOML or does not exist is named with the reason."""
     path = write(tmp_path, "[http\nlisten = 1")

@@ -244,8 +244,11 @@ class _Link:
         sentinel: Callable[[], Any] | None = None,
         protocol: type[Any] | None = None,
         quiet: bool = False,
+        credentials: str = "the password and database number in the Redis settings",
     ) -> None:
+        """``credentials``: what to check when Redis refuses AUTH or SELECT, for the log."""
         self.target = target
+        self._credentials = credentials
         self.name = name
         self.state = "connecting"
         self.last_error: str | None = None
@@ -437,7 +440,8 @@ class _Link:
         self.state = "down"
         self._dead = True
         self.last_error = failure.getErrorMessage()
-        log.error("Redis at {target} refused the connection setup: {error}. Check the "
-                  "password and database number in the Redis settings; not retrying.",
-                  target=self.target.describe(), error=self.last_error)
+        log.error("Redis at {target} refused the connection setup: {error}. Check "
+                  "{credentials}; not retrying.",
+                  target=self.target.describe(), error=self.last_error,
+                  credentials=self._credentials)
         self._fail_waiters(RedisUnavailable(self.unavailable_message()))

@@ -229,13 +229,62 @@ class BlockingConnection:
         return self._link.stop()
 
 
-class _Sentinels(txredisapi.Sentinel):  # type: ignore[misc]
-    """txredisapi's master discovery over our own (quiet, bounded) sentinel connections."""
+#: What Redis answers a client that did not (or wrongly) authenticate.
+_AUTH_ERRORS = ("NOAUTH", "WRONGPASS", "invalid password", "Authentication required")
 
-    def __init__(self, links: list[_Link]) -> None:
+
+class _Sentinels(txredisapi.Sentinel):  # type: ignore[misc]
+    """txredisapi's master discovery over our own (quiet, bounded) sentinel connections.
+
+    Discovery says why it found no master: txredisapi drops the Sentinels' errors and
+    reports only "No master found", which hides e.g. a Sentinel asking for a password.
+    """
+
+    def __init__(self, links: list[_Link], reactor: IReactorTime) -> None:
         self._links = links
+        self._reactor = reactor
         self.sentinels = [link.factory.handler for link in links]
         self.min_other_sentinels = 0
+
+    def discover_master(self, service_name: str) -> defer.Deferred[tuple[str, int]]:
+        """The address of the first Sentinel's healthy master named ``service_name``,
+        or MasterNotFoundError after ``discovery_timeout`` with what the Sentinels said."""
+        found: defer.Deferred[tuple[str, int]] = defer.Deferred()
+        problems: dict[str, str] = {}
+
+        def answered(masters: dict[str, Any]) -> None:
+            state = masters.get(service_name)
+            if not found.called and state and self.check_master_state(state):
+                give_up.cancel()
+                found.callback((state["ip"], int(state["port"])))
+
+        def failed(failure: Failure, link: _Link) -> None:
+            problems[link.name] = failure.getErrorMessage()
+
+        def no_master() -> None:
+            if found.called:
+                return
+            for link in self._links:
+                # A Sentinel that refused our AUTH has no connection to ask on.
+                if link.name not in problems and link.last_error:
+                    problems[link.name] = link.last_error
+            message = f"No master found for {service_name}"
+            if problems:
+                message += " (" + "; ".join(f"{n}: {e}" for n, e in problems.items()) + ")"
+            if any(hint in error for error in problems.values() for hint in _AUTH_ERRORS):
+                if any(link.target.password for link in self._links):
+                    message += ". The Sentinels refused redis.sentinel_password: check it"
+                else:
+                    message += (
+                        ". The Sentinels ask for a password of their own: set "
+                        "redis.sentinel_password (INSTALLSURE_REDIS_SENTINEL_PASSWORD)"
+                    )
+            found.errback(txredisapi.MasterNotFoundError(message))
+
+        for link, sentinel in zip(self._links, self.sentinels, strict=True):
+            sentinel.sentinel_masters().addCallbacks(answered, failed, errbackArgs=(link,))
+        give_up = self._reactor.callLater(self.discovery_timeout, no_master)
+        return found
 
     def disconnect(self) -> defer.Deferred[None]:
         d = defer.gatherResults([link.stop() for link in self._links], consumeErrors=True)
@@ -360,19 +409,20 @@ class RedisService(Service):
         if self._sentinel is None:
             links = [
                 _Link(
-                    RedisTarget(host=host, port=port),
+                    RedisTarget(host=host, port=port, password=self.target.sentinel_password),
                     name=f"sentinel {host}:{port}",
                     size=1,
                     reply_timeout=self.command_timeout,
                     connect_timeout=self.connect_timeout,
                     reactor=self._reactor,
                     quiet=True,
+                    credentials="redis.sentinel_password",
                 )
                 for host, port in self.target.sentinels
             ]
             for link in links:
                 link.start()
-            self._sentinel = _Sentinels(links)
+            self._sentinel = _Sentinels(links, self._reactor)
             # How long to wait for a Sentinel to name a healthy master before trying again:
             # during a failover no master is healthy and a long wait only delays
             # noticing the promoted one.

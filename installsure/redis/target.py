@@ -59,6 +59,8 @@ class RedisTarget:
     #: PEM file of the CA that signed the server's certificate (rediss:// with a private
     #: CA); None trusts the system's CAs.
     tls_ca_file: str | None = None
+    #: The Sentinels' own password (their ``requirepass``), when they ask for one.
+    sentinel_password: str | None = field(default=None, repr=False)
 
     @property
     def is_sentinel(self) -> bool:
@@ -135,8 +137,12 @@ class RedisTarget:
         *,
         password: str | None = None,
         db: int = 0,
+        sentinel_password: str | None = None,
     ) -> RedisTarget:
-        """Ask these Sentinels where the master called ``master_name`` is."""
+        """Ask these Sentinels where the master called ``master_name`` is.
+
+        ``password`` is the master's; ``sentinel_password`` the Sentinels' own, for
+        Sentinels configured with ``requirepass``."""
         checked: list[tuple[str, int]] = []
         for entry in sentinels:
             try:
@@ -156,7 +162,10 @@ class RedisTarget:
             raise ValueError("redis.master_name is required when redis.sentinels is set")
         if db < 0:
             raise ValueError(f"Redis database must be >= 0, not {db}")
-        return cls(sentinels=tuple(checked), master_name=master_name, password=password, db=db)
+        return cls(
+            sentinels=tuple(checked), master_name=master_name, password=password, db=db,
+            sentinel_password=sentinel_password,
+        )
 
     def describe(self) -> str:
         """Where this is, for messages: never includes the password."""

@@ -20,13 +20,16 @@ from tests.fixtures.redis import RedisServerProcess, find_redis_server, free_por
 from tests.redis.helpers import eventually, within
 
 
-def _wait_for_ping(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for_ping(
+    port: int, process: subprocess.Popen[bytes], log: Path, *, password: str | None = None
+) -> None:
     deadline = time.monotonic() + 10
+    auth = f"AUTH {password}\r\n".encode() if password else b""
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(64).startswith(b"+PONG"):
+                s.sendall(auth + b"PING\r\n")
+                if s.recv(64).endswith(b"+PONG\r\n"):
                     return
         except OSError:
             pass
@@ -46,12 +49,16 @@ def _command(port: int, *args: str) -> bytes:
 
 
 @contextmanager
-def _sentinel_for(master_port: int, directory: Path) -> Iterator[int]:
-    """A redis-server --sentinel watching 127.0.0.1:master_port as "mymaster"."""
+def _sentinel_for(
+    master_port: int, directory: Path, *, requirepass: str | None = None
+) -> Iterator[int]:
+    """A redis-server --sentinel watching 127.0.0.1:master_port as "mymaster"
+    (asking its own clients for ``requirepass`` when given)."""
     port = free_port()
     conf = directory / "sentinel.conf"
     conf.write_text(
-        f"port {port}\n"
+        (f"requirepass {requirepass}\n" if requirepass else "")
+        + f"port {port}\n"
         "bind 127.0.0.1\n"
         f"dir {directory}\n"
         f"logfile {directory / 'sentinel.log'}\n"
@@ -61,7 +68,7 @@ def _sentinel_for(master_port: int, directory: Path) -> Iterator[int]:
     )
     process = subprocess.Popen([find_redis_server(), str(conf), "--sentinel"])
     try:
-        _wait_for_ping(port, process, directory / "sentinel.log")
+        _wait_for_ping(port, process, directory / "sentinel.log", password=requirepass)
         yield port
     finally:
         process.kill()
@@ -163,3 +170,49 @@ async def test_unreachable_sentinel_fails_clearly_without_log_spam() -> None:
 async def _failed_twice(service: RedisService) -> None:
     with pytest.raises(RedisUnavailable, match="No master found"):
         await service.execute("PING")
+
+
+@pytest_twisted.ensureDeferred
+async def test_sentinels_with_a_password_of_their_own(
+    redis_server: RedisServerProcess, tmp_path: Path
+) -> None:
+    """Sentinels that ask for a password (their own requirepass, as e.g. the Bitnami
+    chart sets up) are reached with ``sentinel_password``; without it, or with a wrong
+    one, commands fail with a message that names the setting to fill in or check."""
+    with _sentinel_for(redis_server.port, tmp_path, requirepass="sentinel-secret") as port:
+        refused = RedisService(
+            RedisTarget.for_sentinels([("127.0.0.1", port)], "mymaster"),
+            command_timeout=0.5, connect_timeout=0.5,
+        )
+        refused.startService()
+        try:
+            with pytest.raises(RedisUnavailable, match=r"set redis\.sentinel_password"):
+                await within(10, refused.execute("PING"))
+        finally:
+            await refused.stopService()
+
+        wrong = RedisService(
+            RedisTarget.for_sentinels(
+                [("127.0.0.1", port)], "mymaster", sentinel_password="not-it"
+            ),
+            command_timeout=0.5, connect_timeout=0.5,
+        )
+        wrong.startService()
+        try:
+            with pytest.raises(RedisUnavailable, match=r"refused redis\.sentinel_password"):
+                await within(10, wrong.execute("PING"))
+        finally:
+            await wrong.stopService()
+
+        target = RedisTarget.for_sentinels(
+            [("127.0.0.1", port)], "mymaster", sentinel_password="sentinel-secret"
+        )
+        assert "sentinel-secret" not in repr(target)
+        service = RedisService(target, command_timeout=2.0)
+        service.startService()
+        try:
+            await within(10, service.when_connected(10))
+            await service.execute("SET", "via-guarded-sentinel", "yes")
+            assert _command(redis_server.port, "GET", "via-guarded-sentinel") == b"$3\r\nyes\r\n"
+        finally:
+            await service.stopService()
