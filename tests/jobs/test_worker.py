@@ -3,11 +3,13 @@ idempotent effects, progress, events, rate limits across workers, Redis outages.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 
 from installsure.jobs import metrics
@@ -384,6 +386,40 @@ async def test_transitions_are_counted_in_prometheus(harness: Harness) -> None:
     assert value(metrics.DEAD, "test", "flaky") - before["dead"] == 1
     await harness.queue.stats("test")
     assert metrics.DEPTH.labels("test", "dead")._value.get() == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_run_times_of_every_kind_of_processor_are_observed(harness: Harness) -> None:
+    """The run-time histogram counts each job that succeeded, whether its processor
+    answered at once, with a Deferred or as a coroutine, and its sum holds the time
+    each took."""
+
+    def observed(job_type: str) -> tuple[float, float]:
+        child = metrics.RUN_SECONDS.labels("test", job_type)
+        samples = {s.name: s.value for s in child._samples()}
+        return samples["_count"], samples["_sum"]
+
+    def busy(_p: Echo, _ctx: JobContext) -> None:
+        until = time.perf_counter() + 0.02
+        while time.perf_counter() < until:
+            pass
+
+    async def later(_p: Echo, _ctx: JobContext) -> None:
+        await sleep(0.02)
+
+    # The harness's job types, each with a processor of another kind.
+    harness.handlers["echo"] = busy
+    harness.handlers["slow"] = lambda _p, _ctx: deferLater(reactor, 0.02, lambda: None)
+    harness.handlers["flaky"] = later
+    before = {name: observed(name) for name in ("echo", "slow", "flaky")}
+    for name in before:
+        await harness.queue.enqueue(name, Echo(1))
+    harness.worker()
+    await wait_until(completed(harness, 3))
+    for name, (count, total) in before.items():
+        after_count, after_total = observed(name)
+        assert after_count - count == 1, name
+        assert after_total - total >= 0.015, name
 
 
 @pytest_twisted.ensureDeferred
