@@ -82,6 +82,21 @@ def _add_header(out: Headers, name: bytes, value: bytes) -> None:
     out.setRawHeaders(name, [*existing, value] if existing else [value])
 
 
+def _forwarded_client(forwarded: list[bytes], hops: int) -> str | None:
+    """The client's address in ``X-Forwarded-For`` behind ``hops`` proxies of ours.
+
+    Each of our proxies appends the address it saw, so the client's is ``hops`` from
+    the right; entries further left came from the client and could be forged. With
+    fewer entries than hops (a proxy that does not append), the leftmost is taken.
+    Several header lines count as one list, in order.
+    """
+    entries = [entry.strip() for line in forwarded for entry in line.split(b",")]
+    entries = [entry for entry in entries if entry]
+    if not entries:
+        return None
+    return entries[-hops if hops <= len(entries) else 0].decode("latin-1")
+
+
 def _accepts_gzip(raw: Iterable[bytes] | None) -> bool:
     if not raw:
         return False
@@ -125,6 +140,7 @@ class ApiResource(Resource):
         self._request_id_header = settings.request_id_header.encode("ascii")
         self._slow_ms = settings.slow_request_threshold * 1000
         self._trust_proxy = settings.trust_proxy
+        self._proxy_hops = settings.proxy_hops
         self._gzip_min_size = settings.gzip_min_size
         self._cors_origins = frozenset(o.encode("ascii") for o in settings.cors_origins)
         self._security = self._security_headers(settings)
@@ -280,11 +296,9 @@ class ApiResource(Resource):
         if self._trust_proxy:
             forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
             if forwarded:
-                # Our proxy appends the address it saw; anything left of it came from
-                # the client and could be forged.
-                last = forwarded[-1].split(b",")[-1].strip()
-                if last:
-                    return str(last.decode("latin-1"))
+                client = _forwarded_client(forwarded, self._proxy_hops)
+                if client is not None:
+                    return client
         # The peer of a connection never changes: work its text out once per channel.
         channel = request.channel
         remote: str | None = getattr(channel, "_installsure_remote", None)

@@ -94,6 +94,10 @@ class HttpSettings:
     cors_allow_credentials: bool = True
     #: Believe ``X-Forwarded-For`` / ``X-Forwarded-Proto`` (only behind a proxy you run).
     trust_proxy: bool = False
+    #: With ``trust_proxy``: how many proxies you run in front of the server (e.g. 2 for
+    #: a load balancer then nginx). Each appends the address it saw to
+    #: ``X-Forwarded-For``; the client's is the entry this many from the right.
+    proxy_hops: int = field(default=1, validator=_check_positive)
     #: Largest JSON request body in bytes (uploads have their own limit).
     max_body_size: int = field(default=1024 * 1024, validator=_check_positive)
     #: JSON responses at least this big are gzipped when the client accepts it.

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from attrs import frozen
 from twisted.internet import defer
+from twisted.web.http_headers import Headers
 
 from installsure.http import ApiError, HttpSettings, Paged, Response, Router
 from tests.http.helpers import body_of, captured_events, fetch, header, json_of, stub
@@ -238,6 +239,30 @@ def test_forwarded_for_only_honoured_behind_trusted_proxy() -> None:
     trusting, _ = stub(make_router(), HttpSettings(trust_proxy=True))
     remote = json_of(trusting, fetch(trusting, "GET", "/api/whoami", headers=xff))["data"]["remote"]
     assert remote == "203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    ("hops", "forwarded", "expected"),
+    [
+        (1, ["6.6.6.6, 203.0.113.9, 10.0.0.2"], "10.0.0.2"),
+        (2, ["6.6.6.6, 203.0.113.9, 10.0.0.2"], "203.0.113.9"),
+        (2, ["6.6.6.6", "203.0.113.9,10.0.0.2"], "203.0.113.9"),  # several lines, in order
+        (2, ["6.6.6.6, 203.0.113.9, , 10.0.0.2"], "203.0.113.9"),  # empty entries skipped
+        (5, ["203.0.113.9, 10.0.0.2"], "203.0.113.9"),  # fewer entries: the leftmost
+    ],
+)
+def test_the_client_address_is_proxy_hops_from_the_right(
+    hops: int, forwarded: list[str], expected: str
+) -> None:
+    """Behind ``proxy_hops`` trusted proxies, each appending to X-Forwarded-For, the
+    client's address is that many entries from the right; what the client wrote
+    further left is ignored."""
+    router = make_router()
+    client, _ = stub(router, HttpSettings(trust_proxy=True, proxy_hops=hops))
+    request_headers = Headers({b"X-Forwarded-For": [v.encode() for v in forwarded]})
+    response = fetch(client, "GET", "/api/whoami", headers=request_headers)
+    remote = json_of(client, response)["data"]["remote"]
+    assert remote == expected
 
 
 def test_traceparent_trace_id_reaches_handler_and_access_log() -> None:
