@@ -82,13 +82,14 @@ def _add_header(out: Headers, name: bytes, value: bytes) -> None:
     out.setRawHeaders(name, [*existing, value] if existing else [value])
 
 
-def _forwarded_client(forwarded: list[bytes], hops: int) -> str | None:
-    """The client's address in ``X-Forwarded-For`` behind ``hops`` proxies of ours.
+def _forwarded_entry(forwarded: list[bytes], hops: int) -> str | None:
+    """What the outermost of ``hops`` proxies of ours put in an ``X-Forwarded-*`` list.
 
-    Each of our proxies appends the address it saw, so the client's is ``hops`` from
-    the right; entries further left came from the client and could be forged. With
-    fewer entries than hops (a proxy that does not append), the leftmost is taken.
-    Several header lines count as one list, in order.
+    Each of our proxies appends what it saw (the client's address, the scheme), so the
+    client-facing one's entry is ``hops`` from the right; entries further left came
+    from the client and could be forged. With fewer entries than hops (a proxy that
+    replaces rather than appends), the leftmost is taken. Several header lines count
+    as one list, in order.
     """
     entries = [entry.strip() for line in forwarded for entry in line.split(b",")]
     entries = [entry for entry in entries if entry]
@@ -296,7 +297,7 @@ class ApiResource(Resource):
         if self._trust_proxy:
             forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for")
             if forwarded:
-                client = _forwarded_client(forwarded, self._proxy_hops)
+                client = _forwarded_entry(forwarded, self._proxy_hops)
                 if client is not None:
                     return client
         # The peer of a connection never changes: work its text out once per channel.
@@ -578,8 +579,14 @@ class ApiResource(Resource):
             _is_secure(request)
             or (
                 self._trust_proxy
-                and request_headers.getRawHeaders(b"x-forwarded-proto", [b""])[0].lower()
-                == b"https"
+                and (
+                    _forwarded_entry(
+                        request_headers.getRawHeaders(b"x-forwarded-proto", []),
+                        self._proxy_hops,
+                    )
+                    or ""
+                ).lower()
+                == "https"
             )
         ):
             out.setRawHeaders(b"Strict-Transport-Security", [self._hsts])

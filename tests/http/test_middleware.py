@@ -227,6 +227,11 @@ def test_response_time_and_security_headers_and_no_server_version() -> None:
     trusting, _ = stub(make_router(), HttpSettings(trust_proxy=True))
     proxied = fetch(trusting, "GET", "/api/items/1", headers={"X-Forwarded-Proto": "https"})
     assert (header(proxied, "Strict-Transport-Security") or "").startswith("max-age=31536000")
+    # Behind two proxies that append, the outer one's entry counts: the client's scheme.
+    two_hops, _ = stub(make_router(), HttpSettings(trust_proxy=True, proxy_hops=2))
+    for chain, hsts in (("https, http", True), ("http, http", False), ("http, https, http", True)):
+        proxied = fetch(two_hops, "GET", "/api/items/1", headers={"X-Forwarded-Proto": chain})
+        assert (header(proxied, "Strict-Transport-Security") is not None) is hsts, chain
 
 
 def test_forwarded_for_only_honoured_behind_trusted_proxy() -> None:
