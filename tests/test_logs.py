@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -787,6 +788,8 @@ def test_info_lines_reach_the_file_within_a_fraction_of_a_second(tmp_path: Path)
         {"method": "GET", "path": "/", "status": 200, "ratio": 0.5, "flag": True,
          "none": None, "count": 3, "id": "x-1", "neg": -2.5e-7},
         {"method": "GET", "path": "/", "status": 200, "blank": "", "id": "x-1"},
+        # A mapping in the message itself: its secret is redacted there too.
+        {"method": {"password": "p", "k": [1]}, "path": "/", "status": 200},
     ],
 )
 def test_fast_text_path_matches_the_general_one(fields: dict[str, Any]) -> None:
@@ -803,6 +806,42 @@ def test_fast_text_path_matches_the_general_one(fields: dict[str, Any]) -> None:
         "log_source": None,
     }
     assert event_as_text(dict(event)) == _general_text(dict(event))
+
+
+_RANDOM_KEYS = ["method", "path", "status", "route", "user", "id", "note", "ratio", "flag",
+                "password", "token", "apiSecret", "authorization", "isError", "system",
+                "log_system", "format", "count", "_private", "ünï", "a b", "x=y"]
+_RANDOM_VALUES: list[Any] = [
+    "GET", "/livez", "", " ", "a b", 'say "hi"', "x=y", "line\nbreak", "tab\there",
+    "café", "\x00", "\u2028", "-", "None", 0, -1, 10**20, 0.5, -2.5e-7, float("inf"),
+    float("nan"), True, False, None, [1, "a"], {"password": "p", "k": [1]}, b"bytes",
+    ("t", 1), object(),
+]
+_RANDOM_FORMATS = ["{method} {path} {status}", "{method}", "", "plain text", "{missing}",
+                   "{status:>5}", "{{literal}}", "{note!r}", "{0}", "{method} {path}"]
+
+
+def test_fast_text_path_matches_the_general_one_for_random_events() -> None:
+    """Five thousand generated events (odd keys, secret-looking names, values of every
+    kind, formats with conversions, missing fields and braces): the shortcut renders
+    exactly what the general renderer does, or steps aside. Seeded, so a failure
+    reproduces."""
+    from installsure.logging.render import _general_text, event_as_text
+
+    rng = random.Random(1130)
+    for case in range(5000):
+        event: dict[str, Any] = {
+            key: rng.choice(_RANDOM_VALUES)
+            for key in rng.sample(_RANDOM_KEYS, rng.randrange(0, 8))
+        }
+        event.update(
+            log_level=rng.choice([LogLevel.info, LogLevel.warn, LogLevel.debug]),
+            log_namespace=rng.choice(["installsure.access", "x", ""]),
+            log_format=rng.choice(_RANDOM_FORMATS),
+            log_time=rng.choice([1796014047.295, 1796014047.0]),
+            log_source=None,
+        )
+        assert event_as_text(dict(event)) == _general_text(dict(event)), (case, event)
 
 
 def test_batched_observer_keeps_order_and_writes_urgent_lines_at_once() -> None:

@@ -267,28 +267,36 @@ def _text_value(value: Any) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _plain_plan(log_format: str, keys: tuple[str, ...]) -> tuple[str, ...] | None:
-    """For events of this format and these keys: the fields to append after the
-    message, or None when the event needs the general path (a secret-looking or legacy
-    key, a failure, a system of its own)."""
+def _plain_plan(
+    log_format: str, keys: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """For events of this format and these keys: the fields the message shows and the
+    fields to append after it, or None when the event needs the general path (a
+    secret-looking or legacy key, a failure, a system of its own)."""
     if "()" in log_format or "{}" in log_format or "log_failure" in keys:
         return None
     if "isError" in keys or "log_flattened" in keys or "log_system" in keys:
         return None
     shown = _referenced(log_format)
-    extra = []
+    in_message: list[str] = []
+    extra: list[str] = []
     for key in keys:
         kind = _key_kind(key)
         if kind == _SECRET:
             return None
-        if kind == _PLAIN and key not in shown:
-            extra.append(key)
-    return tuple(extra)
+        if kind == _PLAIN:
+            (in_message if key in shown else extra).append(key)
+    return tuple(in_message), tuple(extra)
 
 
-def _plain_text(event: LogEvent, log_format: str, extra: tuple[str, ...]) -> str | None:
+def _plain_text(
+    event: LogEvent, log_format: str, in_message: tuple[str, ...], extra: tuple[str, ...]
+) -> str | None:
     """The common case (every request's access line) without building a field dict:
     same output as the general path, or None to fall back to it."""
+    if in_message and not _SCALARS.issuperset(map(type, map(event.__getitem__, in_message))):
+        # A list or mapping in the message may hold a secret the general path redacts.
+        return None
     try:
         text = log_format.format_map(event)
     except Exception:  # the general path explains a bad format
@@ -329,9 +337,9 @@ def event_as_text(event: LogEvent) -> str:
     """One text line (plus an indented traceback for failures); never raises."""
     log_format = event.get("log_format")
     if type(log_format) is str:
-        extra = _plain_plan(log_format, tuple(event))
-        if extra is not None:
-            line = _plain_text(event, log_format, extra)
+        plan = _plain_plan(log_format, tuple(event))
+        if plan is not None:
+            line = _plain_text(event, log_format, *plan)
             if line is not None:
                 return line
     return _general_text(event)
