@@ -1,6 +1,6 @@
 """The HTTP/1.1 connection: a one-pass parser for simple requests, one ``send`` per answer.
 
-:class:`ApiChannel` is twisted.web's ``HTTPChannel`` with three shortcuts on the hot
+:class:`ApiChannel` is twisted.web's ``HTTPChannel`` with four shortcuts on the hot
 path, each falling back to the inherited code whenever its case is not the plain one:
 
 * **reading**: a read that holds exactly one complete, body-less request head (the usual
@@ -12,6 +12,9 @@ path, each falling back to the inherited code whenever its case is not the plain
   whole body at once), straight to the socket when nothing is queued before them.
 * **idle timeout**: one DelayedCall per connection that requests do not touch (see
   "idle timeout" below).
+* **request lifecycle**: for such a request, the end-of-head steps of
+  ``allContentReceived`` are taken inline, and ``requestDone`` has a short path for the
+  only request of a connection that stays open with nothing read ahead.
 
 Where these replace twisted.web code, tests/http/test_channel.py compares the result
 with what twisted.web's own code makes of the same bytes.

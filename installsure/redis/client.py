@@ -281,9 +281,10 @@ class _Sentinels(txredisapi.Sentinel):  # type: ignore[misc]
                     )
             found.errback(txredisapi.MasterNotFoundError(message))
 
+        # Scheduled first: a Sentinel's answer is what cancels it.
+        give_up = self._reactor.callLater(self.discovery_timeout, no_master)
         for link, sentinel in zip(self._links, self.sentinels, strict=True):
             sentinel.sentinel_masters().addCallbacks(answered, failed, errbackArgs=(link,))
-        give_up = self._reactor.callLater(self.discovery_timeout, no_master)
         return found
 
     def disconnect(self) -> defer.Deferred[None]:
