@@ -287,6 +287,16 @@ def _without_date(wire: bytes) -> bytes:
     return b"\r\n".join(line for line in wire.split(b"\r\n") if not line.startswith(b"Date:"))
 
 
+def _serve(site: Any, data: bytes) -> tuple[Any, StringTransport]:
+    """A new connection of ``site`` (with a clock of its own) that has read ``data``."""
+    channel = site.buildProtocol(PEER)
+    channel.callLater = Clock().callLater
+    wire = StringTransport(peerAddress=PEER, hostAddress=HOST)
+    channel.makeConnection(wire)
+    channel.dataReceived(data)
+    return channel, wire
+
+
 # Pieces of request heads: for each, what clients send and what the one-pass parser must
 # refuse or get exactly right. A piece is odd one time in twelve, so about half the heads
 # are plain throughout and the rest differ from a plain one in one or two places.
@@ -366,11 +376,7 @@ def test_random_heads_are_served_exactly_as_twisted_web_serves_them() -> None:
         outcomes = {}
         for name, (site, seen) in sites.items():
             seen.clear()
-            channel = site.buildProtocol(PEER)
-            channel.callLater = Clock().callLater  # type: ignore[method-assign]
-            wire = StringTransport(peerAddress=PEER, hostAddress=HOST)
-            channel.makeConnection(wire)
-            channel.dataReceived(data)
+            channel, wire = _serve(site, data)
             outcomes[name] = (list(seen), _channel_state(channel),
                               _without_date(wire.value()), wire.disconnecting)
         assert outcomes["ours"] == outcomes["twisted.web"], (case, data)
@@ -522,11 +528,7 @@ def test_random_one_step_answers_match_twisted_webs_write_and_finish() -> None:
         outcomes = []
         for site, answer in sites.values():
             answer.plan = plan
-            channel = site.buildProtocol(PEER)
-            channel.callLater = Clock().callLater  # type: ignore[method-assign]
-            wire = StringTransport(peerAddress=PEER, hostAddress=HOST)
-            channel.makeConnection(wire)
-            channel.dataReceived(data)
+            channel, wire = _serve(site, data)
             outcomes.append((_without_date(wire.value()), wire.disconnecting,
                              _channel_state(channel)))
         assert outcomes[0] == outcomes[1], (case, data, plan)
@@ -572,13 +574,9 @@ class _Slow(ApiRequest):
         self.pending.append(self)
 
 
-def test_a_request_in_progress_is_never_timed_out() -> None:
-    """While a request is being handled the idle timeout is off, however long it takes;
-    after the answer the countdown starts again, and a closed connection leaves no
-    timer behind."""
-    clock = Clock()
-    router = Router()
-    site = build_site(router, HttpSettings())
+def _slow_connection(clock: Clock) -> tuple[ApiChannel, StringTransport, list[ApiRequest]]:
+    """A connection whose requests wait, in the list returned, for the test to answer."""
+    site = build_site(Router(), HttpSettings())
     pending: list[ApiRequest] = []
     site.requestFactory = type("Slow", (_Slow,), {"pending": pending})
     channel = site.buildProtocol(PEER)
@@ -586,6 +584,15 @@ def test_a_request_in_progress_is_never_timed_out() -> None:
     channel.callLater = clock.callLater  # type: ignore[method-assign]
     wire = StringTransport(peerAddress=PEER, hostAddress=HOST)
     channel.makeConnection(wire)
+    return channel, wire, pending
+
+
+def test_a_request_in_progress_is_never_timed_out() -> None:
+    """While a request is being handled the idle timeout is off, however long it takes;
+    after the answer the countdown starts again, and a closed connection leaves no
+    timer behind."""
+    clock = Clock()
+    channel, wire, pending = _slow_connection(clock)
     timeout = channel.timeOut
     assert timeout
     channel.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
@@ -609,14 +616,7 @@ def test_the_idle_countdown_restarts_when_a_short_request_is_answered() -> None:
     countdown at the answer: the connection is closed a whole timeout after it, not
     after the request arrived."""
     clock = Clock()
-    site = build_site(Router(), HttpSettings())
-    pending: list[ApiRequest] = []
-    site.requestFactory = type("Slow", (_Slow,), {"pending": pending})
-    channel = site.buildProtocol(PEER)
-    assert isinstance(channel, ApiChannel)
-    channel.callLater = clock.callLater  # type: ignore[method-assign]
-    wire = StringTransport(peerAddress=PEER, hostAddress=HOST)
-    channel.makeConnection(wire)
+    channel, wire, pending = _slow_connection(clock)
     timeout = channel.timeOut
     assert timeout is not None
     assert timeout > 4

@@ -180,29 +180,22 @@ async def test_sentinels_with_a_password_of_their_own(
     chart sets up) are reached with ``sentinel_password``; without it, or with a wrong
     one, commands fail with a message that names the setting to fill in or check."""
     with _sentinel_for(redis_server.port, tmp_path, requirepass="sentinel-secret") as port:
-        refused = RedisService(
-            RedisTarget.for_sentinels([("127.0.0.1", port)], "mymaster"),
-            command_timeout=0.5, connect_timeout=0.5,
-        )
-        refused.startService()
-        try:
-            with pytest.raises(RedisUnavailable, match=r"set redis\.sentinel_password"):
-                await within(10, refused.execute("PING"))
-        finally:
-            await refused.stopService()
-
-        wrong = RedisService(
-            RedisTarget.for_sentinels(
-                [("127.0.0.1", port)], "mymaster", sentinel_password="not-it"
-            ),
-            command_timeout=0.5, connect_timeout=0.5,
-        )
-        wrong.startService()
-        try:
-            with pytest.raises(RedisUnavailable, match=r"refused redis\.sentinel_password"):
-                await within(10, wrong.execute("PING"))
-        finally:
-            await wrong.stopService()
+        for sentinel_password, expected in (
+            (None, r"set redis\.sentinel_password"),
+            ("not-it", r"refused redis\.sentinel_password"),
+        ):
+            refused = RedisService(
+                RedisTarget.for_sentinels(
+                    [("127.0.0.1", port)], "mymaster", sentinel_password=sentinel_password
+                ),
+                command_timeout=0.5, connect_timeout=0.5,
+            )
+            refused.startService()
+            try:
+                with pytest.raises(RedisUnavailable, match=expected):
+                    await within(10, refused.execute("PING"))
+            finally:
+                await refused.stopService()
 
         target = RedisTarget.for_sentinels(
             [("127.0.0.1", port)], "mymaster", sentinel_password="sentinel-secret"
