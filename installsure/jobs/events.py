@@ -61,6 +61,27 @@ class RecordingJobEventPublisher:
         self.events.append((topic, payload))
 
 
+class QueueJobEvents:
+    """The job topic of one queue, as the worker's parts publish to it.
+
+    ``transition`` is for the events of every job's life (active, completed, failed...)
+    that the ``job_events`` setting turns off under heavy load; ``announce`` is for the
+    rarer ones that are always published (stalls, jobs given back, progress).
+    """
+
+    def __init__(self, publisher: JobEventPublisher, queue: str, transitions: bool) -> None:
+        self.publisher = publisher
+        self.topic = job_topic(queue)
+        self.transitions = transitions
+
+    def transition(self, job_id: str, job_type: str, state: str, **extra: Any) -> None:
+        if self.transitions:
+            self.announce({"jobId": job_id, "type": job_type, "state": state, **extra})
+
+    def announce(self, payload: dict[str, Any]) -> None:
+        self.publisher.publish(self.topic, payload)
+
+
 class StatusReporter:
     """Publishes a queue's counts when they change, at most once per ``interval``.
 

@@ -1,11 +1,10 @@
-"""Where a queue lives in Redis, and the scripts that change it."""
+"""Where a queue lives in Redis (the layout is in ``installsure.jobs.scripts``)."""
 
 from __future__ import annotations
 
 from attrs import frozen
 
-from installsure.jobs._lua import SCRIPTS
-from installsure.redis.interfaces import LuaScript, RedisCommands
+from installsure.redis.interfaces import RedisCommands
 
 STATE_SETS: dict[str, str] = {
     "waiting": ":wait",
@@ -46,25 +45,3 @@ class QueueKeys:
     def effect(self, idempotency_key: str, step: str) -> str:
         return f"{self.base}:effect:{idempotency_key}:{step}"
 
-
-class Scripts:
-    """Every job script, registered once per Redis client."""
-
-    def __init__(self, redis: RedisCommands) -> None:
-        self.enqueue = redis.script("jobs.enqueue", SCRIPTS["enqueue"])
-        self.claim = redis.script("jobs.claim", SCRIPTS["claim"])
-        self.complete = redis.script("jobs.complete", SCRIPTS["complete"])
-        self.fail = redis.script("jobs.fail", SCRIPTS["fail"])
-        self.heartbeat = redis.script("jobs.heartbeat", SCRIPTS["heartbeat"])
-        self.sweep = redis.script("jobs.sweep", SCRIPTS["sweep"])
-        self.release = redis.script("jobs.release", SCRIPTS["release"])
-        self.progress = redis.script("jobs.progress", SCRIPTS["progress"])
-        self.counts = redis.script("jobs.counts", SCRIPTS["counts"])
-        self.list = redis.script("jobs.list", SCRIPTS["list"])
-        self.retry = redis.script("jobs.retry", SCRIPTS["retry"])
-        self.retry_dead = redis.script("jobs.retry_dead", SCRIPTS["retry_dead"])
-        self.remove = redis.script("jobs.remove", SCRIPTS["remove"])
-        self.purge = redis.script("jobs.purge", SCRIPTS["purge"])
-
-    def all(self) -> list[LuaScript]:
-        return [v for v in vars(self).values() if not isinstance(v, str)]

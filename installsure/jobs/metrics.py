@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 ENQUEUED = Counter("installsure_jobs_enqueued", "Jobs enqueued", ["queue", "type"])
@@ -37,3 +40,31 @@ RUN_SECONDS = Histogram(
 )
 DEPTH = Gauge("installsure_jobs_depth", "Jobs per queue and state", ["queue", "state"])
 IN_FLIGHT = Gauge("installsure_jobs_in_flight", "Jobs running in this process", ["queue"])
+
+
+class QueueCounters:
+    """The Prometheus children of one queue's hottest counters, looked up once per job
+    type instead of once per job."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self._completed: dict[str, Any] = {}
+        self._run: dict[str, Any] = {}
+
+    def ran(self, job_type: str, seconds: float) -> None:
+        """Run time of a processor that succeeded (about half a microsecond each)."""
+        h = self._run.get(job_type)
+        if h is None:
+            h = self._run[job_type] = RUN_SECONDS.labels(self.queue, job_type)
+        h.observe(seconds)
+
+    def completed(self, job_types: Iterable[str]) -> None:
+        """One completion per item of ``job_types``."""
+        counts: dict[str, int] = {}
+        for job_type in job_types:
+            counts[job_type] = counts.get(job_type, 0) + 1
+        for job_type, n in counts.items():
+            c = self._completed.get(job_type)
+            if c is None:
+                c = self._completed[job_type] = COMPLETED.labels(self.queue, job_type)
+            c.inc(n)

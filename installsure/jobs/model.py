@@ -6,7 +6,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import cattrs
 from attrs import frozen
+
+from installsure.jobs.wire import JobOptions
 
 
 def iso(ms: float | None) -> str | None:
@@ -30,6 +33,13 @@ def _from_token(token: str) -> tuple[str | None, float | None]:
         return parts[0], float(parts[1])
     except ValueError:
         return parts[0], None
+
+
+def _max_attempts(options: str | None) -> int:
+    try:
+        return JobOptions.from_json(options or "").attempts
+    except (ValueError, TypeError, KeyError, cattrs.BaseValidationError):
+        return 1
 
 
 def _json(value: str | None) -> Any:
@@ -70,7 +80,6 @@ class JobRecord:
     @classmethod
     def from_hash(cls, queue: str, fields: dict[str, str]) -> JobRecord:
         """From the job hash; a ``lease`` field (the live lease token) means active."""
-        opts = _json(fields.get("opts")) or {}
         lease = fields.get("lease") or ""
         worker, started = _from_token(lease or fields.get("token") or "")
         return cls(
@@ -82,7 +91,7 @@ class JobRecord:
             schema_version=int(fields.get("v") or 1),
             priority=int(float(fields.get("priority") or 0)),
             attempts_made=int(fields.get("attempts") or 0),
-            max_attempts=int(opts.get("a", 1)),
+            max_attempts=_max_attempts(fields.get("opts")),
             stalls=int(fields.get("stalls") or 0),
             created_at=_ms(fields.get("created")),
             ready_at=_ms(fields.get("ready")),

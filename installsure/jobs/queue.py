@@ -30,10 +30,12 @@ from installsure.jobs.events import (
     StatusReporter,
     job_topic,
 )
-from installsure.jobs.keys import STATE_SETS, STATES, QueueKeys, Scripts
+from installsure.jobs.keys import STATE_SETS, STATES, QueueKeys
 from installsure.jobs.model import JobRecord, QueueCounts
 from installsure.jobs.registry import JobRegistry, JobType
+from installsure.jobs.scripts import Scripts
 from installsure.jobs.settings import JobsSettings, QueueSettings
+from installsure.jobs.wire import JobOptions
 from installsure.redis.interfaces import RedisArg, RedisCommands
 
 log = Logger(namespace="installsure.jobs.queue")
@@ -169,7 +171,7 @@ class JobQueue:
         timeout = qs.timeout if timeout is None else timeout
         if not isinstance(timeout, int | float) or timeout < 0:
             raise InvalidOption(f"timeout must be 0 (none) or more seconds, got {timeout!r}")
-        return json.dumps({"a": attempts, "b": backoff.to_json(), "t": timeout})
+        return JobOptions(attempts=attempts, backoff=backoff, timeout=timeout).to_json()
 
     def _job_rows(
         self,

@@ -8,20 +8,24 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from installsure.jobs.backoff import BackoffPolicy
 from installsure.jobs.errors import JobNotFound, JobStateConflict
 from installsure.jobs.queue import JobSpec
+from installsure.jobs.wire import ClaimDecoder, ClaimReply, JobOptions
 from tests.jobs.conftest import Echo, Harness, sleep
 
+_FALLBACK = JobOptions(attempts=1, backoff=BackoffPolicy(), timeout=1.0)
 
-async def claim(h: Harness, count: int = 10, worker: str = "w1", **kw: Any) -> list[Any]:
-    """Claim like a worker does; returns the raw reply."""
+
+async def claim(h: Harness, count: int = 10, worker: str = "w1", **kw: Any) -> ClaimReply:
+    """Claim like a worker does; returns the reply as the worker decodes it."""
     qs = h.settings.queue("test")
     reply = await h.queue.scripts.claim(
         [h.queue.keys("test").base],
         [count, worker, kw.get("lease", 1000), "tok:", kw.get("rate", 0),
          kw.get("period", 60000), qs.priority_aging * 1000],
     )
-    return list(json.loads(reply))
+    return ClaimDecoder(_FALLBACK).decode(reply)
 
 
 def batch(*items: Any) -> str:
@@ -41,13 +45,13 @@ async def test_enqueue_then_claim_leases_in_order(harness: Harness) -> None:
     """Claim returns waiting jobs oldest first, marks them active with a lease token."""
     ids = await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(5)])
     reply = await claim(harness, count=3)
-    assert reply[0] == "ok"
-    rows = reply[3:]
-    assert [r[0] for r in rows] == ids[:3]
-    assert all(r[1].startswith("w1|") and r[1].endswith(f"tok:{2 * i + 1}")
+    assert reply.status == "ok"
+    rows = reply.jobs
+    assert [r.id for r in rows] == ids[:3]
+    assert all(r.token.startswith("w1|") and r.token.endswith(f"tok:{2 * i + 1}")
                for i, r in enumerate(rows))
     assert (await harness.queue.get("test", ids[0])).worker == "w1"
-    assert rows[0][3] == {"value": 0, "note": ""}
+    assert rows[0].data == {"value": 0, "note": ""}
     assert [await state(harness, i) for i in ids] == ["active"] * 3 + ["waiting"] * 2
     counts = await harness.queue.stats("test")
     assert (counts.waiting, counts.active) == (2, 3)
@@ -57,8 +61,8 @@ async def test_enqueue_then_claim_leases_in_order(harness: Harness) -> None:
 async def test_complete_is_fenced_by_lease_token(harness: Harness) -> None:
     """Completion with the right token completes; a wrong token is refused, job untouched."""
     a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
-    rows = (await claim(harness))[3:]
-    tokens = {r[0]: r[1] for r in rows}
+    rows = (await claim(harness)).jobs
+    tokens = {r.id: r.token for r in rows}
     refused = await harness.queue.scripts.complete(
         base(harness), [100, 0, batch([a, tokens[a], "1"], [b, "stale-token", "2"])]
     )
@@ -74,7 +78,7 @@ async def test_fail_retry_later_and_dead_transitions(harness: Harness) -> None:
     """fail: 'retry' spends an attempt and waits in failed; 'later' waits in delayed
     without spending one; 'dead' records the error history; due jobs are promoted."""
     a, b, c = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2), Echo(3)])
-    tok = {r[0]: r[1] for r in (await claim(harness))[3:]}
+    tok = {r.id: r.token for r in (await claim(harness)).jobs}
     err = {"message": "boom"}
     await harness.queue.scripts.fail(
         base(harness),
@@ -89,8 +93,8 @@ async def test_fail_retry_later_and_dead_transitions(harness: Harness) -> None:
     assert (counts.failed, counts.delayed, counts.dead) == (1, 1, 1)
     await sleep(0.08)
     reply = await claim(harness)
-    assert sorted(r[0] for r in reply[3:]) == sorted([a, b])
-    assert sorted(r[6] for r in reply[3:]) == [0, 1]  # attempts travel with the claim
+    assert sorted(r.id for r in reply.jobs) == sorted([a, b])
+    assert sorted(r.attempts_made for r in reply.jobs) == [0, 1]  # attempts travel with the claim
 
 
 @pytest_twisted.ensureDeferred
@@ -98,20 +102,21 @@ async def test_delayed_job_waits_until_due(harness: Harness) -> None:
     """A delayed job is not claimable before its delay; the claim reports when it is due."""
     job_id = await harness.queue.enqueue("echo", Echo(1), delay=0.3)
     reply = await claim(harness)
-    assert reply[0] == "ok"
-    assert len(reply) == 3
-    assert 0 < float(reply[2]) - float(reply[1]) <= 300
+    assert reply.status == "ok"
+    assert reply.jobs == []
+    assert reply.due is not None
+    assert 0 < reply.due - reply.now <= 300
     assert await state(harness, job_id) == "delayed"
     await sleep(0.35)
     reply = await claim(harness)
-    assert reply[3][0] == job_id
+    assert reply.jobs[0].id == job_id
 
 
 @pytest_twisted.ensureDeferred
 async def test_heartbeat_extends_leases_and_reports_lost_ones(harness: Harness) -> None:
     """Heartbeat pushes the lease deadline forward and names jobs it no longer holds."""
     a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
-    tok = {r[0]: r[1] for r in (await claim(harness, lease=200))[3:]}
+    tok = {r.id: r.token for r in (await claim(harness, lease=200)).jobs}
     lost = await harness.queue.scripts.heartbeat(
         base(harness), ["w1", 5000, 1000, batch(a, tok[a], b, "not-mine")]
     )
@@ -134,7 +139,7 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
     job_id = await harness.queue.enqueue("echo", Echo(1))
     token = ""
     for _ in range(3):
-        token = (await claim(harness, lease=10))[3][1]
+        token = (await claim(harness, lease=10)).jobs[0].token
         await sleep(0.02)
         stalled, dead, _ = await harness.queue.scripts.sweep(
             base(harness), [2, 1000, 1000, 100, 0, 100, 0]
@@ -155,11 +160,11 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
 async def test_release_puts_jobs_back_at_the_head(harness: Harness) -> None:
     """Release returns a held job to the head of waiting with its attempts unchanged."""
     a, b, _c = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2), Echo(3)])
-    rows = (await claim(harness, count=2))[3:]
-    tok = {r[0]: r[1] for r in rows}
+    rows = (await claim(harness, count=2)).jobs
+    tok = {r.id: r.token for r in rows}
     assert await harness.queue.scripts.release(base(harness), [batch(b, tok[b], a, "stale")]) == 1
     reply = await claim(harness, count=1)
-    assert reply[3][0] == b  # ahead of c, which never ran
+    assert reply.jobs[0].id == b  # ahead of c, which never ran
     assert (await harness.queue.get("test", b)).attempts_made == 0
 
 
@@ -169,7 +174,7 @@ async def test_unique_key_dedupes_pending_jobs_only(harness: Harness) -> None:
     first = await harness.queue.enqueue("echo", Echo(1), unique_key="file-42")
     again = await harness.queue.enqueue("echo", Echo(2), unique_key="file-42")
     assert again == first
-    token = (await claim(harness))[3][1]
+    token = (await claim(harness)).jobs[0].token
     assert await harness.queue.enqueue("echo", Echo(3), unique_key="file-42") == first
     await harness.queue.scripts.complete(base(harness), [100, 0, batch([first, token, "null"])])
     later = await harness.queue.enqueue("echo", Echo(4), unique_key="file-42")
@@ -180,7 +185,7 @@ async def test_unique_key_dedupes_pending_jobs_only(harness: Harness) -> None:
 async def test_idempotency_key_dedupes_even_after_completion(harness: Harness) -> None:
     """An idempotency key answers with the first job's id for the TTL, finished or not."""
     first = await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1")
-    token = (await claim(harness))[3][1]
+    token = (await claim(harness)).jobs[0].token
     await harness.queue.scripts.complete(base(harness), [100, 0, batch([first, token, "null"])])
     assert await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1") == first
     ids = await harness.queue.enqueue_bulk(
@@ -196,12 +201,12 @@ async def test_pause_stops_claims_and_resume_restarts(harness: Harness) -> None:
     """A paused queue is not claimed from; resume makes its jobs claimable again."""
     await harness.queue.enqueue("echo", Echo(1))
     await harness.queue.pause("test")
-    assert (await claim(harness))[0] == "paused"
+    assert (await claim(harness)).status == "paused"
     counts = await harness.queue.stats("test")
     assert counts.is_paused
     assert counts.to_json()["paused"] == 1
     await harness.queue.resume("test")
-    assert len((await claim(harness))[3:]) == 1
+    assert len((await claim(harness)).jobs) == 1
 
 
 @pytest_twisted.ensureDeferred
@@ -209,12 +214,12 @@ async def test_rate_limit_in_claim_script(harness: Harness) -> None:
     """The claim script hands out at most rate jobs per period and says how long to wait."""
     await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(10)])
     first = await claim(harness, count=10, rate=4, period=300)
-    assert len(first[3:]) == 4
+    assert len(first.jobs) == 4
     limited = await claim(harness, count=10, rate=4, period=300, worker="w2")
-    assert limited[0] == "limited"
-    assert 0 <= int(limited[1]) <= 300
+    assert limited.status == "limited"
+    assert 0 <= limited.reopens_in <= 300
     await sleep(0.32)
-    assert len((await claim(harness, count=10, rate=4, period=300))[3:]) == 4
+    assert len((await claim(harness, count=10, rate=4, period=300)).jobs) == 4
 
 
 @pytest_twisted.ensureDeferred
@@ -224,11 +229,11 @@ async def test_priorities_with_aging(harness_factory: Any) -> None:
     h: Harness = harness_factory(priority_aging=0.1)
     low = await h.queue.enqueue("echo", Echo(0), priority=2)  # aged after 0.2 s
     high = await h.queue.enqueue("echo", Echo(1), priority=0)
-    assert [r[0] for r in (await claim(h, count=2))[3:]] == [high, low]
+    assert [r.id for r in (await claim(h, count=2)).jobs] == [high, low]
     old_low = await h.queue.enqueue("echo", Echo(2), priority=2)
     await sleep(0.25)
     fresh_high = await h.queue.enqueue("echo", Echo(3), priority=0)
-    assert [r[0] for r in (await claim(h, count=2))[3:]] == [old_low, fresh_high]
+    assert [r.id for r in (await claim(h, count=2)).jobs] == [old_low, fresh_high]
 
 
 @pytest_twisted.ensureDeferred
@@ -236,9 +241,9 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     """Completed jobs beyond keep_completed_count are deleted, hash and all, oldest first."""
     h: Harness = harness_factory(keep_completed_count=5)
     ids = await h.queue.enqueue_bulk("echo", [Echo(i) for i in range(12)])
-    rows = (await claim(h, count=12))[3:]
+    rows = (await claim(h, count=12)).jobs
     for row in rows:  # one by one, so finish times follow the order
-        await h.queue.scripts.complete(base(h), [5, 0, batch([row[0], row[1], "null"])])
+        await h.queue.scripts.complete(base(h), [5, 0, batch([row.id, row.token, "null"])])
     counts = await h.queue.stats("test")
     assert counts.completed == 5
     with pytest.raises(JobNotFound):
@@ -246,7 +251,7 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     assert (await h.queue.get("test", ids[-1])).state == "completed"
     # Age bound: everything older than 1 ms goes on the next completion.
     extra = await h.queue.enqueue("echo", Echo(99))
-    token = (await claim(h))[3][1]
+    token = (await claim(h)).jobs[0].token
     await sleep(0.01)
     await h.queue.scripts.complete(base(h), [5, 1, batch([extra, token, "null"])])
     assert (await h.queue.stats("test")).completed <= 1
@@ -257,7 +262,7 @@ async def test_admin_retry_remove_purge_retry_all(harness: Harness) -> None:
     """retry revives a dead job with fresh attempts, remove refuses active jobs and
     deletes others, retry_dead_all and purge act on whole states."""
     ids = await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(4)])
-    tok = {r[0]: r[1] for r in (await claim(harness))[3:]}
+    tok = {r.id: r.token for r in (await claim(harness)).jobs}
     err = {"message": "x"}
     await harness.queue.scripts.fail(
         base(harness), [100, 0, batch(*[[i, tok[i], "dead", 0, err] for i in ids[:3]])]
@@ -287,3 +292,24 @@ async def test_list_pages_jobs_by_state(harness: Harness) -> None:
     assert [j.id for j in page] == ids[3:6]
     assert page[0].payload == {"value": 3, "note": ""}
     assert page[0].to_json()["createdAt"].endswith("Z")
+
+
+HOSTILE_WORKER_IDS = ['q"uote', "back\\slash", '{"json": [1]}', "]]..'--", "näme 日本 ✓"]
+
+
+@pytest.mark.parametrize("worker", HOSTILE_WORKER_IDS)
+@pytest_twisted.ensureDeferred
+async def test_claim_reply_stays_json_whatever_the_worker_id(harness: Harness, worker: str) -> None:
+    """Worker ids with quotes, backslashes, braces, Lua syntax or non-ASCII text come
+    back intact in the lease token of a readable claim reply, and in the admin view."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    reply = await claim(harness, worker=worker)
+    assert reply.status == "ok"
+    assert [job.id for job in reply.jobs] == [job_id]
+    assert reply.jobs[0].token.startswith(worker + "|")
+    assert (await harness.queue.get("test", job_id)).worker == worker
+    lost = await harness.queue.scripts.heartbeat(
+        base(harness), [worker, 5000, 1000, batch(job_id, reply.jobs[0].token)]
+    )
+    assert list(lost) == []
+    assert (await harness.queue.stats("test")).workers == 1

@@ -487,3 +487,28 @@ async def test_retention_age_holds_on_a_quiet_queue(harness_factory: Any) -> Non
         lambda c: (c.completed, c.dead) == (1, 1)))
     await wait_until(lambda: h.queue.stats("test").addCallback(
         lambda c: (c.completed, c.dead) == (0, 0)), timeout=2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_worker_with_a_hostile_id_runs_jobs_and_is_named_right(harness: Harness) -> None:
+    """A worker whose id holds quotes, backslashes, braces and non-ASCII text claims,
+    runs and completes jobs, and the job's history names it exactly."""
+    worker_id = 'node "a" \\ {b} [c] ü'
+    harness.handlers["echo"] = lambda p, ctx: p.value * 2
+    ids = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
+    harness.worker(worker_id=worker_id)
+    await wait_until(completed(harness, 2))
+    records = [await harness.queue.get("test", job_id) for job_id in ids]
+    assert [(r.result, r.worker) for r in records] == [(2, worker_id), (4, worker_id)]
+
+
+def test_worker_service_refuses_an_unusable_id_at_once(harness: Harness) -> None:
+    """WorkerService(worker_id=...) with a newline or an empty id fails when it is made,
+    with the reason, not later inside a script."""
+    from installsure.jobs.worker import WorkerService
+
+    with pytest.raises(ValueError, match="control characters"):
+        WorkerService(harness.queue, worker_id="a\nb")
+    with pytest.raises(ValueError, match="must not be empty"):
+        WorkerService(harness.queue, worker_id="")
+

@@ -1,0 +1,82 @@
+-- claim: lease up to `count` waiting jobs to one worker (promoting due delayed and
+-- retried jobs first).
+-- KEYS[1]: the queue's base key
+-- ARGV[1]: how many jobs at most
+-- ARGV[2]: the worker id (any text: it only goes into the lease token)
+-- ARGV[3]: lease length in ms
+-- ARGV[4]: the random base of this claim's lease tokens
+-- ARGV[5]: the queue's rate limit, jobs per window (0 = none)
+-- ARGV[6]: the rate-limit window in ms
+-- ARGV[7]: ms of waiting one priority level is worth (aging)
+-- Returns one JSON object (one bulk reply parses far faster than many), decoded by
+-- installsure.jobs.wire.ClaimReply:
+--   status      'ok' | 'paused' | 'limited'
+--   now         Redis' time in ms
+--   due         when the next delayed or retried job is due (ms), or null
+--   reopens_in  ms until the rate-limit window reopens ('limited' only)
+--   jobs        the claimed jobs ('ok' only), each an object with the fields of
+--               installsure.jobs.wire.ClaimedJob.
+-- Every text is encoded by cjson. Only `data`, the payload JSON that enqueue stored,
+-- goes in as it is: decoding and encoding every payload here would cost more than the
+-- rest of the claim (and cjson would round its numbers).
+local count = tonumber(ARGV[1])
+local lease = tonumber(ARGV[3])
+local rmax = tonumber(ARGV[5])
+local now = now_ms()
+local function num(value, default) return tostring(tonumber(value) or default) end
+local function text_or_null(value)
+  if value then return cjson.encode(value) end
+  return 'null'
+end
+promote(b, now, tonumber(ARGV[7]))
+local due = next_due(b) or cjson.null
+if redis.call('HEXISTS', b .. ':meta', 'paused') == 1 then
+  return cjson.encode({status = 'paused', now = now, due = due})
+end
+if rmax > 0 then
+  local used = tonumber(redis.call('GET', b .. ':limiter') or '0')
+  if used >= rmax then
+    local ttl = redis.call('PTTL', b .. ':limiter')
+    if ttl < 0 then ttl = 0 end
+    return cjson.encode({status = 'limited', now = now, due = due, reopens_in = ttl})
+  end
+  count = math.min(count, rmax - used)
+end
+local popped = redis.call('ZPOPMIN', b .. ':wait', count)
+local out = {}
+local deadlines, leases = {}, {}
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local jk = b .. ':job:' .. id
+  local f = redis.call('HMGET', jk, 'type', 'data', 'opts', 'v', 'attempts', 'stalls',
+    'created', 'ready', 'idem', 'uniq')
+  if f[1] then
+    local token = ARGV[2] .. '|' .. now .. '|' .. ARGV[4] .. i
+    deadlines[#deadlines + 1] = now + lease
+    deadlines[#deadlines + 1] = id
+    leases[#leases + 1] = id
+    leases[#leases + 1] = token
+    out[#out + 1] = '{"id":' .. cjson.encode(id) .. ',"token":' .. cjson.encode(token)
+      .. ',"type":' .. cjson.encode(f[1]) .. ',"data":' .. f[2]
+      .. ',"options":' .. text_or_null(f[3]) .. ',"version":' .. num(f[4], 1)
+      .. ',"attempts_made":' .. num(f[5], 0) .. ',"stalls":' .. num(f[6], 0)
+      .. ',"created":' .. num(f[7], now) .. ',"ready":' .. num(f[8], now)
+      .. ',"idempotency_key":' .. text_or_null(f[9])
+      .. ',"unique_key":' .. text_or_null(f[10]) .. '}'
+  end
+end
+local claimed = #leases / 2
+if claimed > 0 then
+  redis.call('ZADD', b .. ':active', unpack(deadlines))
+  redis.call('HSET', b .. ':leases', unpack(leases))
+  if rmax > 0 and redis.call('INCRBY', b .. ':limiter', claimed) == claimed then
+    redis.call('PEXPIRE', b .. ':limiter', ARGV[6])
+  end
+end
+-- Work left: wake one more idle worker (it wakes the next); none left: drop stale
+-- markers so idle workers do not wake for nothing.
+if redis.call('ZCARD', b .. ':wait') > 0 then wake(b) else redis.call('DEL', b .. ':marker') end
+local due_text = 'null'
+if due ~= cjson.null then due_text = tostring(due) end
+return '{"status":"ok","now":' .. now .. ',"due":' .. due_text .. ',"jobs":['
+  .. table.concat(out, ',') .. ']}'

@@ -1,0 +1,33 @@
+-- complete: record the results of jobs this worker finished, fenced by their leases.
+-- KEYS[1]: the queue's base key
+-- ARGV[1]: how many completed jobs to keep
+-- ARGV[2]: how long to keep completed jobs, ms (0 = no age limit)
+-- ARGV[3]: JSON array of [id, lease token, result JSON, unique key or '']
+-- Returns the ids whose lease was no longer held (their result is refused).
+local now = now_ms()
+local jobs = cjson.decode(ARGV[3])
+local ids = {}
+for i, job in ipairs(jobs) do ids[i] = job[1] end
+local held = leases_of(b, ids)
+local refused, done, finished = {}, {}, {}
+for i, job in ipairs(jobs) do
+  local id = job[1]
+  if held[i] and held[i] == job[2] then
+    redis.call('HSET', b .. ':job:' .. id, 'state', 'completed', 'finished', now,
+      'result', job[3], 'token', job[2])
+    release_unique(b, id, job[4])
+    done[#done + 1] = id
+    finished[#finished + 1] = now
+    finished[#finished + 1] = id
+  else
+    refused[#refused + 1] = id
+  end
+end
+if #done > 0 then
+  redis.call('HDEL', b .. ':leases', unpack(done))
+  redis.call('ZREM', b .. ':active', unpack(done))
+  redis.call('ZADD', b .. ':completed', unpack(finished))
+  redis.call('HINCRBY', b .. ':tp', math.floor(now / 60000), #done)
+end
+trim(b, ':completed', tonumber(ARGV[1]), tonumber(ARGV[2]), now)
+return refused

@@ -1,0 +1,26 @@
+-- heartbeat: renew a worker's liveness key and the leases it still holds.
+-- KEYS[1]: the queue's base key
+-- ARGV[1]: the worker id
+-- ARGV[2]: lease length in ms
+-- ARGV[3]: liveness TTL in ms
+-- ARGV[4]: JSON array [id, lease token, id, token, ...] of the jobs it holds
+-- Returns the ids whose lease it lost.
+local now = now_ms()
+local lease = tonumber(ARGV[2])
+redis.call('SET', b .. ':alive:' .. ARGV[1], now, 'PX', ARGV[3])
+redis.call('ZADD', b .. ':workers', now, ARGV[1])
+local pairs_ = cjson.decode(ARGV[4])
+local ids = {}
+for n = 1, #pairs_, 2 do ids[#ids + 1] = pairs_[n] end
+local held = leases_of(b, ids)
+local lost, renewed = {}, {}
+for i, id in ipairs(ids) do
+  if held[i] and held[i] == pairs_[2 * i] then
+    renewed[#renewed + 1] = now + lease
+    renewed[#renewed + 1] = id
+  else
+    lost[#lost + 1] = id
+  end
+end
+if #renewed > 0 then redis.call('ZADD', b .. ':active', 'XX', unpack(renewed)) end
+return lost
