@@ -232,7 +232,7 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     services.drain = drain
     if jobs_drain is not None:
         # Jobs drain alongside HTTP, so a stop takes one grace period, not two; the
-        # workers' own stop later in the sequence then has nothing left to do.
+        # workers' own stop later in the sequence is the same stop and waits for it.
         drain.add_hook("jobs", lambda _grace: jobs_drain.stopService())
 
     if config.runs_http:

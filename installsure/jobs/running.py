@@ -199,7 +199,8 @@ class JobRunner:
         job = running.job
         if running.timeout_call is not None and running.timeout_call.active():
             running.timeout_call.cancel()
-        self._forget(running)
+        # The result goes to the flusher before the job leaves: a drain waiting for the
+        # last job resumes inside _forget and must find its result there to report.
         if isinstance(result, Failure):
             self._results.failed(judge_failure(
                 job, result, timed_out=running.timed_out, queue=self._queue,
@@ -217,6 +218,7 @@ class JobRunner:
                 ran_for = self._reactor.seconds() - running.started
             self._counters.ran(job.type, ran_for)
             self._results.completed(job, encoded)
+        self._forget(running)
 
     def _forget(self, running: Running) -> None:
         self._running.pop(running.job.id, None)

@@ -14,7 +14,8 @@ A queue's worker is made of separate parts, each in a module of its own:
   per service tells the operator once.
 
 On stop a worker lets running jobs finish within ``grace`` and puts the rest back at
-the head of the queue without spending an attempt (``queue_worker``).
+the head of the queue without spending an attempt (``queue_worker``). Stopping is
+single: the drain and the service tree both ask, the second waits for the first.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from installsure.jobs._deferreds import observe
 from installsure.jobs.outage import OutageLog
 from installsure.jobs.queue import JobQueue
 from installsure.jobs.queue_worker import QueueWorker
@@ -98,9 +100,12 @@ class WorkerService(Service):
         self._concurrency = concurrency or {}
         self._reactor: IReactorTime = reactor
         self.workers: dict[str, QueueWorker] = {}
+        # The one stop in progress or done since the last start.
+        self._stopped: Deferred[None] | None = None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        self._stopped = None
         outage = OutageLog()
         for name in self.queues:
             worker = QueueWorker(
@@ -113,9 +118,16 @@ class WorkerService(Service):
                  worker_id=self.worker_id, queues=", ".join(self.queues))
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()  # type: ignore[no-untyped-call]
-        stopping = [Deferred.fromCoroutine(w.stop(self.grace)) for w in self.workers.values()]
-        self.workers = {}
-        d = defer.gatherResults(stopping, consumeErrors=True)
-        d.addErrback(lambda f: log.failure("draining the workers failed", f))
-        return d.addCallback(lambda _: None)
+        """Drain every queue's worker, once: a second call (the drain hook, then the
+        service tree's own stop) waits for the same drain instead of starting another."""
+        if self._stopped is None:
+            super().stopService()  # type: ignore[no-untyped-call]
+            workers, self.workers = list(self.workers.values()), {}
+            stopping = [Deferred.fromCoroutine(w.stop(self.grace)) for w in workers]
+            d = defer.gatherResults(stopping, consumeErrors=True)
+            d.addErrback(lambda f: log.failure("draining the workers failed", f))
+            self._stopped = d.addCallback(self._drained)
+        return observe(self._stopped)
+
+    def _drained(self, _: object) -> None:
+        log.info("worker {worker_id} stopped", worker_id=self.worker_id)

@@ -512,3 +512,47 @@ def test_worker_service_refuses_an_unusable_id_at_once(harness: Harness) -> None
     with pytest.raises(ValueError, match="must not be empty"):
         WorkerService(harness.queue, worker_id="")
 
+
+@pytest_twisted.ensureDeferred
+async def test_drain_hook_and_service_tree_stop_the_workers_once(harness: Harness) -> None:
+    """Wired as the process wires it, the drain hook and the service tree's stop in
+    reverse order both stop the worker service: its workers drain once, and the second
+    stop waits for that drain instead of returning early."""
+    from twisted.application.service import MultiService
+
+    from installsure.drain import DrainService
+    from installsure.jobs.worker import WorkerService
+    from installsure.service import InstallSureService
+
+    gate: defer.Deferred[None] = defer.Deferred()
+    harness.handlers["echo"] = lambda p, ctx: gate
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    tree: MultiService = InstallSureService()  # type: ignore[no-untyped-call]
+    workers = WorkerService(harness.queue, grace=5.0)
+    workers.setServiceParent(tree)  # type: ignore[no-untyped-call]
+    drain = DrainService(grace=5.0)
+    drain.add_hook("jobs", lambda _grace: workers.stopService())
+    drain.setServiceParent(tree)  # type: ignore[no-untyped-call]
+    stops: list[str] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if str(event.get("log_format")).startswith(("worker {worker_id} stopped", "draining")):
+            stops.append(event["log_format"])
+
+    tree.startService()  # type: ignore[no-untyped-call]
+    await wait_until(in_state(harness, job_id, "active"))
+    globalLogPublisher.addObserver(observer)
+    try:
+        stopping = tree.stopService()  # type: ignore[no-untyped-call]
+        await sleep(0.2)
+        assert not stopping.called  # both stops wait for the running job
+        gate.callback(None)
+        await stopping
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert stops == [
+        "draining: not ready any more, finishing in-flight work within {grace}s",
+        "draining {queue}: waiting up to {grace} s for {count} running jobs",
+        "worker {worker_id} stopped",
+    ]
+    assert (await harness.queue.get("test", job_id)).state == "completed"
