@@ -3,13 +3,17 @@
 Every call is bounded: while Redis is down txredisapi would wait forever, so a command
 fails with :class:`RedisUnavailable` after ``command_timeout`` seconds (or at once when
 the connection is known to be down) and the caller decides whether to retry.
+
+The service owns the connections; the parts that use them are modules of their own and
+get what they need passed in: ``scripts`` (EVALSHA with reload), ``blocking``
+(connections for blocking commands), ``pubsub`` (subscriptions that survive reconnects).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import txredisapi
@@ -19,15 +23,17 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from installsure.redis._execute import run_on
 from installsure.redis._link import _Link
+from installsure.redis.blocking import BlockingConnection
 from installsure.redis.interfaces import (
     MessageCallback,
     RedisArg,
-    RedisReplyError,
     RedisUnavailable,
     Subscription,
 )
 from installsure.redis.pubsub import Subscriber
+from installsure.redis.scripts import LuaScriptHandle
 from installsure.redis.target import RedisTarget
 
 log = Logger(namespace="installsure.redis")
@@ -41,192 +47,6 @@ _NOT_ON_POOL = frozenset(
         "DISCARD", "WATCH", "UNWATCH", "SELECT", "QUIT", "RESET",
     }
 )
-
-
-# Error replies that mean "this Redis cannot serve you right now", not "bad command":
-# loading its dataset after a restart, a replica cut off from its master, or a master
-# demoted by a failover (we are talking to a replica now).
-_TRANSIENT = ("LOADING", "MASTERDOWN", "READONLY")
-
-
-def _map_failure(failure: Failure, link: _Link, timeout: float | None) -> Failure:
-    """txredisapi's errors as ours: the caller should not need to import txredisapi."""
-    error = failure.value
-    if isinstance(error, txredisapi.ResponseError):
-        message = str(error)
-        if message.startswith(_TRANSIENT):
-            if message.startswith("READONLY"):
-                # Reconnecting asks Sentinel again and reaches the new master.
-                link.drop_connections()
-            raise RedisUnavailable(
-                f"Redis at {link.target.describe()} cannot serve commands right now: {message}"
-            ) from None
-        raise RedisReplyError(message) from None
-    if isinstance(error, txredisapi.TimeoutError):
-        raise RedisUnavailable(link.unavailable_message(timeout)) from None
-    if isinstance(error, txredisapi.ConnectionError):
-        raise RedisUnavailable(
-            f"lost the connection to Redis at {link.target.describe()} before it answered"
-        ) from None
-    return failure
-
-
-def _run_on(link: _Link, conn: Any, timeout: float | None, args: tuple[Any, ...]) -> Any:
-    try:
-        d = conn.execute_command(*args)
-    except txredisapi.ConnectionError:
-        return defer.fail(RedisUnavailable(link.unavailable_message()))
-    except (TypeError, ValueError) as e:
-        # A bad argument: nothing was sent, the connection is still in step.
-        return defer.fail(e)
-    d.addErrback(_map_failure, link, timeout)
-    return d
-
-
-class LuaScriptHandle:
-    """A registered script: EVALSHA, and on NOSCRIPT load it again and retry once."""
-
-    __slots__ = ("_loading", "_redis", "_source", "loaded", "name", "sha")
-
-    def __init__(self, redis: RedisService, name: str, source: str) -> None:
-        self._redis = redis
-        self._source = source
-        self.name = name
-        self.sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
-        self.loaded = False
-        # Callers waiting for the SCRIPT LOAD in flight: thousands of calls arriving
-        # together (at start, or after a Redis restart) share one load.
-        self._loading: list[defer.Deferred[None]] | None = None
-
-    def __call__(self, keys: Sequence[str], args: Sequence[RedisArg]) -> defer.Deferred[Any]:
-        if not self.loaded:
-            return self._load().addCallback(lambda _: self._evalsha(keys, args, True))
-        return self._evalsha(keys, args, True)
-
-    def _evalsha(
-        self, keys: Sequence[str], args: Sequence[RedisArg], retry: bool
-    ) -> defer.Deferred[Any]:
-        d = self._redis._execute_trusted(("EVALSHA", self.sha, len(keys), *keys, *args))
-        if retry:
-            d.addErrback(self._noscript, keys, args)
-        return d
-
-    def _noscript(
-        self, failure: Failure, keys: Sequence[str], args: Sequence[RedisArg]
-    ) -> Any:
-        # Redis forgets scripts on restart, failover and SCRIPT FLUSH.
-        error = failure.value
-        if isinstance(error, RedisReplyError) and error.code == "NOSCRIPT":
-            self.loaded = False
-            return self._load().addCallback(lambda _: self._evalsha(keys, args, False))
-        return failure
-
-    def _load(self) -> defer.Deferred[None]:
-        waiter: defer.Deferred[None] = defer.Deferred()
-        if self._loading is not None:
-            self._loading.append(waiter)
-            return waiter
-        self._loading = [waiter]
-        self._redis._execute_trusted(("SCRIPT", "LOAD", self._source)).addBoth(self._loaded)
-        return waiter
-
-    def _loaded(self, result: object) -> None:
-        waiting, self._loading = self._loading or [], None
-        error: Failure | Exception | None = None
-        if isinstance(result, Failure):
-            error = result
-        elif result != self.sha:  # pragma: no cover - would be a Redis bug
-            error = RedisReplyError(f"SCRIPT LOAD of {self.name} returned {result!r}")
-        if error is not None:
-            for d in waiting:
-                d.errback(error)
-            return
-        self.loaded = True
-        for d in waiting:
-            d.callback(None)
-
-    def __repr__(self) -> str:
-        return f"<LuaScript {self.name} {self.sha[:12]}>"
-
-
-class BlockingConnection:
-    """One connection of its own for blocking commands (BLMOVE, BZPOPMIN, XREAD BLOCK).
-
-    Commands on it run one after the other; a command that gets no reply within its
-    ``timeout`` fails with RedisUnavailable and the connection is dropped and remade,
-    because its reply would otherwise arrive in the place of the next command's. While
-    the connection is down a command waits for it, within the same ``timeout``.
-    """
-
-    def __init__(self, redis: RedisService, link: _Link) -> None:
-        self._redis = redis
-        self._link = link
-
-    @property
-    def is_connected(self) -> bool:
-        return self._link.connected
-
-    def execute(self, command: str, *args: RedisArg, timeout: float) -> defer.Deferred[Any]:
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout!r}")
-        conn = self._link.pick()
-        if conn is not None:
-            return self._run(conn, timeout, timeout, (command, *args))
-        # Reconnecting (or just made): spend the command's own time budget waiting for
-        # the connection, so that a caller looping on blocking pops does not spin while
-        # Redis is down.
-        started = self._redis._reactor.seconds()
-
-        def connected(_: object) -> defer.Deferred[Any]:
-            conn = self._link.pick()
-            if conn is None:
-                return defer.fail(RedisUnavailable(self._link.unavailable_message()))
-            left = timeout - (self._redis._reactor.seconds() - started)
-            return self._run(conn, max(left, 0.001), timeout, (command, *args))
-
-        return self._link.when_connected(timeout).addCallback(connected)
-
-    def _run(
-        self, conn: Any, timeout: float, shown: float, args: tuple[Any, ...]
-    ) -> defer.Deferred[Any]:
-        link = self._link
-        reply = _run_on(link, conn, None, args)
-
-        def drop_connection() -> None:
-            transport = getattr(conn, "transport", None)
-            if transport is not None:
-                transport.abortConnection()
-
-        def cancel(result: defer.Deferred[Any]) -> None:
-            # The command is still pending inside Redis; only closing the connection
-            # makes sure its late reply cannot be taken for another command's.
-            drop_connection()
-
-        result: defer.Deferred[Any] = defer.Deferred(cancel)
-
-        def expire() -> None:
-            if not result.called:
-                result.errback(RedisUnavailable(link.unavailable_message(shown)))
-                drop_connection()
-
-        call = self._redis._reactor.callLater(timeout, expire)
-
-        def settle(value: object) -> None:
-            if call.active():
-                call.cancel()
-            if result.called:
-                return
-            if isinstance(value, Failure):
-                result.errback(value)
-            else:
-                result.callback(value)
-
-        reply.addBoth(settle)
-        return result
-
-    def close(self) -> defer.Deferred[None]:
-        self._redis._blocking.discard(self)
-        return self._link.stop()
 
 
 #: What Redis answers a client that did not (or wrongly) authenticate.
@@ -374,7 +194,7 @@ class RedisService(Service):
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
         closing = [self._pool.stop()]
-        closing += [b._link.stop() for b in list(self._blocking)]
+        closing += [b.disconnect() for b in list(self._blocking)]
         self._blocking.clear()
         if self._subscriber is not None:
             closing.append(self._subscriber.stop())
@@ -463,7 +283,7 @@ class RedisService(Service):
         if conn is not None:
             if command.upper() in _NOT_ON_POOL:
                 return self._refuse(command)
-            return _run_on(self._pool, conn, self.command_timeout, (command, *args))  # type: ignore[no-any-return]
+            return run_on(self._pool, conn, self.command_timeout, (command, *args))  # type: ignore[no-any-return]
         if command.upper() in _NOT_ON_POOL:
             return self._refuse(command)
         if self._pool.state != "connecting" or not self.running:
@@ -478,7 +298,7 @@ class RedisService(Service):
         # The hot path of Lua scripts: the command is known to be fine on the pool.
         conn = self._pool.pick()
         if conn is not None:
-            return _run_on(self._pool, conn, self.command_timeout, args)  # type: ignore[no-any-return]
+            return run_on(self._pool, conn, self.command_timeout, args)  # type: ignore[no-any-return]
         return self.execute(*args)
 
     def _refuse(self, command: str) -> defer.Deferred[Any]:
@@ -501,16 +321,16 @@ class RedisService(Service):
         """The script registered under ``name`` (registered now if new)."""
         known = self._scripts.get(name)
         if known is not None:
-            if known._source != source:
+            if known.source != source:
                 raise ValueError(f"a different Lua script is already registered as {name!r}")
             return known
-        handle = self._scripts[name] = LuaScriptHandle(self, name, source)
+        handle = self._scripts[name] = LuaScriptHandle(self._execute_trusted, name, source)
         return handle
 
     def blocking_connection(self) -> BlockingConnection:
         """A new connection of its own; close() it when done (stopService closes the rest)."""
         link = self._new_link("blocking", 1, None, quiet=True)
-        connection = BlockingConnection(self, link)
+        connection = BlockingConnection(link, self._reactor, self._blocking.discard)
         self._blocking.add(connection)
         self._start_link(link)
         return connection
@@ -522,8 +342,14 @@ class RedisService(Service):
 
     def _get_subscriber(self) -> Subscriber:
         if self._subscriber is None:
-            self._subscriber = Subscriber(self, self.pubsub_health_interval)
-            self._start_link(self._subscriber._link)
+            self._subscriber = Subscriber(
+                partial(self._new_link, "pub/sub", 1, None),
+                target=self.target,
+                reactor=self._reactor,
+                timeout=self.command_timeout,
+                health_interval=self.pubsub_health_interval,
+            )
+            self._start_link(self._subscriber.link)
         return self._subscriber
 
     def subscribe(self, channel: str, callback: MessageCallback) -> defer.Deferred[Subscription]:

@@ -3,21 +3,23 @@
 txredisapi's SubscriberProtocol forgets its subscriptions with the connection and pairs
 acknowledgements with commands by arrival order; here acknowledgements are matched by
 channel name, and the set of live subscriptions is ours, so a new connection gets it all.
+
+The subscriber is given what it needs (a way to make its connection, the reactor, the
+time Redis has to answer) rather than the client service, which it knows nothing of.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import txredisapi
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from installsure.redis._link import _Link, _Protocol, _SentinelProtocol
 from installsure.redis.interfaces import MessageCallback, RedisUnavailable, Subscription
-
-if TYPE_CHECKING:
-    from installsure.redis.client import RedisService
+from installsure.redis.target import RedisTarget
 
 log = Logger(namespace="installsure.redis.pubsub")
 
@@ -53,6 +55,12 @@ class _SentinelSubscriberProtocol(_SubscriberProtocol, _SentinelProtocol):
     pass
 
 
+class LinkFactory(Protocol):
+    """Makes a new, not yet started link whose connections speak ``protocol``."""
+
+    def __call__(self, *, protocol: type[Any]) -> _Link: ...
+
+
 class _Subscription:
     __slots__ = ("_subscriber", "callback", "key")
 
@@ -71,16 +79,28 @@ class _Subscription:
 
 
 class Subscriber:
-    """The subscriptions of one RedisService and the connection that carries them.
+    """The subscriptions of one Redis client and the connection that carries them.
+
+    ``new_link`` makes that connection, to ``target``; the owner starts ``link``.
+    ``timeout``: seconds Redis has to confirm a subscription or answer a PING.
 
     A subscribed connection only ever receives, so a Redis host that vanished without
     closing the TCP connection would go unnoticed: every ``health_interval`` seconds a
-    PING must come back within the command timeout, else the connection is remade.
+    PING must come back within ``timeout``, else the connection is remade.
     """
 
-    def __init__(self, redis: RedisService, health_interval: float = 15.0) -> None:
-        self._redis = redis
-        self._timeout = redis.command_timeout
+    def __init__(
+        self,
+        new_link: LinkFactory,
+        *,
+        target: RedisTarget,
+        reactor: IReactorTime,
+        timeout: float,
+        health_interval: float = 15.0,
+    ) -> None:
+        self._target = target
+        self._reactor = reactor
+        self._timeout = timeout
         self._health_interval = health_interval
         self._health_call: Any = None
         # One warning per hang, not one per reconnection attempt during it.
@@ -90,12 +110,15 @@ class Subscriber:
         self._ack_waiters: dict[_Key, list[defer.Deferred[None]]] = {}
         self._conn: Any = None
         self._connections = 0
-        protocol = (
-            _SentinelSubscriberProtocol if redis.target.is_sentinel else _SubscriberProtocol
-        )
-        self._link: _Link = redis._new_link("pub/sub", 1, None, protocol=protocol)
+        protocol = _SentinelSubscriberProtocol if target.is_sentinel else _SubscriberProtocol
+        self._link: _Link = new_link(protocol=protocol)
         self._link.factory.subscriber = self
         self._link.on_connection.append(self._connected)
+
+    @property
+    def link(self) -> _Link:
+        """The connection subscriptions travel on, for the owner to start."""
+        return self._link
 
     def stop(self) -> defer.Deferred[None]:
         self._cancel_health_check()
@@ -106,7 +129,7 @@ class Subscriber:
 
     def _schedule_health_check(self) -> None:
         self._cancel_health_check()
-        self._health_call = self._redis._reactor.callLater(
+        self._health_call = self._reactor.callLater(
             self._health_interval, self._check_health
         )
 
@@ -132,12 +155,12 @@ class Subscriber:
                 level(
                     "Redis pub/sub connection to {target} did not answer PING within "
                     "{timeout}s; reconnecting",
-                    target=self._redis.target.describe(),
+                    target=self._target.describe(),
                     timeout=self._timeout,
                 )
                 conn.transport.abortConnection()
 
-        deadline = self._redis._reactor.callLater(self._timeout, silent)
+        deadline = self._reactor.callLater(self._timeout, silent)
 
         def answered(_: object) -> None:
             if deadline.active():
@@ -191,11 +214,11 @@ class Subscriber:
                 d.errback(
                     RedisUnavailable(
                         f"Redis did not confirm the subscription to {kind} {key[1]!r} within "
-                        f"{self._timeout}s (is it running at {self._redis.target.describe()}?)"
+                        f"{self._timeout}s (is it running at {self._target.describe()}?)"
                     )
                 )
 
-        call = self._redis._reactor.callLater(self._timeout, expire)
+        call = self._reactor.callLater(self._timeout, expire)
 
         def done(result: object) -> object:
             if call.active():
