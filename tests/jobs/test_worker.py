@@ -556,3 +556,24 @@ async def test_drain_hook_and_service_tree_stop_the_workers_once(harness: Harnes
         "worker {worker_id} stopped",
     ]
     assert (await harness.queue.get("test", job_id)).state == "completed"
+
+
+@pytest_twisted.ensureDeferred
+async def test_job_queued_by_an_older_version_keeps_its_options(harness: Harness) -> None:
+    """A job whose options were stored in the older one-letter form (queued before an
+    upgrade) runs with its own attempts (2 here; the queue's are 3, the fallback's 1)."""
+    runs: list[int] = []
+
+    def fails(p: Echo, ctx: JobContext) -> None:
+        runs.append(ctx.max_attempts)
+        raise RuntimeError("no")
+
+    harness.handlers["echo"] = fails
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    legacy = '{"a": 2, "b": {"kind": "fixed", "delay": 0.01, "max": 1.0}, "t": 7.0}'
+    await harness.redis.execute("HSET", harness.queue.keys("test").job(job_id), "opts", legacy)
+    harness.worker()
+    await wait_until(in_state(harness, job_id, "dead"))
+    record = await harness.queue.get("test", job_id)
+    assert runs == [2, 2]
+    assert (record.max_attempts, record.attempts_made) == (2, 2)
