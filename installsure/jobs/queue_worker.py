@@ -44,7 +44,6 @@ class QueueWorker:
     ) -> None:
         self.name = name
         self.worker_id = worker_id
-        self._queue = queue
         self._reactor = reactor
         settings = queue.settings
         qs = settings.queue(name)
@@ -91,10 +90,6 @@ class QueueWorker:
     @property
     def concurrency(self) -> int:
         return self._claims.concurrency
-
-    @property
-    def stopping(self) -> bool:
-        return self._claims.stopping
 
     def start(self) -> None:
         self._heartbeat.start()
