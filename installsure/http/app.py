@@ -39,7 +39,13 @@ from installsure.http.head import canonical_name
 from installsure.http.ratelimit import RateLimiter
 from installsure.http.routing import Paged, Response, Route, Router, method_not_allowed
 from installsure.http.settings import HttpSettings
-from installsure.http.validation import parse_json, structure_body, structure_query, unstructure
+from installsure.http.validation import (
+    missing_body,
+    parse_json,
+    structure_body,
+    structure_query,
+    unstructure,
+)
 
 log = Logger(namespace="installsure.http")
 
@@ -431,7 +437,7 @@ class ApiResource(Resource):
         if len(raw) > limit:
             raise too_large(limit)
         if not raw.strip():
-            raise ApiError("BAD_REQUEST", "The request needs a JSON body (an object).")
+            raise missing_body()
         raw_type = request.requestHeaders.getRawHeaders(b"content-type")
         media, _, params = (raw_type[0] if raw_type else b"").partition(b";")
         accepted = "/".join(route.content_types).encode()

@@ -1,9 +1,12 @@
 """Turn JSON bodies and query strings into attrs instances, and attrs instances into JSON.
 
 Field names are camelCase on the wire and snake_case in Python. Structuring is strict
-(``"false"`` is not a boolean, ``1.5`` is not an integer) and reports EVERY bad field
-at once as :class:`~installsure.http.errors.FieldError` entries, including the
-failures of attrs validators, so a client fixes its request in one round trip.
+(``"false"`` is not a boolean, ``1.5`` is not an integer, ``"ab"`` is not a list,
+integers fit in 64 bits) and reports EVERY bad field at once as
+:class:`~installsure.http.errors.FieldError` entries, named as the client sent them,
+including the failures of attrs validators (in the words of
+:mod:`~installsure.http.constraints`), so a client fixes its request in one round trip.
+Bodies are decoded by :mod:`~installsure.http.jsonbody` first.
 """
 
 from __future__ import annotations
@@ -21,16 +24,37 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import attrs
 from cattrs import Converter
+from cattrs.cols import is_any_set, is_mapping, is_sequence
 from cattrs.errors import (
     AttributeValidationNote,
     BaseValidationError,
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
+    IterableValidationNote,
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from installsure.http.errors import ApiError, FieldError, validation_error
+from installsure.http.constraints import broken_rule
+from installsure.http.errors import FieldError, validation_error
+from installsure.http.jsonbody import (
+    BODY,
+    MAX_DETAILS,
+    body_error,
+    field_path,
+    missing_body,
+    parse_json,
+)
+
+__all__ = [
+    "FieldValueError",
+    "camel",
+    "missing_body",
+    "parse_json",
+    "structure_body",
+    "structure_query",
+    "unstructure",
+]
 
 T = TypeVar("T")
 
@@ -55,7 +79,23 @@ class FieldValueError(ValueError):
         self.message = message
 
 
+class _BrokenRuleError(ValueError):
+    """A validator's rule, broken at ``path`` inside the field (``()``: the field itself)."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
 # -- strict primitives --------------------------------------------------------------
+
+#: Integers are 64-bit signed everywhere (database columns, Redis, other clients).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_INT_RANGE = f"must be an integer from {INT_MIN} to {INT_MAX}"
+_QUERY_INT = re.compile(r"-?[0-9]+", re.ASCII)
+# The JSON number grammar: what clients and the schema mean by a number.
+_QUERY_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 
 def _json_str(value: object, _t: object) -> str:
@@ -64,12 +104,18 @@ def _json_str(value: object, _t: object) -> str:
     return value
 
 
+def _in_range(value: int) -> int:
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(_INT_RANGE)
+    return value
+
+
 def _json_int(value: object, _t: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            return _in_range(int(value))
         raise TypeError("must be an integer")
-    return value
+    return _in_range(value)
 
 
 def _json_float(value: object, _t: object) -> float:
@@ -89,20 +135,17 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 
 
 def _query_int(value: object, _t: object) -> int:
-    if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value):
-        return int(value)
+    if isinstance(value, str) and _QUERY_INT.fullmatch(value):
+        # More digits than any 64-bit value has are out of range, whatever they say.
+        return _in_range(int(value) if len(value) <= 21 else INT_MAX + 1)
     raise TypeError("must be an integer")
 
 
 def _query_float(value: object, _t: object) -> float:
-    if isinstance(value, str):
-        try:
-            result = float(value)
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(result):
-                return result
+    if isinstance(value, str) and len(value) <= 100 and _QUERY_NUMBER.fullmatch(value):
+        result = float(value)
+        if math.isfinite(result):
+            return result
     raise TypeError("must be a number")
 
 
@@ -206,12 +249,13 @@ def _attrs_hook_factory(converter: Converter, forbid_extra: bool) -> Callable[[A
                     continue
                 try:
                     field_value = converter.structure(value[name], a.type)
-                    a.validator(None, a, field_value)
-                except (ValueError, TypeError) as e:
+                except Exception:  # noqa: S112 - its type error is reported already
+                    continue
+                broken = broken_rule(a.validator, a, field_value)
+                if broken is not None:
+                    e = _BrokenRuleError(*broken)
                     e.__notes__ = [AttributeValidationNote("validator", a.name, a.type)]
                     errors.append(e)
-                except Exception:  # noqa: S112 - a validator that needs the instance
-                    continue
             return errors
 
         def structure(value: Any, t: Any) -> Any:
@@ -239,6 +283,72 @@ def _attrs_hook_factory(converter: Converter, forbid_extra: bool) -> Callable[[A
     return factory
 
 
+def _container_hook_factory(converter: Converter) -> Callable[[Any], Any]:
+    """Arrays for lists, tuples and sets, objects for mappings, and nothing else.
+
+    cattrs would iterate any iterable: ``"ab"`` would become ``["a", "b"]`` and an
+    object its keys. Items are structured here so each bad one is named by its index
+    (or key) and all are reported together.
+    """
+
+    def factory(t: Any) -> Callable[[Any, Any], Any]:
+        args = get_args(t)
+        if is_mapping(t):
+            value_type = args[1] if len(args) == 2 else Any
+
+            def structure_mapping(value: Any, _t: Any) -> Any:
+                if not isinstance(value, dict):
+                    raise TypeError("must be an object")
+                return dict(_each(converter, ((k, v, value_type) for k, v in value.items())))
+
+            return structure_mapping
+        origin = get_origin(t) or t
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+
+            def structure_fixed(value: Any, _t: Any) -> Any:
+                if not isinstance(value, list) or len(value) != len(args):
+                    raise TypeError(f"must be an array of {len(args)} items")
+                triples = ((i, v, args[i]) for i, v in enumerate(value))
+                return tuple(v for _i, v in _each(converter, triples))
+
+            return structure_fixed
+        item_type = args[0] if args else Any
+        made: Callable[[Any], Any] = list
+        if is_any_set(t):
+            made = frozenset if origin is frozenset else set
+        elif origin is tuple:
+            made = tuple
+
+        def structure_items(value: Any, _t: Any) -> Any:
+            if not isinstance(value, list):
+                raise TypeError("must be an array")
+            triples = ((i, v, item_type) for i, v in enumerate(value))
+            return made(v for _i, v in _each(converter, triples))
+
+        return structure_items
+
+    return factory
+
+
+def _each(converter: Converter, triples: Any) -> list[tuple[Any, Any]]:
+    """``(key, value)`` pairs, each value structured as its type; every failure reported."""
+    done: list[tuple[Any, Any]] = []
+    errors: list[Exception] = []
+    for key, item, item_type in triples:
+        try:
+            done.append((key, converter.structure(item, item_type)))
+        except Exception as e:  # each bad item is reported with its place
+            e.__notes__ = [IterableValidationNote(f"Structuring item {key!r}", key, item_type)]
+            errors.append(e)
+    if errors:
+        raise IterableValidationError("bad items", errors, list)
+    return done
+
+
+def _is_container(t: Any) -> bool:
+    return t not in (str, bytes) and (is_sequence(t) or is_any_set(t) or is_mapping(t))
+
+
 def _make_converter(*, query: bool, forbid_extra: bool) -> Converter:
     conv = Converter(detailed_validation=True)
     if query:
@@ -255,6 +365,7 @@ def _make_converter(*, query: bool, forbid_extra: bool) -> Converter:
     conv.register_structure_hook(uuid.UUID, _uuid)
     conv.register_structure_hook_factory(_is_literal, _literal_hook)
     conv.register_structure_hook_factory(_is_enum, _enum_hook)
+    conv.register_structure_hook_factory(_is_container, _container_hook_factory(conv))
     conv.register_structure_hook_factory(
         attrs.has, _attrs_hook_factory(conv, forbid_extra)
     )
@@ -284,16 +395,6 @@ _OUT = _make_unstructurer()
 # -- error collection ---------------------------------------------------------------
 
 
-def _join(path: Sequence[str | int]) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text = f"{text}.{part}" if text else part
-    return text
-
-
 def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         return "is required"
@@ -307,7 +408,7 @@ def _message(exc: BaseException) -> str:
 def _collect(exc: BaseException, path: list[str | int], out: list[FieldError]) -> None:
     if isinstance(exc, ForbiddenExtraKeysError):
         for name in sorted(exc.extra_fields):
-            out.append(FieldError(_join([*path, name]), "is not a known field"))
+            out.append(FieldError(field_path([*path, name]), "is not a known field"))
         return
     if isinstance(exc, ClassValidationError):
         with_notes, without = exc.group_exceptions()
@@ -329,7 +430,9 @@ def _collect(exc: BaseException, path: list[str | int], out: list[FieldError]) -
         return
     if isinstance(exc, FieldValueError):
         path = [*path, exc.field]
-    out.append(FieldError(_join(path), _message(exc)))
+    elif isinstance(exc, _BrokenRuleError):
+        path = [*path, *exc.path]
+    out.append(FieldError(field_path(path), _message(exc)))
 
 
 def _structure(converter: Converter, data: object, cls: type[T], root: str) -> T:
@@ -338,33 +441,19 @@ def _structure(converter: Converter, data: object, cls: type[T], root: str) -> T
     except (BaseValidationError, ValueError, TypeError, KeyError) as exc:
         errors: list[FieldError] = []
         _collect(exc, [root] if root else [], errors)
-        raise validation_error(errors) from None
+        # A body of a million bad items gets a readable answer, not a million lines.
+        raise validation_error(errors[:MAX_DETAILS]) from None
 
 
 # -- public surface -----------------------------------------------------------------
 
 
-def parse_json(raw: bytes) -> Any:
-    """Decode UTF-8 JSON bytes, or raise a 400 that says what is wrong with them."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ApiError(
-            "BAD_REQUEST", f"The request body is not valid UTF-8 (byte {e.start})."
-        ) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ApiError(
-            "BAD_REQUEST",
-            f"The request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}.",
-        ) from None
-
-
 def structure_body(data: object, cls: type[T], *, forbid_extra: bool = False) -> T:
     """Structure a decoded JSON body into ``cls`` or raise 400 listing every bad field."""
     if not isinstance(data, dict):
-        raise ApiError("BAD_REQUEST", "The request body must be a JSON object.")
+        raise body_error(
+            "The request body must be a JSON object.", [FieldError(BODY, "must be an object")]
+        )
     return _structure(_BODY_STRICT if forbid_extra else _BODY, data, cls, "")
 
 
