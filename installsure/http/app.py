@@ -36,7 +36,7 @@ from installsure import logs, metrics
 from installsure.http.context import RequestContext, RequestIds, parse_traceparent, sane_request_id
 from installsure.http.errors import ApiError, FieldError, error_body
 from installsure.http.head import canonical_name
-from installsure.http.ratelimit import RateLimiter
+from installsure.http.ratelimit import RateLimiter, authenticate_counted
 from installsure.http.routing import Paged, Response, Route, Router, method_not_allowed
 from installsure.http.settings import HttpSettings
 from installsure.http.validation import (
@@ -376,10 +376,9 @@ class ApiResource(Resource):
                     "UNAUTHENTICATED",
                     "This endpoint needs authentication, which this server does not offer yet.",
                 )
-            user = self.authenticate(ctx, route.auth)
-            if inspect.isawaitable(user):
-                user = await user
-            ctx.user = user
+            ctx.user = await authenticate_counted(
+                self.authenticate, ctx, route.auth, self.rate_limiter
+            )
         if route.rate_limit is not None and self.rate_limiter is not None:
             key = f"user:{ctx.user_id}" if ctx.user_id else f"ip:{ctx.remote}"
             decision = await self.rate_limiter.check(route.rate_limit, key)

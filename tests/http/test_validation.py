@@ -157,7 +157,9 @@ def test_unknown_fields_rejected_only_when_route_forbids_them() -> None:
         (b"", "needs a JSON body", "is required"),
     ],
 )
-def test_malformed_bodies_are_400_validation_errors(data: bytes, fragment: str, detail: str) -> None:
+def test_malformed_bodies_are_400_validation_errors(
+    data: bytes, fragment: str, detail: str
+) -> None:
     """Malformed JSON, non-UTF-8 bytes, non-objects and empty bodies are 400
     VALIDATION_ERROR with one detail about the whole body (field "")."""
     client, _ = stub(make_router())
