@@ -36,12 +36,14 @@ TAGS = ("queue",)
 
 
 MAX_PER_PAGE = 100
+#: Far past any retained job; keeps the offset a Redis integer (2^63 overflowed it).
+MAX_PAGE = 1_000_000
 
 
 @frozen
 class JobsQuery:
     state: JobState = "waiting"
-    page: int = field(default=1, validator=validators.ge(1))
+    page: int = field(default=1, validator=[validators.ge(1), validators.le(MAX_PAGE)])
     per_page: int = field(default=20, validator=[validators.ge(1),
                                                  validators.le(MAX_PER_PAGE)])
 
