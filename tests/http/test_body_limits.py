@@ -19,7 +19,7 @@ from installsure.http.jsonbody import MAX_DEPTH, MAX_NUMBER_LENGTH
 from tests.http.helpers import fetch, json_of, stub
 
 PROPERTY = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
