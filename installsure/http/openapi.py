@@ -24,7 +24,8 @@ import attrs
 from installsure.http import constraints
 from installsure.http.errors import STATUS_OF_CODE
 from installsure.http.routing import Paged, Route
-from installsure.http.validation import INT_MAX, INT_MIN, camel
+from installsure.http.validation import camel
+from installsure.http.wiretypes import INT_MAX, INT_MIN
 
 _PRIMITIVES: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
