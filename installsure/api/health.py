@@ -249,10 +249,12 @@ def health_router(sources: HealthSources, reactor: IReactorTime | None = None) -
     router.add("GET", "/livez", livez, summary="Liveness", response=dict[str, str], **common)
     router.add("GET", "/live", livez, summary="Liveness (old path)", response=dict[str, str],
                operation_id="live", **common)
+    # 503 is the same report, not the error envelope: probes read its checks.
+    not_ready = {503: dict[str, Any]}
     router.add("GET", "/readyz", readyz, summary="Readiness", response=dict[str, Any],
-               errors=(503,), **common)
+               responses=not_ready, **common)
     router.add("GET", "/ready", readyz, summary="Readiness (old path)", response=dict[str, Any],
-               errors=(503,), operation_id="ready", **common)
+               responses=not_ready, operation_id="ready", **common)
     router.add("GET", "/api/health", health, summary="Health report", response=dict[str, Any],
                **common)
     router.add("GET", "/health", health, summary="Health report (old path)",

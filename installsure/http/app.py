@@ -36,10 +36,16 @@ from installsure import logs, metrics
 from installsure.http.context import RequestContext, RequestIds, parse_traceparent, sane_request_id
 from installsure.http.errors import ApiError, FieldError, error_body
 from installsure.http.head import canonical_name
-from installsure.http.ratelimit import RateLimiter
+from installsure.http.ratelimit import RateLimiter, authenticate_counted
 from installsure.http.routing import Paged, Response, Route, Router, method_not_allowed
 from installsure.http.settings import HttpSettings
-from installsure.http.validation import parse_json, structure_body, structure_query, unstructure
+from installsure.http.validation import (
+    missing_body,
+    parse_json,
+    structure_body,
+    structure_query,
+    unstructure,
+)
 
 log = Logger(namespace="installsure.http")
 
@@ -370,10 +376,9 @@ class ApiResource(Resource):
                     "UNAUTHENTICATED",
                     "This endpoint needs authentication, which this server does not offer yet.",
                 )
-            user = self.authenticate(ctx, route.auth)
-            if inspect.isawaitable(user):
-                user = await user
-            ctx.user = user
+            ctx.user = await authenticate_counted(
+                self.authenticate, ctx, route.auth, self.rate_limiter
+            )
         if route.rate_limit is not None and self.rate_limiter is not None:
             key = f"user:{ctx.user_id}" if ctx.user_id else f"ip:{ctx.remote}"
             decision = await self.rate_limiter.check(route.rate_limit, key)
@@ -431,7 +436,7 @@ class ApiResource(Resource):
         if len(raw) > limit:
             raise too_large(limit)
         if not raw.strip():
-            raise ApiError("BAD_REQUEST", "The request needs a JSON body (an object).")
+            raise missing_body()
         raw_type = request.requestHeaders.getRawHeaders(b"content-type")
         media, _, params = (raw_type[0] if raw_type else b"").partition(b";")
         accepted = "/".join(route.content_types).encode()

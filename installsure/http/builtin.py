@@ -130,5 +130,6 @@ def builtin_router(
         return Response(body=body, content_type=content_type.encode("ascii"))
 
     router.add("GET", "/metrics", prometheus, summary="Prometheus metrics", tags=("health",),
-               rate_limit=None, envelope=False)
+               rate_limit=None, envelope=False, media_type="text/plain",
+               errors=(401,) if token is not None else ())
     return router

@@ -9,13 +9,18 @@ from twisted.web.resource import IResource
 from installsure.http.app import ApiResource, Authenticator
 from installsure.http.ratelimit import RateLimiter
 from installsure.http.routing import Router
-from installsure.http.settings import HttpSettings, RateRule
+from installsure.http.settings import FAILED_AUTH_RULE, HttpSettings, RateRule
 from installsure.http.site import ApiSite
 
 
 def rate_rules(settings: HttpSettings) -> dict[str, RateRule]:
-    """The ``default`` rule and the named ones, ready for :class:`RateLimiter`."""
-    return {"default": settings.default_rate, **settings.named_rates()}
+    """The ``default`` rule, the failed-authentication one and the named ones, ready
+    for :class:`RateLimiter`."""
+    return {
+        "default": settings.default_rate,
+        FAILED_AUTH_RULE: settings.failed_auth_rate,
+        **settings.named_rates(),
+    }
 
 
 def build_resource(

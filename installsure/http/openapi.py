@@ -1,13 +1,18 @@
 """OpenAPI 3.1 document generated from the route declarations.
 
 attrs classes become ``components/schemas`` (camelCase properties, required = fields
-without defaults); every response is shown inside the envelope of API.md.
+without defaults, the attrs validators as JSON Schema keywords via
+:mod:`~installsure.http.constraints`); success responses are shown inside the envelope
+of API.md with their real media type, and every error status a route can answer with
+refers to the error envelope. What the validator refuses, the document says: a test runs
+schemathesis against the served document (tests/http/test_schemathesis.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 import types
 import typing
 import uuid
@@ -16,13 +21,15 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 
+from installsure.http import constraints
 from installsure.http.errors import STATUS_OF_CODE
 from installsure.http.routing import Paged, Route
 from installsure.http.validation import camel
+from installsure.http.wiretypes import INT_MAX, INT_MIN
 
 _PRIMITIVES: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
-    int: {"type": "integer"},
+    int: {"type": "integer", "format": "int64", "minimum": INT_MIN, "maximum": INT_MAX},
     float: {"type": "number"},
     bool: {"type": "boolean"},
     bytes: {"type": "string", "contentEncoding": "base64"},
@@ -32,6 +39,22 @@ _PRIMITIVES: dict[Any, dict[str, Any]] = {
     type(None): {"type": "null"},
     Any: {},
     object: {},
+}
+
+_CONVERTER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):([a-z]+)\}")
+# Path parameters match werkzeug's converters: one non-empty segment unless typed.
+_PATH_PARAMETER: dict[str | None, dict[str, Any]] = {
+    None: {"type": "string", "pattern": "^[^/]+$"},
+    "string": {"type": "string", "pattern": "^[^/]+$"},
+    "int": {"type": "integer", "minimum": 0, "maximum": INT_MAX},
+    "uuid": {"type": "string", "format": "uuid"},
+    "path": {"type": "string", "minLength": 1},
+}
+
+_RATE_HEADERS = {
+    "RateLimit-Limit": "Requests allowed in the current window",
+    "RateLimit-Remaining": "Requests left in the current window",
+    "RateLimit-Reset": "Seconds until the window starts again",
 }
 
 _ERROR_TEXT = {
@@ -54,44 +77,53 @@ class SchemaBuilder:
 
     def __init__(self) -> None:
         self.components: dict[str, dict[str, Any]] = {}
-        self._names: dict[type[Any], str] = {}
+        self._names: dict[tuple[type[Any], bool], str] = {}
 
-    def ref(self, cls: type[Any]) -> dict[str, Any]:
-        name = self._names.get(cls)
+    def ref(self, cls: type[Any], closed: bool = False) -> dict[str, Any]:
+        """A reference to ``cls``'s schema; ``closed``: unknown properties refused (the
+        body of a ``forbid_extra`` route), a component of its own."""
+        name = self._names.get((cls, closed))
         if name is None:
-            name = cls.__name__
+            base = cls.__name__ + ("Strict" if closed else "")
+            name, n = base, 2
             taken = set(self._names.values())
-            n = 2
             while name in taken:
-                name = f"{cls.__name__}{n}"
+                name = f"{base}{n}"
                 n += 1
-            self._names[cls] = name
+            self._names[cls, closed] = name
             self.components[name] = {}  # placeholder for recursive types
-            self.components[name] = self._object(cls)
+            self.components[name] = self._object(cls, closed)
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def _object(self, cls: type[Any]) -> dict[str, Any]:
+    def field_schema(self, a: Any, hint: Any, closed: bool = False) -> dict[str, Any]:
+        """The schema of one attrs field: its type plus what its validators demand."""
+        schema = self.schema(hint, closed)
+        return constraints.merge(schema, constraints.schema_keywords(a.validator, schema))
+
+    def _object(self, cls: type[Any], closed: bool) -> dict[str, Any]:
         hints = typing.get_type_hints(cls)
         properties: dict[str, Any] = {}
         required: list[str] = []
         for a in attrs.fields(cls):
             wire = camel(a.name)
-            properties[wire] = self.schema(hints.get(a.name, Any))
+            properties[wire] = self.field_schema(a, hints.get(a.name, Any), closed)
             if a.default is attrs.NOTHING:
                 required.append(wire)
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             schema["required"] = required
+        if closed:
+            schema["additionalProperties"] = False
         doc = (cls.__doc__ or "").strip()
         if doc and not doc.startswith(cls.__name__ + "("):
             schema["description"] = doc
         return schema
 
-    def schema(self, t: Any) -> dict[str, Any]:
+    def schema(self, t: Any, closed: bool = False) -> dict[str, Any]:
         if t in _PRIMITIVES:
             return dict(_PRIMITIVES[t])
         if isinstance(t, type) and attrs.has(t):
-            return self.ref(t)
+            return self.ref(t, closed)
         if isinstance(t, type) and issubclass(t, enum.Enum):
             return {"enum": [m.value for m in t]}
         origin = get_origin(t)
@@ -99,17 +131,22 @@ class SchemaBuilder:
         if origin is Literal:
             return {"enum": list(args)}
         if origin in (Union, types.UnionType):
-            return {"anyOf": [self.schema(a) for a in args]}
+            return {"anyOf": [self.schema(a, closed) for a in args]}
         if origin in (list, set, frozenset, Sequence, typing.Sequence):
-            return {"type": "array", "items": self.schema(args[0]) if args else {}}
+            return {"type": "array", "items": self.schema(args[0], closed) if args else {}}
         if origin is tuple:
             if len(args) == 2 and args[1] is Ellipsis:
-                return {"type": "array", "items": self.schema(args[0])}
-            return {"type": "array", "prefixItems": [self.schema(a) for a in args]}
+                return {"type": "array", "items": self.schema(args[0], closed)}
+            return {
+                "type": "array",
+                "prefixItems": [self.schema(a, closed) for a in args],
+                "minItems": len(args),
+                "maxItems": len(args),
+            }
         if origin in (dict, Mapping, typing.Mapping):
             return {
                 "type": "object",
-                "additionalProperties": self.schema(args[1]) if len(args) == 2 else {},
+                "additionalProperties": self.schema(args[1], closed) if len(args) == 2 else {},
             }
         if t in (list, tuple):
             return {"type": "array"}
@@ -142,10 +179,13 @@ def _error_schema() -> dict[str, Any]:
     }
 
 
-def _response_schema(builder: SchemaBuilder, route: Route) -> dict[str, Any] | None:
+def _response_schema(
+    builder: SchemaBuilder, route: Route, response: Any
+) -> dict[str, Any] | None:
     if route.status == 204:
         return None
-    response = route.response
+    if not route.media_type.startswith("application/json"):
+        return {"type": "string"}
     paged = isinstance(response, type) and issubclass(response, Paged)
     if get_origin(response) is Paged or paged:
         args = get_args(response)
@@ -171,17 +211,46 @@ def _response_schema(builder: SchemaBuilder, route: Route) -> dict[str, Any] | N
 
 def _query_parameters(builder: SchemaBuilder, cls: type[Any]) -> list[dict[str, Any]]:
     hints = typing.get_type_hints(cls)
-    out = []
-    for a in attrs.fields(cls):
-        out.append(
-            {
-                "name": camel(a.name),
-                "in": "query",
-                "required": a.default is attrs.NOTHING,
-                "schema": builder.schema(hints.get(a.name, Any)),
-            }
-        )
-    return out
+    return [
+        {
+            "name": camel(a.name),
+            "in": "query",
+            "required": a.default is attrs.NOTHING,
+            "schema": builder.field_schema(a, hints.get(a.name, Any)),
+        }
+        for a in attrs.fields(cls)
+    ]
+
+
+def _path_parameters(route: Route) -> list[dict[str, Any]]:
+    converters = dict(_CONVERTER.findall(route.path))
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": dict(_PATH_PARAMETER.get(converters.get(name), _PATH_PARAMETER[None])),
+        }
+        for name in route.params
+    ]
+
+
+def _error_statuses(route: Route, rate_limited: bool) -> set[int]:
+    """Every error status the HTTP layer itself may answer this route with."""
+    statuses = set(route.errors) | {500}
+    if route.params:
+        # 404 for a value no resource has; 400 for a path that is not valid UTF-8.
+        statuses |= {400, 404}
+    if route.body is not None or route.query is not None:
+        statuses |= {400}
+    if route.body is not None:
+        statuses |= {413, 415}
+    if route.auth is not None:
+        statuses |= {401, 403}
+    if rate_limited and (route.rate_limit is not None or route.auth is not None):
+        # Failed authentications are limited per client address, too.
+        statuses |= {429}
+    return statuses
 
 
 def _operation(builder: SchemaBuilder, route: Route, rate_limited: bool) -> dict[str, Any]:
@@ -195,41 +264,65 @@ def _operation(builder: SchemaBuilder, route: Route, rate_limited: bool) -> dict
         op["description"] = route.description
     if route.tags:
         op["tags"] = list(route.tags)
-    params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in route.params
-    ]
+    params = _path_parameters(route)
     if route.query is not None:
         params.extend(_query_parameters(builder, route.query))
     if params:
         op["parameters"] = params
     if route.body is not None:
+        body = builder.schema(route.body, closed=route.forbid_extra)
         op["requestBody"] = {
             "required": True,
-            "content": {ct: {"schema": builder.schema(route.body)} for ct in route.content_types},
+            "content": {ct: {"schema": body} for ct in route.content_types},
         }
-    ok = _response_schema(builder, route)
-    success: dict[str, Any] = {"description": "Success"}
-    if ok is not None:
-        success["content"] = {"application/json": {"schema": ok}}
-    op["responses"][str(route.status)] = success
-    statuses = set(route.errors) | {500}
-    if route.body is not None or route.query is not None:
-        statuses |= {400}
-    if route.body is not None:
-        statuses |= {413, 415}
-    if route.params:
-        statuses |= {404}
+    limited = rate_limited and route.rate_limit is not None
+    for status, response in ((route.status, route.response), *route.responses):
+        answer: dict[str, Any] = {"description": "Success" if status < 400 else "Failure"}
+        schema = _response_schema(builder, route, response)
+        if schema is not None:
+            answer["content"] = {route.media_type: {"schema": schema}}
+        if limited:
+            answer["headers"] = _rate_headers(required=False)
+        op["responses"][str(status)] = answer
     if route.auth is not None:
-        statuses |= {401, 403}
         op["security"] = [{"bearerAuth": []}]
         op["x-auth"] = route.auth
-    if rate_limited and route.rate_limit is not None:
-        statuses |= {429}
+    if limited:
         op["x-rate-limit"] = route.rate_limit
-    for status in sorted(statuses):
-        op["responses"][str(status)] = {"$ref": f"#/components/responses/E{status}"}
+    for status in sorted(_error_statuses(route, rate_limited)):
+        op["responses"].setdefault(str(status), {"$ref": f"#/components/responses/E{status}"})
     return op
+
+
+def _rate_headers(*, required: bool) -> dict[str, Any]:
+    return {
+        name: {"description": text, "required": required,
+               "schema": {"type": "integer", "minimum": 0}}
+        for name, text in _RATE_HEADERS.items()
+    }
+
+
+def _error_responses() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for status, text in _ERROR_TEXT.items():
+        response: dict[str, Any] = {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        if status == 429:
+            response["headers"] = {
+                **_rate_headers(required=True),
+                "Retry-After": {"description": "Seconds to wait before trying again",
+                                "required": True,
+                                "schema": {"type": "integer", "minimum": 1}},
+            }
+        elif status == 405:
+            response["headers"] = {
+                "Allow": {"description": "The methods this path answers", "required": True,
+                          "schema": {"type": "string"}},
+            }
+        out[f"E{status}"] = response
+    return out
 
 
 def build_document(
@@ -268,13 +361,7 @@ def build_document(
                 },
             },
         },
-        "responses": {
-            f"E{status}": {
-                "description": text,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            }
-            for status, text in _ERROR_TEXT.items()
-        },
+        "responses": _error_responses(),
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
     }
     return {

@@ -4,10 +4,19 @@ One Lua call per request counts the hit and reads the window's remaining time
 atomically. When Redis is unavailable the limiter FAILS OPEN: an outage of Redis must
 not take the API down with it. After a failure it stops asking Redis for a short
 pause, so requests do not each wait for a command timeout while Redis is down.
+
+Failed authentications have a rule of their own (``http.rate_limit_failed_auth``),
+counted per client address by :class:`AuthFailures`: before credentials are checked,
+an address that used up its failures gets 429 without them being looked at; each
+failure counts one. The count only grows, so an attacker cannot reset it by
+succeeding once with an account of their own. Many attempts in flight at once may all
+pass the first look, but each failure's count is atomic and every one past the limit
+answers 429, so the answers are right however the requests interleave.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -17,8 +26,9 @@ from attrs import frozen
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from installsure.http.context import RequestContext
 from installsure.http.errors import ApiError
-from installsure.http.settings import RateRule
+from installsure.http.settings import FAILED_AUTH_RULE, RateRule
 from installsure.redis.interfaces import RedisCommands
 
 log = Logger(namespace="installsure.http.ratelimit")
@@ -33,6 +43,11 @@ end
 return {count, ttl}
 """
 
+PEEK_SCRIPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+return {count, redis.call('PTTL', KEYS[1])}
+"""
+
 
 @frozen
 class RateDecision:
@@ -41,6 +56,8 @@ class RateDecision:
     remaining: int
     #: Seconds until the window resets.
     reset: int
+    #: Hits counted in the window (with this one, for a counted hit).
+    hits: int = 0
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         out = [
@@ -52,10 +69,10 @@ class RateDecision:
             out.append((b"Retry-After", str(self.reset).encode()))
         return out
 
-    def error(self) -> ApiError:
+    def error(self, what: str = "Too many requests") -> ApiError:
         return ApiError(
             "RATE_LIMITED",
-            f"Too many requests; try again in {self.reset} s.",
+            f"{what}; try again in {self.reset} s.",
             headers=self.headers(),
         )
 
@@ -76,10 +93,14 @@ class RateLimiter:
         self._redis = redis
         self._rules = dict(rules)
         self._script = redis.script("ratelimit_hit", HIT_SCRIPT)
+        self._peek = redis.script("ratelimit_peek", PEEK_SCRIPT)
         self._pause = pause_after_failure
         self._clock = clock
         self._paused_until = 0.0
         self._failing = False
+        #: Failed authentications, when the rules have a ``failed_auth`` one (those of
+        #: :func:`~installsure.http.factory.rate_rules` always do).
+        self.auth_failures = AuthFailures(self) if FAILED_AUTH_RULE in rules else None
 
     def rule(self, name: str) -> RateRule:
         try:
@@ -91,28 +112,40 @@ class RateLimiter:
 
     def check(self, rule_name: str, key: str) -> defer.Deferred[RateDecision | None]:
         """Count one hit; ``None`` means "not counted" (Redis unavailable: let it through)."""
+        return self._ask(rule_name, key, count=True)
+
+    def peek(self, rule_name: str, key: str) -> defer.Deferred[RateDecision | None]:
+        """Whether one more hit would still be allowed, without counting one."""
+        return self._ask(rule_name, key, count=False)
+
+    def _ask(self, rule_name: str, key: str, *, count: bool) -> defer.Deferred[RateDecision | None]:
         rule = self.rule(rule_name)
         if self._failing and self._clock() < self._paused_until:
             return defer.succeed(None)
         window_ms = max(1, int(rule.window * 1000))
         redis_key = self._redis.key("ratelimit", rule_name, key)
         try:
-            d: defer.Deferred[Any] = self._script([redis_key], [window_ms])
+            d: defer.Deferred[Any] = (
+                self._script([redis_key], [window_ms]) if count else self._peek([redis_key], [])
+            )
         except Exception:
             self._failed(None)
             return defer.succeed(None)
 
         def decide(reply: Any) -> RateDecision:
-            count, ttl_ms = int(reply[0]), int(reply[1])
+            hits, ttl_ms = int(reply[0]), int(reply[1])
             if self._failing:
                 self._failing = False
                 log.info("rate limiting works again: Redis answers")
-            reset = max(1, math.ceil(ttl_ms / 1000))
+            # A key that does not exist (yet) resets a whole window from now.
+            reset = max(1, math.ceil((ttl_ms if ttl_ms > 0 else window_ms) / 1000))
             return RateDecision(
-                allowed=count <= rule.requests,
+                # A hit is allowed up to the limit; a peek asks about the next one.
+                allowed=hits <= rule.requests if count else hits < rule.requests,
                 limit=rule.requests,
-                remaining=max(0, rule.requests - count),
+                remaining=max(0, rule.requests - hits),
                 reset=reset,
+                hits=hits,
             )
 
         d.addCallbacks(decide, self._failed)
@@ -127,3 +160,72 @@ class RateLimiter:
                 "rate limiting is off while Redis is unavailable (requests pass): {reason}",
                 reason=reason,
             )
+
+
+def client_key(ctx: RequestContext) -> str:
+    """The key failed authentications of this request's client address count under."""
+    return f"ip:{ctx.remote}"
+
+
+class AuthFailures:
+    """Failed authentications per key (a client address) under ``failed_auth``.
+
+    The HTTP layer uses it around its authentication hook (:func:`authenticate_counted`);
+    a login handler uses the same two calls around checking a password.
+    """
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+        self._rule = limiter.rule(FAILED_AUTH_RULE)
+
+    async def refuse_if_locked_out(self, key: str) -> None:
+        """Raise 429 when ``key`` has no failure left in the current window."""
+        decision = await self._limiter.peek(FAILED_AUTH_RULE, key)
+        if decision is not None and not decision.allowed:
+            raise decision.error("Too many failed authentications from this address")
+
+    async def failed(self, key: str, error: ApiError) -> ApiError:
+        """Count one failure; the error to answer with: ``error`` with how many are left,
+        or 429 once they are used up."""
+        decision = await self._limiter.check(FAILED_AUTH_RULE, key)
+        if decision is None:
+            return error
+        # The failure whose atomic count reaches the limit is the one that locks the key
+        # out: one line per key and window, however many processes there are.
+        if decision.hits == self._rule.requests:
+            log.warn(
+                "{key} locked out of authentication for {seconds}s after {count} failures",
+                key=key, seconds=decision.reset, count=decision.hits,
+            )
+        if not decision.allowed:
+            return decision.error("Too many failed authentications from this address")
+        return ApiError(
+            error.code,
+            error.message,
+            status=error.status,
+            details=error.details,
+            headers=(*error.headers, *decision.headers()),
+        )
+
+
+async def authenticate_counted(
+    authenticate: Callable[[RequestContext, str], Any],
+    ctx: RequestContext,
+    requirement: str,
+    limiter: RateLimiter | None,
+) -> Any:
+    """``authenticate(ctx, requirement)``, refused up front for a locked-out client
+    address, with every 401 counted as one failure of that address."""
+    failures = limiter.auth_failures if limiter is not None else None
+    if failures is not None:
+        await failures.refuse_if_locked_out(client_key(ctx))
+    try:
+        user = authenticate(ctx, requirement)
+        if inspect.isawaitable(user):
+            user = await user
+    except ApiError as error:
+        # 403 is a caller who proved who they are; only wrong credentials count.
+        if failures is None or error.status != 401:
+            raise
+        raise await failures.failed(client_key(ctx), error) from None
+    return user

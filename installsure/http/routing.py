@@ -86,6 +86,11 @@ class Route:
     content_types: tuple[str, ...] = ("application/json",)
     #: Extra error statuses worth documenting, e.g. ``(404, 409)``.
     errors: tuple[int, ...] = ()
+    #: Media type of the success response, e.g. ``text/plain`` for ``/metrics``.
+    media_type: str = "application/json"
+    #: Other statuses the handler answers with a body of its own (not the error
+    #: envelope), with that body's type: ``((503, ReadinessReport),)``.
+    responses: tuple[tuple[int, Any], ...] = ()
     #: Leave the route out of ``/openapi.json``.
     hidden: bool = False
     operation_id: str = ""
@@ -138,6 +143,8 @@ class Router:
         errors: Sequence[int] = (),
         hidden: bool = False,
         operation_id: str = "",
+        media_type: str = "application/json",
+        responses: Mapping[int, Any] | Iterable[tuple[int, Any]] = (),
     ) -> Route:
         method = method.upper()
         if method not in _METHODS:
@@ -172,6 +179,11 @@ class Router:
             errors=tuple(errors),
             hidden=hidden,
             operation_id=operation_id or getattr(handler, "__name__", "") or path,
+            media_type=media_type,
+            responses=tuple(sorted(
+                (responses.items() if isinstance(responses, Mapping) else responses),
+                key=lambda pair: pair[0],
+            )),
             params=tuple(m.group(1) for m in _PARAM.finditer(path)),
         )
         self.routes.append(route)
@@ -208,6 +220,8 @@ class Router:
                 errors=route.errors,
                 hidden=route.hidden,
                 operation_id=route.operation_id,
+                media_type=route.media_type,
+                responses=route.responses,
             )
 
 

@@ -17,6 +17,9 @@ from installsure.config_types import InvalidSettingError, Seconds
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 
+#: The rate rule counting failed authentications (``http.rate_limit_failed_auth``).
+FAILED_AUTH_RULE = "failed_auth"
+
 #: JSON responses never load anything: the strictest policy (the /docs page gets its own).
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
 
@@ -48,6 +51,11 @@ def _check_rate(_inst: object, attribute: Any, value: str) -> None:
 
 
 def _check_named_rates(_inst: object, attribute: Any, value: Mapping[str, str]) -> None:
+    if FAILED_AUTH_RULE in value:
+        raise InvalidSettingError(
+            attribute.name,
+            f"http.{attribute.name}.{FAILED_AUTH_RULE}: set http.rate_limit_failed_auth instead",
+        )
     for name, rate in value.items():
         try:
             parse_rate(rate)
@@ -112,6 +120,10 @@ class HttpSettings:
     rate_limit_enabled: bool = True
     #: Default limit per client address, ``"<requests>/<seconds>"``.
     rate_limit_default: str = field(default="300/60", validator=_check_rate)
+    #: Failed authentications allowed per client address, ``"<requests>/<seconds>"``;
+    #: past it the address gets 429 on every route that needs credentials, before they
+    #: are checked, until the window ends. Stricter than the default on purpose.
+    rate_limit_failed_auth: str = field(default="20/300", validator=_check_rate)
     #: Stricter named limits routes can ask for (``rate_limit="login"``).
     rate_limits: dict[str, str] = field(
         factory=_default_named_rates, converter=dict, validator=_check_named_rates
@@ -130,6 +142,10 @@ class HttpSettings:
     @property
     def default_rate(self) -> RateRule:
         return parse_rate(self.rate_limit_default)
+
+    @property
+    def failed_auth_rate(self) -> RateRule:
+        return parse_rate(self.rate_limit_failed_auth)
 
     def named_rates(self) -> dict[str, RateRule]:
         return {name: parse_rate(rate) for name, rate in self.rate_limits.items()}

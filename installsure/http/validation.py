@@ -1,23 +1,22 @@
 """Turn JSON bodies and query strings into attrs instances, and attrs instances into JSON.
 
 Field names are camelCase on the wire and snake_case in Python. Structuring is strict
-(``"false"`` is not a boolean, ``1.5`` is not an integer) and reports EVERY bad field
-at once as :class:`~installsure.http.errors.FieldError` entries, including the
-failures of attrs validators, so a client fixes its request in one round trip.
+(the hooks of :mod:`~installsure.http.wiretypes`) and reports EVERY bad field at once as
+:class:`~installsure.http.errors.FieldError` entries, named as the client sent them,
+including the failures of attrs validators (in the words of
+:mod:`~installsure.http.constraints`), so a client fixes its request in one round trip.
+Bodies are decoded by :mod:`~installsure.http.jsonbody` first.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
-import json
-import math
 import re
 import typing
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, get_origin
 
 import attrs
 from cattrs import Converter
@@ -30,7 +29,45 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from installsure.http.errors import ApiError, FieldError, validation_error
+from installsure.http.constraints import broken_rule
+from installsure.http.errors import FieldError, validation_error
+from installsure.http.jsonbody import (
+    BODY,
+    MAX_DETAILS,
+    body_error,
+    field_path,
+    missing_body,
+    parse_json,
+)
+from installsure.http.wiretypes import (
+    container_hook_factory,
+    enum_hook,
+    format_datetime,
+    is_container,
+    is_enum,
+    is_literal,
+    json_bool,
+    json_float,
+    json_int,
+    json_str,
+    literal_hook,
+    query_bool,
+    query_float,
+    query_int,
+    structure_date,
+    structure_datetime,
+    structure_uuid,
+)
+
+__all__ = [
+    "FieldValueError",
+    "camel",
+    "missing_body",
+    "parse_json",
+    "structure_body",
+    "structure_query",
+    "unstructure",
+]
 
 T = TypeVar("T")
 
@@ -55,136 +92,13 @@ class FieldValueError(ValueError):
         self.message = message
 
 
-# -- strict primitives --------------------------------------------------------------
+class _BrokenRuleError(ValueError):
+    """A validator's rule, broken at ``path`` inside the field (``()``: the field itself)."""
 
-
-def _json_str(value: object, _t: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError("must be a string")
-    return value
-
-
-def _json_int(value: object, _t: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise TypeError("must be an integer")
-    return value
-
-
-def _json_float(value: object, _t: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError("must be a number")
-    return float(value)
-
-
-def _json_bool(value: object, _t: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError("must be true or false")
-    return value
-
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
-
-
-def _query_int(value: object, _t: object) -> int:
-    if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value):
-        return int(value)
-    raise TypeError("must be an integer")
-
-
-def _query_float(value: object, _t: object) -> float:
-    if isinstance(value, str):
-        try:
-            result = float(value)
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(result):
-                return result
-    raise TypeError("must be a number")
-
-
-def _query_bool(value: object, _t: object) -> bool:
-    if isinstance(value, str):
-        lowered = value.lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-    raise TypeError("must be true or false")
-
-
-def _datetime(value: object, _t: object) -> dt.datetime:
-    if isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is None:
-                raise ValueError("must include a time zone, e.g. 2024-05-01T12:00:00Z")
-            return parsed.astimezone(dt.UTC)
-    raise TypeError("must be an ISO 8601 date-time, e.g. 2024-05-01T12:00:00Z")
-
-
-def _date(value: object, _t: object) -> dt.date:
-    if isinstance(value, str) and len(value) == 10:
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise TypeError("must be a date as YYYY-MM-DD")
-
-
-def _uuid(value: object, _t: object) -> uuid.UUID:
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            pass
-    raise TypeError("must be a UUID")
-
-
-def _format_datetime(value: dt.datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="milliseconds") + "Z"
-
-
-def _literal_hook(t: Any) -> Callable[[object, object], object]:
-    allowed = get_args(t)
-    text = ", ".join(json.dumps(a) if not isinstance(a, enum.Enum) else a.value for a in allowed)
-
-    def structure(value: object, _t: object) -> object:
-        for candidate in allowed:
-            if value == candidate and type(value) is type(candidate):
-                return candidate
-        raise ValueError(f"must be one of {text}")
-
-    return structure
-
-
-def _enum_hook(t: type[enum.Enum]) -> Callable[[object, object], object]:
-    values = [m.value for m in t]
-    text = ", ".join(str(v) for v in values)
-
-    def structure(value: object, _t: object) -> object:
-        try:
-            return t(value)
-        except ValueError:
-            raise ValueError(f"must be one of {text}") from None
-
-    return structure
-
-
-def _is_literal(t: Any) -> bool:
-    return get_origin(t) is Literal
-
-
-def _is_enum(t: Any) -> bool:
-    return isinstance(t, type) and issubclass(t, enum.Enum)
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
 
 
 def _attrs_hook_factory(converter: Converter, forbid_extra: bool) -> Callable[[Any], Any]:
@@ -206,12 +120,13 @@ def _attrs_hook_factory(converter: Converter, forbid_extra: bool) -> Callable[[A
                     continue
                 try:
                     field_value = converter.structure(value[name], a.type)
-                    a.validator(None, a, field_value)
-                except (ValueError, TypeError) as e:
+                except Exception:  # noqa: S112 - its type error is reported already
+                    continue
+                broken = broken_rule(a.validator, a, field_value)
+                if broken is not None:
+                    e = _BrokenRuleError(*broken)
                     e.__notes__ = [AttributeValidationNote("validator", a.name, a.type)]
                     errors.append(e)
-                except Exception:  # noqa: S112 - a validator that needs the instance
-                    continue
             return errors
 
         def structure(value: Any, t: Any) -> Any:
@@ -242,19 +157,20 @@ def _attrs_hook_factory(converter: Converter, forbid_extra: bool) -> Callable[[A
 def _make_converter(*, query: bool, forbid_extra: bool) -> Converter:
     conv = Converter(detailed_validation=True)
     if query:
-        conv.register_structure_hook(int, _query_int)
-        conv.register_structure_hook(float, _query_float)
-        conv.register_structure_hook(bool, _query_bool)
+        conv.register_structure_hook(int, query_int)
+        conv.register_structure_hook(float, query_float)
+        conv.register_structure_hook(bool, query_bool)
     else:
-        conv.register_structure_hook(int, _json_int)
-        conv.register_structure_hook(float, _json_float)
-        conv.register_structure_hook(bool, _json_bool)
-    conv.register_structure_hook(str, _json_str)
-    conv.register_structure_hook(dt.datetime, _datetime)
-    conv.register_structure_hook(dt.date, _date)
-    conv.register_structure_hook(uuid.UUID, _uuid)
-    conv.register_structure_hook_factory(_is_literal, _literal_hook)
-    conv.register_structure_hook_factory(_is_enum, _enum_hook)
+        conv.register_structure_hook(int, json_int)
+        conv.register_structure_hook(float, json_float)
+        conv.register_structure_hook(bool, json_bool)
+    conv.register_structure_hook(str, json_str)
+    conv.register_structure_hook(dt.datetime, structure_datetime)
+    conv.register_structure_hook(dt.date, structure_date)
+    conv.register_structure_hook(uuid.UUID, structure_uuid)
+    conv.register_structure_hook_factory(is_literal, literal_hook)
+    conv.register_structure_hook_factory(is_enum, enum_hook)
+    conv.register_structure_hook_factory(is_container, container_hook_factory(conv))
     conv.register_structure_hook_factory(
         attrs.has, _attrs_hook_factory(conv, forbid_extra)
     )
@@ -263,7 +179,7 @@ def _make_converter(*, query: bool, forbid_extra: bool) -> Converter:
 
 def _make_unstructurer() -> Converter:
     conv = Converter()
-    conv.register_unstructure_hook(dt.datetime, _format_datetime)
+    conv.register_unstructure_hook(dt.datetime, format_datetime)
     conv.register_unstructure_hook(dt.date, dt.date.isoformat)
     conv.register_unstructure_hook(uuid.UUID, str)
 
@@ -284,16 +200,6 @@ _OUT = _make_unstructurer()
 # -- error collection ---------------------------------------------------------------
 
 
-def _join(path: Sequence[str | int]) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text = f"{text}.{part}" if text else part
-    return text
-
-
 def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError):
         return "is required"
@@ -307,7 +213,7 @@ def _message(exc: BaseException) -> str:
 def _collect(exc: BaseException, path: list[str | int], out: list[FieldError]) -> None:
     if isinstance(exc, ForbiddenExtraKeysError):
         for name in sorted(exc.extra_fields):
-            out.append(FieldError(_join([*path, name]), "is not a known field"))
+            out.append(FieldError(field_path([*path, name]), "is not a known field"))
         return
     if isinstance(exc, ClassValidationError):
         with_notes, without = exc.group_exceptions()
@@ -329,7 +235,9 @@ def _collect(exc: BaseException, path: list[str | int], out: list[FieldError]) -
         return
     if isinstance(exc, FieldValueError):
         path = [*path, exc.field]
-    out.append(FieldError(_join(path), _message(exc)))
+    elif isinstance(exc, _BrokenRuleError):
+        path = [*path, *exc.path]
+    out.append(FieldError(field_path(path), _message(exc)))
 
 
 def _structure(converter: Converter, data: object, cls: type[T], root: str) -> T:
@@ -338,33 +246,19 @@ def _structure(converter: Converter, data: object, cls: type[T], root: str) -> T
     except (BaseValidationError, ValueError, TypeError, KeyError) as exc:
         errors: list[FieldError] = []
         _collect(exc, [root] if root else [], errors)
-        raise validation_error(errors) from None
+        # A body of a million bad items gets a readable answer, not a million lines.
+        raise validation_error(errors[:MAX_DETAILS]) from None
 
 
 # -- public surface -----------------------------------------------------------------
 
 
-def parse_json(raw: bytes) -> Any:
-    """Decode UTF-8 JSON bytes, or raise a 400 that says what is wrong with them."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ApiError(
-            "BAD_REQUEST", f"The request body is not valid UTF-8 (byte {e.start})."
-        ) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ApiError(
-            "BAD_REQUEST",
-            f"The request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}.",
-        ) from None
-
-
 def structure_body(data: object, cls: type[T], *, forbid_extra: bool = False) -> T:
     """Structure a decoded JSON body into ``cls`` or raise 400 listing every bad field."""
     if not isinstance(data, dict):
-        raise ApiError("BAD_REQUEST", "The request body must be a JSON object.")
+        raise body_error(
+            "The request body must be a JSON object.", [FieldError(BODY, "must be an object")]
+        )
     return _structure(_BODY_STRICT if forbid_extra else _BODY, data, cls, "")
 
 

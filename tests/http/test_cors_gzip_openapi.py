@@ -6,7 +6,7 @@ import gzip
 import json
 from typing import Any
 
-from attrs import frozen
+from attrs import field, frozen, validators
 
 from installsure.api.health import HealthSources, health_router
 from installsure.http import HttpSettings, Paged, Router
@@ -149,7 +149,8 @@ def test_openapi_lists_every_route_and_references_resolve() -> None:
     assert set(note["properties"]) == {"noteId", "text"}
     get_op = document["paths"]["/api/notes/{note_id}"]["get"]
     assert get_op["parameters"][0] == {
-        "name": "note_id", "in": "path", "required": True, "schema": {"type": "string"}
+        "name": "note_id", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": "^[^/]+$"},
     }
     ok = get_op["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok["properties"]["data"] == {"$ref": "#/components/schemas/Note"}
@@ -215,3 +216,84 @@ def test_operation_ids_stay_unique_when_handlers_share_a_name() -> None:
     document = build_document(router.routes)
     ids = {document["paths"][p]["get"]["operationId"] for p in ("/api/a", "/api/b")}
     assert ids == {"get_get", "get_get_2"}
+
+
+@frozen
+class Dims:
+    width_mm: int = field(validator=[validators.ge(1), validators.le(5000)])
+    label: str = field(default="", validator=validators.max_len(40))
+    code: str | None = field(default=None, validator=validators.optional(
+        validators.matches_re(r"[A-Z]{3}")))
+    finish: str = field(default="matt", validator=validators.in_(["matt", "gloss"]))
+    weights: list[float] = field(factory=list, validator=validators.deep_iterable(
+        validators.gt(0), validators.max_len(3)))
+
+
+@frozen
+class DimsQuery:
+    page: int = field(default=1, validator=validators.ge(1))
+    per_page: int = field(default=20, validator=[validators.ge(1), validators.le(100)])
+
+
+def test_openapi_shows_every_constraint_the_validator_enforces() -> None:
+    """Validators become JSON Schema keywords (minimum/maximum, maxLength, pattern, enum,
+    item rules), integers are 64-bit, and a forbid_extra body refuses unknown properties."""
+    from installsure.http.openapi import build_document
+
+    router = Router()
+    router.add("POST", "/api/dims", lambda ctx, body: body, body=Dims, forbid_extra=True)
+    router.add("GET", "/api/dims", lambda ctx, query: [], query=DimsQuery)
+    document = build_document(router.routes)
+    schemas = document["components"]["schemas"]
+    body_ref = document["paths"]["/api/dims"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    dims = _resolve(document, body_ref["$ref"])
+    assert dims is schemas["DimsStrict"]
+    assert dims["additionalProperties"] is False
+    props = dims["properties"]
+    assert props["widthMm"] == {"type": "integer", "format": "int64", "minimum": 1,
+                                "maximum": 5000}
+    assert props["label"] == {"type": "string", "maxLength": 40}
+    assert props["code"]["pattern"] == "^(?:[A-Z]{3})$"
+    assert props["finish"] == {"type": "string", "enum": ["matt", "gloss"]}
+    assert props["weights"]["maxItems"] == 3
+    assert props["weights"]["items"] == {"type": "number", "exclusiveMinimum": 0}
+    assert dims["required"] == ["widthMm"]
+    params = {p["name"]: p for p in document["paths"]["/api/dims"]["get"]["parameters"]}
+    assert params["page"]["schema"]["minimum"] == 1
+    assert params["perPage"]["schema"]["minimum"] == 1
+    assert params["perPage"]["schema"]["maximum"] == 100
+    assert params["perPage"]["required"] is False
+
+
+def test_openapi_documents_media_types_and_every_error_status() -> None:
+    """/metrics is text/plain; /readyz's 503 is its own report, not the envelope; routes
+    list 400/401/403/404/413/415/429 as they apply, each the error envelope, and 429
+    promises Retry-After and RateLimit-* headers."""
+    router = make_router()
+    router.include(health_router(HealthSources()))
+    client, _ = stub(router, HttpSettings(metrics_token="t0ken"))
+    document = json_of(client, fetch(client, "GET", "/openapi.json"))
+    metrics = document["paths"]["/metrics"]["get"]["responses"]
+    assert set(metrics["200"]["content"]) == {"text/plain"}
+    assert metrics["401"] == {"$ref": "#/components/responses/E401"}
+    ready = document["paths"]["/readyz"]["get"]["responses"]
+    assert ready["503"]["content"]["application/json"]["schema"]["type"] == "object"
+    # With a rate limiter (the server's default), limited routes may answer 429.
+    from installsure.http.openapi import build_document
+
+    document = build_document(make_router().routes, rate_limited=True)
+    add = document["paths"]["/api/notes"]["post"]["responses"]
+    assert {"400", "401", "403", "413", "415", "429", "500"} <= set(add)
+    get_one = document["paths"]["/api/notes/{note_id}"]["get"]["responses"]
+    assert {"400", "404", "429", "500"} <= set(get_one)
+    assert set(get_one["200"]["headers"]) == {"RateLimit-Limit", "RateLimit-Remaining",
+                                              "RateLimit-Reset"}
+    listed = document["paths"]["/api/notes"]["get"]["responses"]
+    assert "429" not in listed, "that route has no rate limit"
+    responses = document["components"]["responses"]
+    for status in ("400", "401", "403", "404", "405", "429", "503"):
+        content = responses[f"E{status}"]["content"]["application/json"]
+        assert content["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert {"Retry-After", "RateLimit-Limit"} <= set(responses["E429"]["headers"])
+    assert "Allow" in responses["E405"]["headers"]

@@ -408,6 +408,8 @@ def test_rate_limit_key_is_the_user_when_known_else_the_address() -> None:
     seen: list[tuple[str, str]] = []
 
     class RecordingLimiter:
+        auth_failures = None  # no failed-authentication rule: only request limits
+
         def rule(self, name: str) -> object:
             return name
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 
+from installsure.auth.operator import OperatorAuthenticator
 from installsure.http import HttpSettings, RateLimiter, RateRule, Router, build_site, rate_rules
 from installsure.redis.client import RedisService
 from installsure.redis.target import RedisTarget
@@ -132,3 +133,139 @@ def test_routes_naming_an_unconfigured_limit_fail_at_start(services: list[RedisS
     router.add("POST", "/api/files/upload", lambda ctx: None, rate_limit="uploads")
     with pytest.raises(ValueError, match=r"no rate limit named 'uploads'"):
         build_site(router, HttpSettings(), rate_limiter=RateLimiter(services[0], RULES))
+
+
+SECRET = "operator-secret-for-tests"
+
+
+@pytest.fixture
+def admin_site(services: list[RedisService]) -> Iterator[tuple[list[str], list[int]]]:
+    """Two sites (two processes' worth: their own Redis clients) with an operator route
+    and a public one, client addresses taken from X-Forwarded-For; yields their base
+    URLs and a list that grows by one each time the operator token is checked."""
+    checked: list[int] = []
+    operator = OperatorAuthenticator(SECRET)
+
+    def authenticate(ctx: Any, requirement: str) -> Any:
+        checked.append(1)
+        return operator(ctx, requirement)
+
+    router = Router()
+
+    @router.route("GET", "/api/admin", auth="admin")
+    def admin(_ctx: Any) -> dict[str, bool]:
+        return {"ok": True}
+
+    @router.route("GET", "/api/public")
+    def public(_ctx: Any) -> dict[str, bool]:
+        return {"ok": True}
+
+    settings = HttpSettings(rate_limit_default="10000/60", rate_limit_failed_auth="3/60",
+                            trust_proxy=True)
+    ports = []
+    for service in services:
+        limiter = RateLimiter(service, rate_rules(settings), pause_after_failure=0.2)
+        site = build_site(router, settings, rate_limiter=limiter, authenticate=authenticate)
+        ports.append(reactor.listenTCP(0, site, interface="127.0.0.1"))  # type: ignore[attr-defined]
+    yield [f"http://127.0.0.1:{p.getHost().port}" for p in ports], checked
+    for port in ports:
+        pytest_twisted.blockon(port.stopListening())
+
+
+async def _get(url: str, token: str | None, client: str = "198.51.100.7") -> tuple[int, Any, Any]:
+    headers = {"X-Forwarded-For": client}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    response = await treq.get(url, headers=headers, persistent=False)
+    return response.code, response.headers, await response.json()
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_authentications_lock_the_address_out_before_checking(
+    admin_site: tuple[list[str], list[int]],
+) -> None:
+    """Wrong operator tokens count per address: the first three are 401 with how many
+    are left, then 429 with Retry-After and RateLimit-* without the token being checked,
+    even the right one; other addresses and public routes are not affected."""
+    (base, _other), checked = admin_site
+    answers = [await _get(base + "/api/admin", "wrong") for _ in range(3)]
+    assert [code for code, _h, _b in answers] == [401, 401, 401]
+    assert [h.getRawHeaders("RateLimit-Remaining") for _c, h, _b in answers] == [
+        ["2"], ["1"], ["0"]
+    ]
+    assert all(h.getRawHeaders("RateLimit-Limit") == ["3"] for _c, h, _b in answers)
+    assert all(h.getRawHeaders("Retry-After") is None for _c, h, _b in answers)
+    assert len(checked) == 3
+    for token in ["wrong", SECRET, None]:
+        code, headers, body = await _get(base + "/api/admin", token)
+        assert code == 429
+        assert body["code"] == "RATE_LIMITED"
+        assert "failed authentications" in body["error"]
+        assert 1 <= int(headers.getRawHeaders("Retry-After")[0]) <= 60
+        assert headers.getRawHeaders("RateLimit-Limit") == ["3"]
+        assert headers.getRawHeaders("RateLimit-Remaining") == ["0"]
+        assert headers.getRawHeaders("RateLimit-Reset") is not None
+    assert len(checked) == 3, "a locked-out address must not get its token checked"
+    assert (await _get(base + "/api/public", None))[0] == 200
+    code, _h, body = await _get(base + "/api/admin", SECRET, client="203.0.113.9")
+    assert (code, body["data"]) == (200, {"ok": True})
+
+
+@pytest_twisted.ensureDeferred
+async def test_failures_count_across_processes(admin_site: tuple[list[str], list[int]]) -> None:
+    """Failures through one process's site lock the address out of the other's too: the
+    count lives in Redis."""
+    (first, second), _checked = admin_site
+    codes = [(await _get(url + "/api/admin", "wrong"))[0] for url in (first, second, first)]
+    assert codes == [401, 401, 401]
+    assert (await _get(second + "/api/admin", SECRET))[0] == 429
+
+
+@pytest_twisted.ensureDeferred
+async def test_four_hundred_wrong_tokens_at_once_get_exactly_the_limit_of_401s(
+    admin_site: tuple[list[str], list[int]],
+) -> None:
+    """400 wrong tokens sent at once, over 400 connections, get exactly 3 × 401 and
+    397 × 429: however the requests interleave, each failure's count is atomic and every
+    one past the limit is refused."""
+    (base, _other), _checked = admin_site
+    answers = await defer.gatherResults(
+        [defer.ensureDeferred(_get(base + "/api/admin", "wrong")) for _ in range(400)]
+    )
+    codes = [code for code, _h, _b in answers]
+    assert codes.count(401) == 3
+    assert codes.count(429) == 397
+    assert all(h.getRawHeaders("Retry-After") for c, h, _b in answers if c == 429)
+
+
+@pytest_twisted.ensureDeferred
+async def test_lockout_is_logged_once(admin_site: tuple[list[str], list[int]]) -> None:
+    """Crossing the limit logs one warning naming the address, not one per request."""
+    (base, _other), _checked = admin_site
+    with captured_events("installsure.http.ratelimit") as events:
+        for _ in range(6):
+            await _get(base + "/api/admin", "wrong")
+    lockouts = [e for e in events if "locked out" in e["log_format"]]
+    assert len(lockouts) == 1
+    assert lockouts[0]["key"] == "ip:198.51.100.7"
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_auth_limit_fails_open_when_redis_is_down(
+    admin_site: tuple[list[str], list[int]], redis_server: RedisServerProcess,
+) -> None:
+    """With Redis stopped, wrong tokens get 401 (never 429, no RateLimit headers) and the
+    right one still works: the lockout fails open like the other limits."""
+    (base, _other), _checked = admin_site
+    redis_server.stop()
+    for _ in range(5):
+        code, headers, _body = await _get(base + "/api/admin", "wrong")
+        assert code == 401
+        assert headers.getRawHeaders("RateLimit-Remaining") is None
+    assert (await _get(base + "/api/admin", SECRET))[0] == 200
+
+
+def test_named_rate_may_not_shadow_the_failed_auth_rule() -> None:
+    """``http.rate_limits.failed_auth`` is refused with the setting to use instead."""
+    with pytest.raises(ValueError, match=r"http.rate_limit_failed_auth"):
+        HttpSettings(rate_limits={"failed_auth": "1/60"})

@@ -149,22 +149,26 @@ def test_unknown_fields_rejected_only_when_route_forbids_them() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "fragment"),
+    ("data", "fragment", "detail"),
     [
-        (b'{"name": ', "not valid JSON"),
-        (b"\xff\xfe{}", "not valid UTF-8"),
-        (b"[1, 2]", "must be a JSON object"),
-        (b"", "needs a JSON body"),
+        (b'{"name": ', "not valid JSON", "is not valid JSON: Expecting value (line 1, column 10)"),
+        (b"\xff\xfe{}", "not valid UTF-8", "is not valid UTF-8 at byte 0"),
+        (b"[1, 2]", "must be a JSON object", "must be an object"),
+        (b"", "needs a JSON body", "is required"),
     ],
 )
-def test_malformed_bodies_are_400_bad_request(data: bytes, fragment: str) -> None:
-    """Malformed JSON, non-UTF-8 bytes, non-objects and empty bodies are 400 BAD_REQUEST."""
+def test_malformed_bodies_are_400_validation_errors(
+    data: bytes, fragment: str, detail: str
+) -> None:
+    """Malformed JSON, non-UTF-8 bytes, non-objects and empty bodies are 400
+    VALIDATION_ERROR with one detail about the whole body (field "")."""
     client, _ = stub(make_router())
     response = post(client, "/api/projects", data)
     body = json_of(client, response)
     assert response.code == 400
-    assert body["code"] == "BAD_REQUEST"
+    assert body["code"] == "VALIDATION_ERROR"
     assert fragment in body["error"]
+    assert body["details"] == [{"field": "", "message": detail}]
 
 
 @pytest.mark.parametrize(

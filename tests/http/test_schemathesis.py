@@ -1,0 +1,126 @@
+"""The served OpenAPI document checked against the served API by schemathesis.
+
+The real server (``twistd -n installsure``, as operators start it) runs as a child
+process on its own port, with a private redis-server and SQLite in a temporary
+directory. schemathesis reads ``/openapi.json`` from it and runs every phase (examples,
+coverage of boundary values, fuzzing, stateful sequences) for every operation, valid
+and invalid requests alike, with all of its checks: no 5xx, only documented statuses,
+content types, headers and bodies, valid data accepted, invalid data refused,
+authentication not ignored, 405 for other methods.
+
+schemathesis runs as its command line, a child process too: its pytest integration
+loads a schema from a fixture through a pytest internal that pytest 9.2 removed, and
+its requests block, so they could not share this process with the reactor serving them.
+Bounded: a few examples per operation keep the run well under 20 s.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import ServerProcess
+from tests.fixtures.redis import RedisServerProcess
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "schemathesis-operator-secret"
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+
+#: Every check and both generation modes are schemathesis's defaults; this bounds the
+#: run, fixes the seed (a failure replays) and offers the server's queue names for the
+#: ``{queue}`` path parameter most of the time, so the handlers behind the 404 run too.
+CONFIG = """
+seed = 8
+
+[generation]
+max-examples = 8
+database = "none"
+
+[checks]
+enabled = true
+
+[dictionaries.queues]
+values = ["file-upload", "file-processing", "email-send", "notification-push"]
+
+[parameters]
+"path.queue" = { dictionary = "queues", probability = 0.8 }
+"""
+
+
+def _wait_ready(server: ServerProcess, deadline: float = 60.0) -> None:
+    """Poll /readyz until 200, failing with the server's output if it never comes."""
+    stop = time.monotonic() + deadline
+    last: object = None
+    while time.monotonic() < stop:
+        if server.process is not None and server.process.poll() is not None:
+            pytest.fail(f"the server exited with {server.process.returncode}:\n"
+                        f"{server.output()}")
+        try:
+            # A fixed http:// URL of our own child process.
+            with urllib.request.urlopen(server.base + "/readyz", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+                last = response.status
+        except (urllib.error.URLError, OSError) as e:
+            last = e
+        time.sleep(0.1)
+    pytest.fail(f"/readyz never answered 200 (last: {last!r}):\n{server.output()}")
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The real server, its Redis and SQLite private to this module."""
+    redis = RedisServerProcess(tmp_path_factory.mktemp("redis"))
+    redis.start()
+    server = ServerProcess(
+        tmp_path_factory.mktemp("server"), "--environment", "test", "--redis-url", redis.url,
+        env={
+            "API_SECRET": SECRET,
+            # Thousands of generated requests from one address and one operator token:
+            # the limits stay on (their headers are checked) but are not reached.
+            "INSTALLSURE_HTTP_RATE_LIMIT_DEFAULT": "1000000/60",
+            "INSTALLSURE_HTTP_RATE_LIMIT_FAILED_AUTH": "1000000/60",
+        },
+    )
+    server.start()
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        server.terminate()
+        if server.process is not None:
+            try:
+                server.process.wait(30)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait(10)
+        redis.kill()
+
+
+def test_api_answers_as_its_openapi_document_says(
+    live_server: ServerProcess, tmp_path: Path,
+) -> None:
+    """Every operation of the served document passes every schemathesis check against
+    the live server, with and without the operator token."""
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    result = subprocess.run(
+        [str(SCHEMATHESIS), "--config-file", str(config), "--no-color", "run",
+         live_server.base + "/openapi.json", "--checks", "all", "--mode", "all",
+         "--workers", "1", "--header", f"Authorization: Bearer {SECRET}",
+         "--warnings", "off"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, (
+        f"schemathesis found problems (exit {result.returncode}):\n{result.stdout}\n"
+        f"{result.stderr}\n--- server output ---\n{live_server.output()[-5000:]}"
+    )
+    assert " passed" in result.stdout, result.stdout
