@@ -1,6 +1,6 @@
 """HTTP benchmark: our server against bare FastAPI+uvicorn and Fastify peers.
 
-    python bench/http.py [--duration 10] [--connections 50] [--threads 1] [--rounds 3]
+    python bench/http_bench.py [--duration 10] [--connections 50] [--threads 1] [--rounds 3]
                          [--peers] [--url-of-running-server URL] [--json FILE]
 
 Starts ``twistd -n installsure`` as users do (temp data dir, loopback port, logs to a
@@ -15,17 +15,6 @@ A benchmark, not a test: it prints figures and never fails on them.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# Run as ``python bench/http.py``, this file's folder comes first on sys.path, where
-# this very file would shadow the standard library's ``http`` package (urllib needs it).
-if __name__ == "__main__":  # pragma: no branch
-    from pathlib import Path as _Path
-
-    _here = _Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if _Path(p or os.curdir).resolve() != _here]
-
 import argparse
 import asyncio
 import contextlib
@@ -33,6 +22,7 @@ import fcntl
 import hashlib
 import ipaddress
 import json
+import os
 import platform
 import resource
 import shutil
@@ -40,6 +30,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -86,7 +77,7 @@ STOP_TIMEOUT = 30.0
 INSTALL_TIMEOUT = 900.0
 
 WRK_SCRIPT = r"""
--- Prints the run's figures as one JSON line that bench/http.py parses.
+-- Prints the run's figures as one JSON line that bench/http_bench.py parses.
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -454,7 +445,7 @@ def pick_small_json_route(base_url: str) -> str:
                 return route
     raise BenchError(
         f"none of the small JSON routes {', '.join(SMALL_JSON_ROUTES)} answered 200 JSON at "
-        f"{base_url}; edit SMALL_JSON_ROUTES at the top of bench/http.py."
+        f"{base_url}; edit SMALL_JSON_ROUTES at the top of bench/http_bench.py."
     )
 
 
@@ -851,7 +842,7 @@ def print_ratios(rows: Sequence[dict[str, Any]]) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python bench/http.py",
+        prog="python bench/http_bench.py",
         description="Load /livez and a small JSON route of our server (and, with --peers, "
         "of bare FastAPI and Fastify apps) and print req/s, p50, p99 and ratios.",
     )
