@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import tempfile
 import time
@@ -26,12 +25,12 @@ def redis_server_binary() -> str:
 
 class PrivateRedis:
     """A redis-server without persistence: every contender gets the same server, and
-    fsync would measure the disk."""
+    fsync would measure the disk. Its files go to a folder of its own in ``workroot``."""
 
-    def __init__(self, children: Children) -> None:
+    def __init__(self, children: Children, workroot: Path) -> None:
         self.children = children
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="redis-", dir=workroot))
         self.process = children.spawn(
             [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", str(self.dir),
@@ -63,4 +62,3 @@ class PrivateRedis:
 
     def stop(self) -> None:
         self.children.stop(self.process, timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
