@@ -1,6 +1,6 @@
 """The FastAPI peer: the hello app people write from FastAPI's tutorial.
 
-Run by bench/http.py as ``uvicorn fastapi_app:app`` from this folder, in a venv of its
+Run by bench/http_bench.py as ``uvicorn fastapi_app:app`` from this folder, in a venv of its
 own. Its routes answer what ours answer on the same paths, with JSON bodies of a similar
 size, so the figures compare frameworks rather than payloads.
 """

@@ -1,5 +1,5 @@
 // The Fastify peer: a bare hello app, logger off as in Fastify's own benchmarks.
-// bench/http.py copies this file next to the cached node_modules and runs
+// bench/http_bench.py copies this file next to the cached node_modules and runs
 // `node fastify_app.js` with PORT set; it serves the same paths as ours.
 'use strict'
 
