@@ -51,13 +51,19 @@ async def test_kill_nine_loses_nothing(redis_server: RedisServerProcess) -> None
             await threads.deferToThread(wait_ready, child)
         keys = queue.keys("crash")
         recoveries: list[float] = []
-        for kill in range(3):
-            await sleep(0.7)
-            victim = f"w{kill % 2}" if kill < 2 else "w2"
-            held = [
+        async def held_by(victim: str) -> list[str]:
+            return [
                 job_id for job_id in await redis.execute("ZRANGE", keys.base + ":active", 0, -1)
                 if (await queue.get("crash", job_id)).worker == victim
             ]
+
+        for kill in range(3):
+            await sleep(0.7)
+            victim = f"w{kill % 2}" if kill < 2 else "w2"
+            # Kill it mid-run: on a loaded machine a worker just started may need a moment
+            # longer before its first claim.
+            await wait_until(lambda victim=victim: held_by(victim), timeout=10, interval=0.05)
+            held = await held_by(victim)
             children.pop(victim).kill()
             killed_at = time.monotonic()
             replacement = f"w{kill + 2}"
