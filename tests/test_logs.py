@@ -795,7 +795,7 @@ def test_info_lines_reach_the_file_within_a_fraction_of_a_second(tmp_path: Path)
 def test_fast_text_path_matches_the_general_one(fields: dict[str, Any]) -> None:
     """The shortcut for plain events renders exactly what the general renderer does
     (or steps aside): redaction, quoting, missing fields and newlines included."""
-    from installsure.logging.render import _general_text, event_as_text
+    from installsure.logs.render import _general_text, event_as_text
 
     event = {
         **fields,
@@ -826,7 +826,7 @@ def test_fast_text_path_matches_the_general_one_for_random_events() -> None:
     kind, formats with conversions, missing fields and braces): the shortcut renders
     exactly what the general renderer does, or steps aside. Seeded, so a failure
     reproduces."""
-    from installsure.logging.render import _general_text, event_as_text
+    from installsure.logs.render import _general_text, event_as_text
 
     rng = random.Random(1130)
     for case in range(5000):
@@ -847,7 +847,7 @@ def test_fast_text_path_matches_the_general_one_for_random_events() -> None:
 def test_batched_observer_keeps_order_and_writes_urgent_lines_at_once() -> None:
     """Routine lines are written in batches; a warning writes the waiting lines and
     itself at once, in order; the rest arrives with the background flush."""
-    from installsure.logging.sinks import LineObserver
+    from installsure.logs.sinks import LineObserver
 
     writes: list[str] = []
     flushes: list[int] = []

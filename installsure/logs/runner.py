@@ -1,4 +1,27 @@
-"""Building the observer and handing it to twistd, twist or a plain script."""
+"""Building the observer and handing it to twistd, twist or a plain script.
+
+How the observer reaches twistd
+-------------------------------
+twistd builds the service (``makeService``) *before* it starts logging, and
+``AppLogger.start`` uses, in this order: the ``--logger`` factory, an ``ILogObserver``
+component of the application, then its own text observer for ``--logfile``/stdout. The
+application object is created by twistd, but our root service is attached to it with
+``root.setServiceParent(application)``. So ``configure_logging`` returns the root
+``MultiService`` (``LoggingRootService``) and, when twistd adopts it, it sets our observer
+as the application's ``ILogObserver`` component. That works with both ``twistd -n
+installsure`` (stdout) and ``twistd --logfile X installsure`` (X, in our format, rotated
+daily): the command line's ``--logfile`` wins over ``logging.file`` as command lines do.
+``--logger`` and ``--syslog`` keep their twistd meaning (we hand over nothing then).
+
+A ``--logger=installsure.logs.…`` factory was considered and rejected: twistd calls it
+without arguments, so it could only find our settings through global state, and every
+operator would have to remember the flag.
+
+``twist installsure`` starts logging after ``makeService`` too, but ignores application
+components; instead it reads ``fileLogObserverFactory`` from its options, so
+``configure_logging`` replaces that factory with ours (twist's own ``--log-level`` still
+filters in addition to ``logging.level``).
+"""
 
 from __future__ import annotations
 
