@@ -91,7 +91,8 @@ def test_bad_configuration_exits_non_zero_with_every_problem(tmp_path: Path) -> 
 
 
 def test_help_documents_every_option(tmp_path: Path) -> None:
-    """``twistd installsure --help`` names every option of the issue."""
+    """``twistd installsure --help`` names every option of the issue, and promises no
+    WebSocket (there is none yet)."""
     result = subprocess.run(
         [str(TWISTD), "installsure", "--help"], env=child_environment(),
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
@@ -100,6 +101,9 @@ def test_help_documents_every_option(tmp_path: Path) -> None:
     for option in ("--config", "--listen", "--data-dir", "--role", "--environment",
                    "--redis-url", "--database-url"):
         assert option in result.stdout, option
+    # Nothing serves a WebSocket yet; the help must not promise one.
+    assert "WebSocket" not in result.stdout
+    assert "WAMP" not in result.stdout
 
 
 @pytest_twisted.inlineCallbacks
@@ -156,6 +160,24 @@ def test_runs_under_the_asyncio_reactor(tmp_path: Path):
         code = yield server.stop()
     assert code == 0, server.output()
 
+
+@pytest_twisted.inlineCallbacks
+def test_info_does_not_advertise_realtime_before_it_exists(tmp_path: Path):
+    """The old ``ENABLE_REAL_TIME_SYNC=true`` is accepted, but ``/info`` reports
+    ``realTimeSync`` false: nothing serves realtime events yet. The other switches are
+    reported as set."""
+    server = ServerProcess(tmp_path, "--environment", "test", env={
+        "ENABLE_REAL_TIME_SYNC": "true", "ENABLE_FILE_PROCESSING": "false",
+    })
+    server.start()
+    try:
+        response = yield server.wait_until("/info")
+        features = (yield response.json())["features"]
+    finally:
+        code = yield server.stop()
+    assert code == 0, server.output()
+    assert features == {"realTimeSync": False, "fileProcessing": False,
+                        "emailNotifications": True}
 
 
 @pytest_twisted.inlineCallbacks
