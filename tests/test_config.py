@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import stat
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from installsure.config import (
 from installsure.config.doc import render
 
 ROOT = Path(__file__).resolve().parent.parent
+# A production-grade secret, fixed so failures are reproducible.
+STRONG = "Gx2vQ7rN9kLp4mZt8wYc1bHs6dJf3aUe5qXo0iRy"
 
 
 def problems_of(excinfo: pytest.ExceptionInfo[ConfigError]) -> dict[str, str]:
@@ -264,11 +267,79 @@ def test_production_refuses_missing_or_short_secret() -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_config(environ={"NODE_ENV": "production"})
     assert "at least 32 bytes" in problems_of(excinfo)["auth.jwt_secret"]
+    assert "secrets.token_urlsafe(48)" in problems_of(excinfo)["auth.jwt_secret"]
     with pytest.raises(ConfigError) as excinfo:
         load_config(environ={"NODE_ENV": "production", "JWT_SECRET": "short"})
     assert "5 bytes" in problems_of(excinfo)["auth.jwt_secret"]
-    config = load_config(environ={"NODE_ENV": "production", "JWT_SECRET": "x" * 32})
+    config = load_config(environ={"NODE_ENV": "production", "JWT_SECRET": STRONG})
     assert config.auto_migrate is False, "production migrates only when told to"
+
+
+def test_production_refuses_the_example_secret() -> None:
+    """The JWT_SECRET line of etc/installsure.env.example, loaded as it stands with
+    NODE_ENV=production, is refused as a placeholder, with how to make a real one."""
+    example = (ROOT / "etc" / "installsure.env.example").read_text()
+    environ = dict(
+        line.split("=", 1) for line in example.splitlines()
+        if line and not line.startswith("#")
+    )
+    assert environ["NODE_ENV"] == "production"
+    assert len(environ["JWT_SECRET"].encode()) >= 32, "long enough to pass a length check"
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ=environ)
+    found = problems_of(excinfo)
+    assert list(found) == ["auth.jwt_secret"]
+    assert found["auth.jwt_secret"] == (
+        "environment variable JWT_SECRET: the JWT secret looks like a placeholder "
+        "('change-me'); production needs a random one: make one with "
+        '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+    )
+
+
+@pytest.mark.parametrize(("secret", "reason"), [
+    ("x" * 40, "is one character repeated"),
+    ("0123456789" * 4, "repeats one piece of 10 characters"),
+    ("abcdefghijklmnopqrstuvwxyz012345", "runs through characters in order"),
+    ("ab" * 15 + "cd" * 4 + "ababa", "uses only 4 different characters"),
+    ("a" * 40 + "bcdefghi", "has too little variety (about 55 bits; needs 80)"),
+    ("your-jwt-secret-goes-here-0123456789", "placeholder ('your-jwt-secret')"),
+    ("ReplaceMe" + "Kq3vZ9pW2mXr7LtB4nHc8yFs", "placeholder ('replaceme')"),
+])
+def test_production_refuses_low_entropy_secrets(secret: str, reason: str) -> None:
+    """Secrets of 32 bytes or more that are plainly not random are refused in
+    production, for the JWT and the API secret alike, each with its reason."""
+    assert len(secret.encode()) >= 32
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"NODE_ENV": "production", "JWT_SECRET": secret,
+                             "INSTALLSURE_AUTH_API_SECRET": secret})
+    found = problems_of(excinfo)
+    assert reason in found["auth.jwt_secret"]
+    assert "the JWT secret" in found["auth.jwt_secret"]
+    assert reason in found["auth.api_secret"]
+    assert "environment variable INSTALLSURE_AUTH_API_SECRET" in found["auth.api_secret"]
+    assert "secrets.token_urlsafe(48)" in found["auth.api_secret"]
+    assert secret not in str(excinfo.value), "the report never quotes a secret"
+
+
+def test_random_secrets_pass_and_weak_ones_pass_outside_production() -> None:
+    """What the message tells operators to run passes, so do 32 random hex characters
+    and a long passphrase; development and test do not judge secrets at all."""
+    for secret in (secrets.token_urlsafe(48), secrets.token_hex(16),
+                   "correct horse battery staple under a violet sky"):
+        config = load_config(environ={"NODE_ENV": "production", "JWT_SECRET": secret,
+                                      "API_SECRET": secret})
+        assert config.auth.api_secret == secret
+    config = load_config(environ={"NODE_ENV": "development", "JWT_SECRET": "change-me",
+                                  "API_SECRET": "x" * 40})
+    assert config.auth.jwt_secret == "change-me"
+
+
+def test_production_without_api_secret_is_fine() -> None:
+    """API_SECRET is optional (the admin routes then answer 401); an empty one, as in the
+    example file, counts as not set."""
+    config = load_config(environ={"NODE_ENV": "production", "JWT_SECRET": STRONG,
+                                  "API_SECRET": ""})
+    assert config.auth.api_secret is None
 
 
 def test_development_secret_is_generated_once(tmp_path: Path) -> None:

@@ -16,9 +16,11 @@ class AuthSettings:
     """Signing keys, token lifetimes and registration."""
 
     jwt_secret: str | None = field(default=None, repr=False)
-    """HS256 signing key, at least 32 bytes. Development generates one in the data dir."""
+    """HS256 signing key, at least 32 random bytes (production refuses placeholders and
+    patterns). Development generates one in the data dir."""
     api_secret: str | None = field(default=None, repr=False)
-    """Operator token for the queue administration routes (``Authorization: Bearer``)."""
+    """Operator token for the queue administration routes (``Authorization: Bearer``);
+    unset, they answer 401. Production holds it to the same rules as ``jwt_secret``."""
     access_token_ttl: Seconds = Seconds(15 * 60)
     refresh_token_ttl: Seconds = Seconds(30 * 86400)
     registration_open: bool = True

@@ -5,9 +5,15 @@ from __future__ import annotations
 from installsure.config.errors import ConfigProblem
 from installsure.config.layers import Layers
 from installsure.config.schema import Config
+from installsure.config.secret_strength import (
+    HOW_TO_MAKE_ONE,
+    MIN_SECRET_BYTES,
+    secret_weakness,
+)
 from installsure.config.values import parse_port, parse_string_tuple
 
-MIN_JWT_SECRET_BYTES = 32
+# The old system's names first: they are what an operator coming from it has set.
+_SECRET_NAMES = {"jwt_secret": ("JWT", "JWT_SECRET"), "api_secret": ("API", "API_SECRET")}
 
 
 def check_endpoints(layers: Layers) -> None:
@@ -37,21 +43,8 @@ def check_combinations(config: Config, layers: Layers) -> None:
             "http.listen", layers.source_of(("http", "listen")),
             "the api role needs at least one listen endpoint",
         ))
-    secret = config.auth.jwt_secret
     if config.environment == "production":
-        if secret is None:
-            layers.problems.append(ConfigProblem(
-                "auth.jwt_secret", layers.source_of(("auth", "jwt_secret")),
-                "production needs a JWT secret of at least 32 bytes; set JWT_SECRET or "
-                "INSTALLSURE_AUTH_JWT_SECRET (e.g. from `python -c \"import secrets; "
-                "print(secrets.token_urlsafe(48))\"`)",
-            ))
-        elif len(secret.encode()) < MIN_JWT_SECRET_BYTES:
-            layers.problems.append(ConfigProblem(
-                "auth.jwt_secret", layers.source_of(("auth", "jwt_secret")),
-                f"the JWT secret is {len(secret.encode())} bytes; production needs at least "
-                f"{MIN_JWT_SECRET_BYTES}",
-            ))
+        _check_production_secrets(config, layers)
     if config.redis.sentinels and not config.redis.master_name:
         layers.problems.append(ConfigProblem(
             "redis.master_name", layers.source_of(("redis", "sentinels")),
@@ -78,3 +71,25 @@ def check_combinations(config: Config, layers: Layers) -> None:
             "storage.s3_bucket", layers.source_of(("storage", "backend")),
             "the s3 storage backend needs storage.s3_bucket",
         ))
+
+
+def _check_production_secrets(config: Config, layers: Layers) -> None:
+    """Production signs with a real secret: present (the JWT one), long, not a
+    placeholder or a pattern. Checked for every secret, so each problem shows at once."""
+    for key, (label, old_name) in _SECRET_NAMES.items():
+        secret = getattr(config.auth, key)
+        source = layers.source_of(("auth", key))
+        if secret is None:
+            if key == "jwt_secret":
+                layers.problems.append(ConfigProblem(
+                    f"auth.{key}", source,
+                    f"production needs a {label} secret of at least {MIN_SECRET_BYTES} bytes; "
+                    f"set {old_name} or INSTALLSURE_AUTH_{key.upper()} ({HOW_TO_MAKE_ONE})",
+                ))
+            continue  # no operator token: the admin routes answer 401
+        if (weakness := secret_weakness(secret)) is not None:
+            layers.problems.append(ConfigProblem(
+                f"auth.{key}", source,
+                f"the {label} secret {weakness}; production needs a random one: "
+                f"{HOW_TO_MAKE_ONE}",
+            ))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import subprocess
 import sys
@@ -244,7 +245,7 @@ def test_unopenable_log_file_exits_with_a_message(tmp_path: Path) -> None:
 def test_production_with_unmigrated_database_stops_and_says_what_to_run(tmp_path: Path):
     """Production does not migrate by itself: an empty database stops it with the command
     to run, exit status 1; after `python -m installsure migrate` it starts."""
-    secret = {"JWT_SECRET": "p" * 40}
+    secret = {"JWT_SECRET": secrets.token_urlsafe(48)}
     server = ServerProcess(tmp_path, "--environment", "production", env=secret)
     server.start()
     try:
