@@ -10,6 +10,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -873,3 +874,44 @@ def test_batched_observer_keeps_order_and_writes_urgent_lines_at_once() -> None:
     log.info("six")
     flush_logs()
     assert writes[2:] == ["six\n"]
+
+
+FLUSHER_CHILD = """
+import os, sys, time
+from twisted.logger import Logger
+from installsure.logs import DailyRotatingFile, LoggingSettings, build_observer
+from installsure.logs.sinks import hold_background_flush, release_background_flush
+
+path = sys.argv[1]
+observer = build_observer(LoggingSettings(), stream=DailyRotatingFile(path), batch_size=64)
+log = Logger(observer=observer)
+if sys.argv[2] == "held":
+    hold_background_flush()
+log.info("before the fork")
+if sys.argv[2] == "held":
+    time.sleep(0.5)
+    assert "before the fork" not in open(path).read(), "held back until released"
+if os.fork() == 0:
+    if sys.argv[2] == "held":
+        release_background_flush()
+    log.info("in the child")
+    time.sleep(1.0)
+    os.kill(os.getpid(), 9)  # as a crash would: no exit handler flushes
+os.wait()
+os._exit(0)  # the parent's buffered copy of the lines must not be written twice
+"""
+
+
+@pytest.mark.parametrize("mode", ["running", "held"])
+def test_routine_lines_are_flushed_in_a_forked_child(tmp_path: Path, mode: str) -> None:
+    """A child forked by a daemonizing runner writes its routine lines within the flush
+    interval, whether the flusher thread ran before the fork (started again in the
+    child) or was held back until the child released it; nothing is written twice."""
+    path = tmp_path / "installsure.log"
+    subprocess.run(
+        [sys.executable, "-c", FLUSHER_CHILD, str(path), mode], check=True, timeout=60,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    lines = path.read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "[__main__#info] before the fork", "[__main__#info] in the child"], lines

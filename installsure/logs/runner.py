@@ -41,7 +41,13 @@ from twisted.python.components import Componentized
 
 from .render import event_as_json, event_as_text
 from .settings import LoggingSettings
-from .sinks import DailyRotatingFile, LineObserver, TextSink
+from .sinks import (
+    DailyRotatingFile,
+    LineObserver,
+    TextSink,
+    hold_background_flush,
+    release_background_flush,
+)
 
 # Events rendered and written together by the process's own observers (see LineObserver).
 PROCESS_BATCH = 64
@@ -89,11 +95,16 @@ def start_logging(
 
 
 class LoggingRootService(MultiService):
-    """Root of the service tree; hands ``observer`` to the twistd application adopting it."""
+    """Root of the service tree; hands ``observer`` to the twistd application adopting it,
+    and starts the background log flusher when the tree starts (after twistd forked)."""
 
     def __init__(self, observer: ILogObserver | None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.observer = observer
+
+    def startService(self) -> None:
+        release_background_flush()
+        super().startService()  # type: ignore[no-untyped-call]
 
     def setServiceParent(self, parent: IServiceCollection) -> None:
         # twistd passes its freshly made Application (a Componentized); AppLogger.start
@@ -131,6 +142,9 @@ def configure_logging(
     runner = _runner_options(options)
     if runner is None:
         return LoggingRootService(None)
+    # twistd forks to daemonize between now and startService; a thread started before
+    # would not be in the server (see _BackgroundFlusher).
+    hold_background_flush()
     if "fileLogObserverFactory" in runner:  # twist
         sink = _file_sink(settings, settings.file, clock)
 
