@@ -7,11 +7,14 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 import treq
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from tests.e2e.server import TWISTD, ServerProcess, child_environment
 from tests.fixtures.redis import RedisServerProcess
@@ -345,3 +348,51 @@ def test_ctrl_c_stops_in_order_and_redis_goes_last(tmp_path: Path):
         return next(i for i, line in enumerate(lines) if all(n in line for n in needles))
 
     assert position("database", "stopped") < position("redis-server (pid", "stopped")
+
+
+@pytest_twisted.inlineCallbacks
+def test_api_and_worker_start_side_by_side_in_one_directory(tmp_path: Path):
+    """README's "Several processes": an api and a worker process started in the same
+    directory, each with its own --pidfile, both run (without it, the second finds the
+    first's twistd.pid and refuses), share the queues, and stop with status 0."""
+    redis = RedisServerProcess(tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    redis.start()
+    shared = tmp_path / "node"
+    token = secrets.token_urlsafe(48)
+    api = ServerProcess(shared, env={"API_SECRET": token})
+    worker = ServerProcess(shared)
+    worker.log_path = shared / "worker.log"
+    common = ["--environment", "test", "--redis-url", redis.url,
+              "--data-dir", str(shared / "data")]
+    api.command = lambda: [  # type: ignore[method-assign]
+        str(TWISTD), "-n", "--pidfile", "api.pid", "installsure", "--role", "api",
+        "--listen", f"tcp:{api.port}:interface=127.0.0.1", *common,
+    ]
+    worker.command = lambda: [  # type: ignore[method-assign]
+        str(TWISTD), "-n", "--pidfile", "worker.pid", "installsure", "--role", "worker",
+        *common,
+    ]
+    api.start()
+    try:
+        yield api.wait_until("/readyz")
+        worker.start()
+        auth = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 30
+        while True:
+            assert worker.process is not None
+            assert worker.process.poll() is None, worker.output()
+            status = yield treq.get(api.base + "/api/queue/status", headers=auth)
+            queues = (yield status.json())["data"]["queues"]
+            if queues["email-send"]["workers"] >= 1:
+                break  # the worker's heartbeat reached the api (which runs none) via Redis
+            assert time.monotonic() < deadline, worker.output()
+            yield deferLater(reactor, 0.2, lambda: None)
+        assert (shared / "api.pid").exists()
+        assert (shared / "worker.pid").exists()
+    finally:
+        api_code = yield api.stop()
+        worker_code = yield worker.stop()
+        redis.kill()
+    assert api_code == 0, api.output()
+    assert worker_code == 0, worker.output()
