@@ -321,6 +321,17 @@ def test_production_refuses_low_entropy_secrets(secret: str, reason: str) -> Non
     assert secret not in str(excinfo.value), "the report never quotes a secret"
 
 
+def test_a_weak_secret_is_reported_with_the_other_problems() -> None:
+    """The placeholder secret and values of a wrong type elsewhere are reported by the
+    same load, not the secret only once the rest is fixed."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"NODE_ENV": "production", "JWT_SECRET": "change-me" * 4,
+                             "INSTALLSURE_REDIS_POOL_SIZE": "four",
+                             "INSTALLSURE_LOGGING_LEVEL": "loud"})
+    assert sorted(problems_of(excinfo)) == ["auth.jwt_secret", "logging.level",
+                                            "redis.pool_size"]
+
+
 def test_random_secrets_pass_and_weak_ones_pass_outside_production() -> None:
     """What the message tells operators to run passes, so do 32 random hex characters
     and a long passphrase; development and test do not judge secrets at all."""

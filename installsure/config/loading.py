@@ -31,9 +31,9 @@ def load_config(
     read_options(options or {}, layers)
     check_endpoints(layers)
     config = structure(layers)
-    if config is None:
-        raise ConfigError(layers.problems)
-    check_combinations(config, layers)
-    if layers.problems:
+    if config is not None:
+        # Also with refused values (at their defaults then): every problem in one report.
+        check_combinations(config, layers)
+    if config is None or layers.problems:
         raise ConfigError(layers.problems)
     return config

@@ -102,7 +102,10 @@ _ABSENT = object()
 
 
 def structure(layers: Layers) -> Config | None:
-    """The layered values as a Config, or None with every problem in ``layers.problems``.
+    """The layered values as a Config, every problem in ``layers.problems``.
+
+    When some values were refused, the Config has their defaults in their place, so the
+    rules across settings can still be checked for the rest (None if even that fails).
 
     cattrs reports every value of a wrong type at once, but a settings class's own
     validators stop at the first value they refuse, and do not run at all while another
@@ -123,10 +126,9 @@ def structure(layers: Layers) -> Config | None:
             if not any(restored):
                 break
         else:
-            if not layers.problems:
-                return config
-            break
-    # The same type error is met again on every attempt: report it once.
+            # The same type error is met again on every attempt: report it once.
+            layers.problems[:] = list(dict.fromkeys(layers.problems))
+            return config
     layers.problems[:] = list(dict.fromkeys(layers.problems))
     return None
 
