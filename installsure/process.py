@@ -5,17 +5,25 @@ port or open its data must exit non-zero so systemd and scripts notice, yet it m
 still stop its services in order (the embedded redis-server child must not be orphaned).
 So we stop the reactor normally and set the exit code at interpreter exit, after twistd
 has finished its own clean-up.
+
+Only ``os._exit`` sets the exit code that late, and it ends the process on the spot:
+``atexit`` runs handlers last-registered first, so every handler registered before ours
+would be skipped (log flushing, coverage, ``logging.shutdown``). Ours therefore runs
+first (it is moved to the end of the list once the reactor has stopped), runs all the
+other handlers itself, and only then exits.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
+from installsure._compat import clear_exit_signal
 from installsure.logs import flush_logs
 
 log = Logger()
@@ -24,11 +32,23 @@ _exit_code: int | None = None
 
 
 def _exit_with_code() -> None:
-    if _exit_code is not None:
-        flush_logs()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_exit_code)
+    if _exit_code is None:
+        return
+    atexit.unregister(_exit_with_code)
+    # CPython's own runner of the handlers (what interpreter exit calls); it runs each
+    # remaining one once, reporting rather than raising their errors, and clears them.
+    atexit._run_exitfuncs()
+    flush_logs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed: nothing left to lose
+            stream.flush()
+    os._exit(_exit_code)
+
+
+def _run_first_at_exit() -> None:
+    """Put our handler last in atexit's list, which it runs first."""
+    atexit.unregister(_exit_with_code)
+    atexit.register(_exit_with_code)
 
 
 def fail_and_stop(reactor: IReactorCore, message: str, code: int = 1, **fields: object) -> None:
@@ -36,7 +56,10 @@ def fail_and_stop(reactor: IReactorCore, message: str, code: int = 1, **fields: 
     global _exit_code  # noqa: PLW0603 - one process, one exit code
     log.critical(message, **fields)
     if _exit_code is None:
-        atexit.register(_exit_with_code)
+        _run_first_at_exit()
+        # Shutdown may import modules that register handlers of their own; once the
+        # reactor has stopped, nothing of ours runs again, so ours goes last then.
+        reactor.addSystemEventTrigger("after", "shutdown", _run_first_at_exit)
     _exit_code = code
     if reactor.running:
         reactor.stop()
@@ -49,12 +72,11 @@ def exit_zero_after_graceful_stop(reactor: IReactorCore) -> None:
 
     twistd re-raises the signal that stopped the reactor after it has shut down, so the
     exit status reads as a crash to shell scripts and process supervisors. Our stop is
-    an orderly drain, so we report it as a success. (twistd keeps the signal on the
-    reactor's private ``_exitSignal``; clearing it is the only hook it offers.)
+    an orderly drain, so we report it as a success.
     """
 
     def forget_signal() -> None:
-        if _exit_code is None and hasattr(reactor, "_exitSignal"):
-            reactor._exitSignal = None
+        if _exit_code is None:
+            clear_exit_signal(reactor)
 
     reactor.addSystemEventTrigger("after", "shutdown", forget_signal)

@@ -253,7 +253,8 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
             version=__version__,
             environment=config.environment,
             features={
-                "realTimeSync": config.features.real_time_sync,
+                # Nothing serves realtime events yet, whatever ENABLE_REAL_TIME_SYNC says.
+                "realTimeSync": False,
                 "fileProcessing": config.features.file_processing,
                 "emailNotifications": config.features.email_notifications,
             },

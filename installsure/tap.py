@@ -1,7 +1,7 @@
 """``twistd installsure``: command-line options and the service tree built from a Config.
 
 The tree starts in this order and stops in reverse (DESIGN.md "The process"):
-embedded Redis, Redis client, database, job workers, HTTP/WebSocket listeners, drain.
+embedded Redis, Redis client, database, job workers, HTTP listeners, drain.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = (
-        "Runs the InstallSure server: HTTP API, WebSocket (WAMP) and background jobs. "
+        "Runs the InstallSure server: HTTP API and background jobs. "
         "Settings come from defaults < --config TOML file < INSTALLSURE_* environment "
         "variables < these options; etc/installsure.toml documents every key."
     )
@@ -30,7 +30,7 @@ class Options(usage.Options):
          "Directory for the SQLite database, files, embedded Redis and generated secrets "
          "[default: ./data]."],
         ["role", "r", None,
-         "What this process runs: all, api (HTTP and WebSocket) or worker (jobs) "
+         "What this process runs: all, api (HTTP) or worker (jobs) "
          "[default: all]."],
         ["environment", "e", None, "development, production or test [default: development]."],
         ["redis-url", None, None,
@@ -46,7 +46,7 @@ class Options(usage.Options):
         self["listen"] = []
 
     def opt_listen(self, endpoint: str) -> None:
-        """Twisted endpoint string to serve HTTP/WebSocket on; repeatable
+        """Twisted endpoint string to serve HTTP on; repeatable
         [default: tcp:8000:interface=127.0.0.1]."""
         self["listen"].append(endpoint)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +17,11 @@ from installsure.config import (
     load_config,
     prepare_data_dir,
 )
-from installsure.configdoc import render
+from installsure.config.doc import render
 
 ROOT = Path(__file__).resolve().parent.parent
+# A production-grade secret, fixed so failures are reproducible.
+STRONG = "Gx2vQ7rN9kLp4mZt8wYc1bHs6dJf3aUe5qXo0iRy"
 
 
 def problems_of(excinfo: pytest.ExceptionInfo[ConfigError]) -> dict[str, str]:
@@ -35,7 +40,7 @@ def test_defaults_without_any_layer() -> None:
     assert config == Config()
     assert config.http.listen == (DEFAULT_LISTEN,)
     assert config.shutdown.grace == 25.0
-    assert config.upload.max_size == 100 * 1024 * 1024
+    assert config.database.busy_timeout == 5.0
     assert config.auto_migrate is True
 
 
@@ -81,6 +86,37 @@ def test_old_variable_names_are_understood() -> None:
     assert config.features.email_notifications is True
 
 
+def test_sections_nothing_reads_yet_are_unknown_but_old_switches_are_checked(
+    tmp_path: Path,
+) -> None:
+    """Sections for parts that do not exist yet (realtime, upload, e-mail, push, forge,
+    qb) are unknown settings; the old ENABLE_REAL_TIME_SYNC is still accepted, and a value
+    that is not a boolean is still refused."""
+    path = write(tmp_path, "[realtime]\nenabled = true\n[email]\nsmtp_host = 'mail'\n")
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(config_file=path, environ={"INSTALLSURE_UPLOAD_MAX_SIZE": "1",
+                                               "INSTALLSURE_QB_CLIENT_ID": "x"})
+    found = problems_of(excinfo)
+    assert sorted(found) == ["INSTALLSURE_QB_CLIENT_ID", "INSTALLSURE_UPLOAD_MAX_SIZE",
+                             "email", "realtime"]
+    assert all("no such setting" in m or "unknown setting" in m for m in found.values())
+    assert load_config(environ={"ENABLE_REAL_TIME_SYNC": "on"}).features.real_time_sync
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"ENABLE_REAL_TIME_SYNC": "sometimes"})
+    assert "environment variable ENABLE_REAL_TIME_SYNC: expected a boolean" in (
+        problems_of(excinfo)["features.real_time_sync"]
+    )
+
+
+def test_the_documented_command_prints_the_example_file() -> None:
+    """``python -m installsure.config`` prints exactly etc/installsure.toml."""
+    result = subprocess.run(
+        [sys.executable, "-m", "installsure.config"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, check=True, env={"PYTHONPATH": str(ROOT)},
+    )
+    assert result.stdout == (ROOT / "etc" / "installsure.toml").read_text()
+
+
 def test_new_names_win_over_old_names() -> None:
     """INSTALLSURE_* variables override the old names when both are set."""
     config = load_config(environ={
@@ -121,32 +157,32 @@ url = "mysql://x/y"
 
 def test_strict_booleans_and_numbers() -> None:
     """Booleans accept only the unambiguous spellings; numbers are not booleans."""
-    config = load_config(environ={"INSTALLSURE_REALTIME_ENABLED": "off"})
-    assert config.realtime.enabled is False
+    config = load_config(environ={"INSTALLSURE_DATABASE_ECHO": "on"})
+    assert config.database.echo is True
     with pytest.raises(ConfigError) as excinfo:
-        load_config(environ={"INSTALLSURE_REALTIME_ENABLED": "nope",
+        load_config(environ={"INSTALLSURE_DATABASE_ECHO": "nope",
                              "INSTALLSURE_REDIS_POOL_SIZE": "four"})
     found = problems_of(excinfo)
-    assert "true/false" in found["realtime.enabled"]
+    assert "true/false" in found["database.echo"]
     assert "integer" in found["redis.pool_size"]
 
 
-def test_durations_and_sizes() -> None:
-    """Durations and sizes take units; negative or unit-less nonsense is refused."""
+def test_durations_take_units() -> None:
+    """Durations take units; negative or unit-less nonsense is refused."""
     config = load_config(environ={
         "INSTALLSURE_AUTH_ACCESS_TOKEN_TTL": "15m",
-        "INSTALLSURE_UPLOAD_MAX_SIZE": "250MiB",
-        "INSTALLSURE_REALTIME_MAX_MESSAGE_SIZE": "64 KB",
+        "INSTALLSURE_REDIS_COMMAND_TIMEOUT": "250ms",
+        "INSTALLSURE_DATABASE_BUSY_TIMEOUT": "2",
     })
     assert config.auth.access_token_ttl == 900.0
-    assert config.upload.max_size == 250 * 1024 * 1024
-    assert config.realtime.max_message_size == 64_000
+    assert config.redis.command_timeout == 0.25
+    assert config.database.busy_timeout == 2.0
     with pytest.raises(ConfigError) as excinfo:
         load_config(environ={"INSTALLSURE_SHUTDOWN_GRACE": "soon",
-                             "INSTALLSURE_UPLOAD_MAX_SIZE": "-5"})
+                             "INSTALLSURE_REDIS_CONNECT_TIMEOUT": "-5"})
     found = problems_of(excinfo)
     assert "duration" in found["shutdown.grace"]
-    assert "size" in found["upload.max_size"]
+    assert "duration" in found["redis.connect_timeout"]
 
 
 def test_unknown_variables_with_our_prefix_are_errors() -> None:
@@ -231,11 +267,90 @@ def test_production_refuses_missing_or_short_secret() -> None:
     with pytest.raises(ConfigError) as excinfo:
         load_config(environ={"NODE_ENV": "production"})
     assert "at least 32 bytes" in problems_of(excinfo)["auth.jwt_secret"]
+    assert "secrets.token_urlsafe(48)" in problems_of(excinfo)["auth.jwt_secret"]
     with pytest.raises(ConfigError) as excinfo:
         load_config(environ={"NODE_ENV": "production", "JWT_SECRET": "short"})
     assert "5 bytes" in problems_of(excinfo)["auth.jwt_secret"]
-    config = load_config(environ={"NODE_ENV": "production", "JWT_SECRET": "x" * 32})
+    config = load_config(environ={"NODE_ENV": "production", "JWT_SECRET": STRONG})
     assert config.auto_migrate is False, "production migrates only when told to"
+
+
+def test_production_refuses_the_example_secret() -> None:
+    """The JWT_SECRET line of etc/installsure.env.example, loaded as it stands with
+    NODE_ENV=production, is refused as a placeholder, with how to make a real one."""
+    example = (ROOT / "etc" / "installsure.env.example").read_text()
+    environ = dict(
+        line.split("=", 1) for line in example.splitlines()
+        if line and not line.startswith("#")
+    )
+    assert environ["NODE_ENV"] == "production"
+    assert len(environ["JWT_SECRET"].encode()) >= 32, "long enough to pass a length check"
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ=environ)
+    found = problems_of(excinfo)
+    assert list(found) == ["auth.jwt_secret"]
+    assert found["auth.jwt_secret"] == (
+        "environment variable JWT_SECRET: the JWT secret looks like a placeholder "
+        "('change-me'); production needs a random one: make one with "
+        '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+    )
+
+
+@pytest.mark.parametrize(("secret", "reason"), [
+    ("x" * 40, "is one character repeated"),
+    ("0123456789" * 4, "repeats one piece of 10 characters"),
+    ("abcdefghijklmnopqrstuvwxyz012345", "runs through characters in order"),
+    ("ab" * 15 + "cd" * 4 + "ababa", "uses only 4 different characters"),
+    ("a" * 40 + "bcdefghi", "has too little variety (about 55 bits; needs 80)"),
+    ("your-jwt-secret-goes-here-0123456789", "placeholder ('your-jwt-secret')"),
+    ("ReplaceMe" + "Kq3vZ9pW2mXr7LtB4nHc8yFs", "placeholder ('replaceme')"),
+])
+def test_production_refuses_low_entropy_secrets(secret: str, reason: str) -> None:
+    """Secrets of 32 bytes or more that are plainly not random are refused in
+    production, for the JWT and the API secret alike, each with its reason."""
+    assert len(secret.encode()) >= 32
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"NODE_ENV": "production", "JWT_SECRET": secret,
+                             "INSTALLSURE_AUTH_API_SECRET": secret})
+    found = problems_of(excinfo)
+    assert reason in found["auth.jwt_secret"]
+    assert "the JWT secret" in found["auth.jwt_secret"]
+    assert reason in found["auth.api_secret"]
+    assert "environment variable INSTALLSURE_AUTH_API_SECRET" in found["auth.api_secret"]
+    assert "secrets.token_urlsafe(48)" in found["auth.api_secret"]
+    assert secret not in str(excinfo.value), "the report never quotes a secret"
+
+
+def test_a_weak_secret_is_reported_with_the_other_problems() -> None:
+    """The placeholder secret and values of a wrong type elsewhere are reported by the
+    same load, not the secret only once the rest is fixed."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"NODE_ENV": "production", "JWT_SECRET": "change-me" * 4,
+                             "INSTALLSURE_REDIS_POOL_SIZE": "four",
+                             "INSTALLSURE_LOGGING_LEVEL": "loud"})
+    assert sorted(problems_of(excinfo)) == ["auth.jwt_secret", "logging.level",
+                                            "redis.pool_size"]
+
+
+def test_random_secrets_pass_and_weak_ones_pass_outside_production() -> None:
+    """What the message tells operators to run passes, so do 32 random hex characters
+    and a long passphrase; development and test do not judge secrets at all."""
+    for secret in (secrets.token_urlsafe(48), secrets.token_hex(16),
+                   "correct horse battery staple under a violet sky"):
+        config = load_config(environ={"NODE_ENV": "production", "JWT_SECRET": secret,
+                                      "API_SECRET": secret})
+        assert config.auth.api_secret == secret
+    config = load_config(environ={"NODE_ENV": "development", "JWT_SECRET": "change-me",
+                                  "API_SECRET": "x" * 40})
+    assert config.auth.jwt_secret == "change-me"
+
+
+def test_production_without_api_secret_is_fine() -> None:
+    """API_SECRET is optional (the admin routes then answer 401); an empty one, as in the
+    example file, counts as not set."""
+    config = load_config(environ={"NODE_ENV": "production", "JWT_SECRET": STRONG,
+                                  "API_SECRET": ""})
+    assert config.auth.api_secret is None
 
 
 def test_development_secret_is_generated_once(tmp_path: Path) -> None:
@@ -265,7 +380,7 @@ def test_example_file_is_current_and_loads_to_defaults() -> None:
     """etc/installsure.toml is what configdoc renders and loads to exactly the defaults."""
     example = ROOT / "etc" / "installsure.toml"
     assert example.read_text() == render(), (
-        "etc/installsure.toml is stale: run `python -m installsure.configdoc > "
+        "etc/installsure.toml is stale: run `python -m installsure.config > "
         "etc/installsure.toml`"
     )
     assert load_config(config_file=example, environ={}) == Config()
@@ -274,7 +389,7 @@ def test_example_file_is_current_and_loads_to_defaults() -> None:
 def test_example_file_names_every_key_and_variable() -> None:
     """Every setting appears in the example with its environment variable."""
     text = render()
-    for name in ("listen", "command_timeout", "jwt_secret", "max_size", "grace",
+    for name in ("listen", "command_timeout", "jwt_secret", "max_body_size", "grace",
                  "retention_days", "lease_ttl", "real_time_sync"):
         assert f"{name} =" in text, name
     assert "INSTALLSURE_QUEUES_EMAIL_SEND_ATTEMPTS" in text

@@ -10,6 +10,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -795,7 +796,7 @@ def test_info_lines_reach_the_file_within_a_fraction_of_a_second(tmp_path: Path)
 def test_fast_text_path_matches_the_general_one(fields: dict[str, Any]) -> None:
     """The shortcut for plain events renders exactly what the general renderer does
     (or steps aside): redaction, quoting, missing fields and newlines included."""
-    from installsure.logging.render import _general_text, event_as_text
+    from installsure.logs.render import _general_text, event_as_text
 
     event = {
         **fields,
@@ -826,7 +827,7 @@ def test_fast_text_path_matches_the_general_one_for_random_events() -> None:
     kind, formats with conversions, missing fields and braces): the shortcut renders
     exactly what the general renderer does, or steps aside. Seeded, so a failure
     reproduces."""
-    from installsure.logging.render import _general_text, event_as_text
+    from installsure.logs.render import _general_text, event_as_text
 
     rng = random.Random(1130)
     for case in range(5000):
@@ -847,7 +848,7 @@ def test_fast_text_path_matches_the_general_one_for_random_events() -> None:
 def test_batched_observer_keeps_order_and_writes_urgent_lines_at_once() -> None:
     """Routine lines are written in batches; a warning writes the waiting lines and
     itself at once, in order; the rest arrives with the background flush."""
-    from installsure.logging.sinks import LineObserver
+    from installsure.logs.sinks import LineObserver
 
     writes: list[str] = []
     flushes: list[int] = []
@@ -873,3 +874,44 @@ def test_batched_observer_keeps_order_and_writes_urgent_lines_at_once() -> None:
     log.info("six")
     flush_logs()
     assert writes[2:] == ["six\n"]
+
+
+FLUSHER_CHILD = """
+import os, sys, time
+from twisted.logger import Logger
+from installsure.logs import DailyRotatingFile, LoggingSettings, build_observer
+from installsure.logs.sinks import hold_background_flush, release_background_flush
+
+path = sys.argv[1]
+observer = build_observer(LoggingSettings(), stream=DailyRotatingFile(path), batch_size=64)
+log = Logger(observer=observer)
+if sys.argv[2] == "held":
+    hold_background_flush()
+log.info("before the fork")
+if sys.argv[2] == "held":
+    time.sleep(0.5)
+    assert "before the fork" not in open(path).read(), "held back until released"
+if os.fork() == 0:
+    if sys.argv[2] == "held":
+        release_background_flush()
+    log.info("in the child")
+    time.sleep(1.0)
+    os.kill(os.getpid(), 9)  # as a crash would: no exit handler flushes
+os.wait()
+os._exit(0)  # the parent's buffered copy of the lines must not be written twice
+"""
+
+
+@pytest.mark.parametrize("mode", ["running", "held"])
+def test_routine_lines_are_flushed_in_a_forked_child(tmp_path: Path, mode: str) -> None:
+    """A child forked by a daemonizing runner writes its routine lines within the flush
+    interval, whether the flusher thread ran before the fork (started again in the
+    child) or was held back until the child released it; nothing is written twice."""
+    path = tmp_path / "installsure.log"
+    subprocess.run(
+        [sys.executable, "-c", FLUSHER_CHILD, str(path), mode], check=True, timeout=60,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    lines = path.read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == [
+        "[__main__#info] before the fork", "[__main__#info] in the child"], lines

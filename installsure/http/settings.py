@@ -12,7 +12,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from installsure.config_types import InvalidSettingError, Seconds
+from installsure.config.values import InvalidSettingError, Seconds
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")

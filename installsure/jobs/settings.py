@@ -11,7 +11,7 @@ from typing import Any
 
 from attrs import Attribute, evolve, field, fields, frozen
 
-from installsure.config_types import InvalidSettingError
+from installsure.config.values import InvalidSettingError
 
 BACKOFF_KINDS = ("fixed", "exponential", "exponential_jitter")
 

@@ -5,6 +5,9 @@
 * ``client``: ``RedisService``, the connection service (imports txredisapi, which
   installs a reactor: import it lazily, as tap code does).
 * ``embedded``: ``EmbeddedRedisService``, the supervised redis-server child.
+* ``embedded_checks``: finding its binary, checking its data directory, probing its
+  socket.
+* ``settings``: ``RedisSettings``, the ``redis`` section of the configuration.
 
 Nothing is imported here so that ``installsure.redis.interfaces`` stays cheap to import.
 """

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 import treq
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from tests.e2e.server import TWISTD, ServerProcess, child_environment
 from tests.fixtures.redis import RedisServerProcess
@@ -91,7 +95,8 @@ def test_bad_configuration_exits_non_zero_with_every_problem(tmp_path: Path) -> 
 
 
 def test_help_documents_every_option(tmp_path: Path) -> None:
-    """``twistd installsure --help`` names every option of the issue."""
+    """``twistd installsure --help`` names every option of the issue, and promises no
+    WebSocket (there is none yet)."""
     result = subprocess.run(
         [str(TWISTD), "installsure", "--help"], env=child_environment(),
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
@@ -100,6 +105,9 @@ def test_help_documents_every_option(tmp_path: Path) -> None:
     for option in ("--config", "--listen", "--data-dir", "--role", "--environment",
                    "--redis-url", "--database-url"):
         assert option in result.stdout, option
+    # Nothing serves a WebSocket yet; the help must not promise one.
+    assert "WebSocket" not in result.stdout
+    assert "WAMP" not in result.stdout
 
 
 @pytest_twisted.inlineCallbacks
@@ -156,6 +164,24 @@ def test_runs_under_the_asyncio_reactor(tmp_path: Path):
         code = yield server.stop()
     assert code == 0, server.output()
 
+
+@pytest_twisted.inlineCallbacks
+def test_info_does_not_advertise_realtime_before_it_exists(tmp_path: Path):
+    """The old ``ENABLE_REAL_TIME_SYNC=true`` is accepted, but ``/info`` reports
+    ``realTimeSync`` false: nothing serves realtime events yet. The other switches are
+    reported as set."""
+    server = ServerProcess(tmp_path, "--environment", "test", env={
+        "ENABLE_REAL_TIME_SYNC": "true", "ENABLE_FILE_PROCESSING": "false",
+    })
+    server.start()
+    try:
+        response = yield server.wait_until("/info")
+        features = (yield response.json())["features"]
+    finally:
+        code = yield server.stop()
+    assert code == 0, server.output()
+    assert features == {"realTimeSync": False, "fileProcessing": False,
+                        "emailNotifications": True}
 
 
 @pytest_twisted.inlineCallbacks
@@ -222,7 +248,7 @@ def test_unopenable_log_file_exits_with_a_message(tmp_path: Path) -> None:
 def test_production_with_unmigrated_database_stops_and_says_what_to_run(tmp_path: Path):
     """Production does not migrate by itself: an empty database stops it with the command
     to run, exit status 1; after `python -m installsure migrate` it starts."""
-    secret = {"JWT_SECRET": "p" * 40}
+    secret = {"JWT_SECRET": secrets.token_urlsafe(48)}
     server = ServerProcess(tmp_path, "--environment", "production", env=secret)
     server.start()
     try:
@@ -322,3 +348,51 @@ def test_ctrl_c_stops_in_order_and_redis_goes_last(tmp_path: Path):
         return next(i for i, line in enumerate(lines) if all(n in line for n in needles))
 
     assert position("database", "stopped") < position("redis-server (pid", "stopped")
+
+
+@pytest_twisted.inlineCallbacks
+def test_api_and_worker_start_side_by_side_in_one_directory(tmp_path: Path):
+    """README's "Several processes": an api and a worker process started in the same
+    directory, each with its own --pidfile, both run (without it, the second finds the
+    first's twistd.pid and refuses), share the queues, and stop with status 0."""
+    redis = RedisServerProcess(tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    redis.start()
+    shared = tmp_path / "node"
+    token = secrets.token_urlsafe(48)
+    api = ServerProcess(shared, env={"API_SECRET": token})
+    worker = ServerProcess(shared)
+    worker.log_path = shared / "worker.log"
+    common = ["--environment", "test", "--redis-url", redis.url,
+              "--data-dir", str(shared / "data")]
+    api.command = lambda: [  # type: ignore[method-assign]
+        str(TWISTD), "-n", "--pidfile", "api.pid", "installsure", "--role", "api",
+        "--listen", f"tcp:{api.port}:interface=127.0.0.1", *common,
+    ]
+    worker.command = lambda: [  # type: ignore[method-assign]
+        str(TWISTD), "-n", "--pidfile", "worker.pid", "installsure", "--role", "worker",
+        *common,
+    ]
+    api.start()
+    try:
+        yield api.wait_until("/readyz")
+        worker.start()
+        auth = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 30
+        while True:
+            assert worker.process is not None
+            assert worker.process.poll() is None, worker.output()
+            status = yield treq.get(api.base + "/api/queue/status", headers=auth)
+            queues = (yield status.json())["data"]["queues"]
+            if queues["email-send"]["workers"] >= 1:
+                break  # the worker's heartbeat reached the api (which runs none) via Redis
+            assert time.monotonic() < deadline, worker.output()
+            yield deferLater(reactor, 0.2, lambda: None)
+        assert (shared / "api.pid").exists()
+        assert (shared / "worker.pid").exists()
+    finally:
+        api_code = yield api.stop()
+        worker_code = yield worker.stop()
+        redis.kill()
+    assert api_code == 0, api.output()
+    assert worker_code == 0, worker.output()

@@ -1,4 +1,27 @@
-"""Building the observer and handing it to twistd, twist or a plain script."""
+"""Building the observer and handing it to twistd, twist or a plain script.
+
+How the observer reaches twistd
+-------------------------------
+twistd builds the service (``makeService``) *before* it starts logging, and
+``AppLogger.start`` uses, in this order: the ``--logger`` factory, an ``ILogObserver``
+component of the application, then its own text observer for ``--logfile``/stdout. The
+application object is created by twistd, but our root service is attached to it with
+``root.setServiceParent(application)``. So ``configure_logging`` returns the root
+``MultiService`` (``LoggingRootService``) and, when twistd adopts it, it sets our observer
+as the application's ``ILogObserver`` component. That works with both ``twistd -n
+installsure`` (stdout) and ``twistd --logfile X installsure`` (X, in our format, rotated
+daily): the command line's ``--logfile`` wins over ``logging.file`` as command lines do.
+``--logger`` and ``--syslog`` keep their twistd meaning (we hand over nothing then).
+
+A ``--logger=installsure.logs.…`` factory was considered and rejected: twistd calls it
+without arguments, so it could only find our settings through global state, and every
+operator would have to remember the flag.
+
+``twist installsure`` starts logging after ``makeService`` too, but ignores application
+components; instead it reads ``fileLogObserverFactory`` from its options, so
+``configure_logging`` replaces that factory with ours (twist's own ``--log-level`` still
+filters in addition to ``logging.level``).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +41,13 @@ from twisted.python.components import Componentized
 
 from .render import event_as_json, event_as_text
 from .settings import LoggingSettings
-from .sinks import DailyRotatingFile, LineObserver, TextSink
+from .sinks import (
+    DailyRotatingFile,
+    LineObserver,
+    TextSink,
+    hold_background_flush,
+    release_background_flush,
+)
 
 # Events rendered and written together by the process's own observers (see LineObserver).
 PROCESS_BATCH = 64
@@ -66,11 +95,16 @@ def start_logging(
 
 
 class LoggingRootService(MultiService):
-    """Root of the service tree; hands ``observer`` to the twistd application adopting it."""
+    """Root of the service tree; hands ``observer`` to the twistd application adopting it,
+    and starts the background log flusher when the tree starts (after twistd forked)."""
 
     def __init__(self, observer: ILogObserver | None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.observer = observer
+
+    def startService(self) -> None:
+        release_background_flush()
+        super().startService()  # type: ignore[no-untyped-call]
 
     def setServiceParent(self, parent: IServiceCollection) -> None:
         # twistd passes its freshly made Application (a Componentized); AppLogger.start
@@ -108,6 +142,9 @@ def configure_logging(
     runner = _runner_options(options)
     if runner is None:
         return LoggingRootService(None)
+    # twistd forks to daemonize between now and startService; a thread started before
+    # would not be in the server (see _BackgroundFlusher).
+    hold_background_flush()
     if "fileLogObserverFactory" in runner:  # twist
         sink = _file_sink(settings, settings.file, clock)
 

@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from attrs import field, frozen
 
-from installsure.config_types import InvalidSettingError
+from installsure.config.values import InvalidSettingError
 
 # Literal types let the config loader check these per key (and name the key's source);
 # the validators below guard direct construction in code.

@@ -150,6 +150,14 @@ class _BackgroundFlusher:
     the request's CPU time); a fifth of a second of delay in ``tail -f`` costs nothing.
     A daemon thread rather than a reactor timer, so it works before the reactor runs,
     under any runner, and after it stops; the last lines are flushed at exit.
+
+    Threads do not survive ``fork``, and twistd forks to daemonize *after* logging
+    starts: a thread started before would be gone in the server, whose routine lines
+    then waited for a full batch. So under a runner the thread is held back
+    (``hold``) until the service tree starts (``release``), which is after the fork. A
+    thread that runs at a fork anyway is started again in the child, but a fork in the
+    middle of its flush would leave that observer's lock taken in the child: code that
+    forks should hold the thread back too.
     """
 
     def __init__(self, interval: float = 0.2) -> None:
@@ -158,18 +166,48 @@ class _BackgroundFlusher:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._held = False
 
     def mark(self, observer: LineObserver) -> None:
         if observer in self._pending:
             return
         with self._lock:
             self._pending.add(observer)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="installsure-log-flusher", daemon=True
-                )
-                self._thread.start()
-                atexit.register(self.flush_all)
+            self._start()
+
+    def hold(self) -> None:
+        """Start no thread until ``release`` (a runner will fork before that)."""
+        with self._lock:
+            self._held = True
+
+    def release(self) -> None:
+        """Start the thread (now, when lines are waiting, else at the next line)."""
+        with self._lock:
+            self._held = False
+            if self._pending:
+                self._start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start(self) -> None:
+        # Called with the lock held.
+        if self._thread is None and not self._held:
+            self._thread = threading.Thread(
+                target=self._run, name="installsure-log-flusher", daemon=True
+            )
+            self._thread.start()
+
+    def after_fork_in_child(self) -> None:
+        # Only the forking thread lives on: the lock may be held by a thread that is
+        # gone, and the flusher thread is gone.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+        if self._pending:
+            with self._lock:
+                self._start()
 
     def flush_all(self) -> None:
         with self._lock:
@@ -185,6 +223,15 @@ class _BackgroundFlusher:
 
 _background_flusher = _BackgroundFlusher()
 flush_logs = _background_flusher.flush_all
+hold_background_flush = _background_flusher.hold
+release_background_flush = _background_flusher.release
+# Lines still buffered at exit are written then, whether or not the thread ever ran.
+atexit.register(flush_logs)
+# Buffered lines are written before a fork, so that only the parent has them: if both
+# kept a copy, both would write it.
+os.register_at_fork(
+    before=flush_logs, after_in_child=_background_flusher.after_fork_in_child
+)
 
 
 _ROTATED = r"\.(\d{4}-\d{2}-\d{2})(?:\.\d+)?"

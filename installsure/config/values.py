@@ -1,7 +1,8 @@
 """Value types for settings that need stricter parsing than ``int`` or ``str``.
 
 They are ``NewType``s so settings classes stay plain attrs classes that mypy understands,
-while the config loader registers one strict parser for each (see ``installsure.config``).
+while the config loader registers one strict parser for each (see
+``installsure.config.structure``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,6 @@ from typing import Literal, NewType
 
 Seconds = NewType("Seconds", float)
 """A duration: a number of seconds, or a string such as ``"500ms"``, ``"30s"``, ``"15m"``."""
-
-ByteSize = NewType("ByteSize", int)
-"""A size in bytes: a number, or a string such as ``"100MiB"``, ``"512 KB"``."""
-
-Port = NewType("Port", int)
-"""A TCP port, 1–65535."""
 
 RedisUrl = NewType("RedisUrl", str)
 """``redis://``, ``rediss://`` or ``unix://`` URL."""
@@ -35,15 +30,6 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024,
-    "m": 1000**2, "mb": 1000**2, "mib": 1024**2, "mi": 1024**2,
-    "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "gi": 1024**3,
-    "t": 1000**4, "tb": 1000**4, "tib": 1024**4, "ti": 1024**4,
-}
 
 
 class InvalidSettingError(ValueError):
@@ -111,23 +97,12 @@ def parse_seconds(value: object) -> Seconds:
     return Seconds(seconds)
 
 
-def parse_byte_size(value: object) -> ByteSize:
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    elif isinstance(value, str) and (match := _SIZE.match(value)):
-        size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
-    else:
-        raise ValueError(f"expected a size such as 1048576, \"512KiB\", \"100MiB\", got {value!r}")
-    if size < 0:
-        raise ValueError(f"expected a size of zero or more, got {value!r}")
-    return ByteSize(size)
-
-
-def parse_port(value: object) -> Port:
+def parse_port(value: object) -> int:
+    """A TCP port, 1–65535 (the old system's ``PORT``)."""
     port = parse_int(value)
     if not 1 <= port <= 65535:
         raise ValueError(f"expected a TCP port between 1 and 65535, got {value!r}")
-    return Port(port)
+    return port
 
 
 def _parse_url(value: object, schemes: tuple[str, ...], example: str) -> str:

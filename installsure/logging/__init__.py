@@ -1,1 +1,0 @@
-"""Internals of ``installsure.logs``; import from there, not from here."""
