@@ -1,4 +1,4 @@
-"""InstallSure backend: one Twisted reactor process serving HTTP, WAMP and background jobs."""
+"""InstallSure backend: one Twisted reactor process serving the HTTP API and background jobs."""
 
 from installsure._version import __version__
 

@@ -9,6 +9,6 @@ from twisted.application.service import ServiceMaker
 installsure = ServiceMaker(  # type: ignore[no-untyped-call]
     "InstallSure",
     "installsure.tap",
-    "InstallSure construction project management server (HTTP API, WAMP, jobs)",
+    "InstallSure construction project management server (HTTP API, background jobs)",
     "installsure",
 )
