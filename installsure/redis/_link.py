@@ -25,6 +25,7 @@ from twisted.logger import ILogObserver, Logger, LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from installsure._compat import PoolSlot, SentinelEndpoint, SlotFactory
 from installsure.redis.interfaces import RedisUnavailable
 from installsure.redis.target import RedisTarget
 
@@ -46,12 +47,12 @@ class _QuietClientService(ClientService):
     _log = Logger(namespace="installsure.redis.reconnect", observer=_drop_retry_chatter)
 
 
-class _QuietSlot(txredisapi._PoolSlot):  # type: ignore[misc]
+class _QuietSlot(PoolSlot):  # type: ignore[misc]
     def __init__(self, factory: Any, endpoint: Any, reconnect: bool = True) -> None:
         super().__init__(factory, endpoint, reconnect)
         self.service = _QuietClientService(
             endpoint,
-            txredisapi._SlotFactory(factory, self),
+            SlotFactory(factory, self),
             retryPolicy=self._retryDelay,
             prepareConnection=self._prepareConnection,
         )
@@ -297,7 +298,7 @@ class _Link:
     def _make_endpoint(self, connect_timeout: float) -> IStreamClientEndpoint:
         target = self.target
         if target.is_sentinel:
-            return txredisapi._SentinelEndpoint(self.factory)  # type: ignore[no-any-return]
+            return SentinelEndpoint(self.factory)  # type: ignore[no-any-return]
         if target.unix_socket is not None:
             return UNIXClientEndpoint(  # type: ignore[no-untyped-call]
                 self._reactor, target.unix_socket, timeout=connect_timeout
