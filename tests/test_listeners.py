@@ -4,48 +4,48 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import pytest
 import pytest_twisted
 import treq
+from attrs import define
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
 
 from installsure.drain import DrainService
+from installsure.http import HttpSettings, Response, Router, build_site
+from installsure.http.site import ApiSite
 from installsure.listeners import HttpListeners
 
 
-class SlowResource(Resource):
-    """Answers after ``delay`` seconds; counts requests that started."""
+@define
+class SlowApi:
+    """An API site whose ``GET /slow`` answers after ``delay`` seconds; counts the
+    requests that started."""
 
-    isLeaf = True
+    delay: float
+    started: int = 0
 
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-        self.started = 0
+    def site(self) -> ApiSite:
+        router = Router()
 
-    def render_GET(self, request):  # type: ignore[no-untyped-def]
-        self.started += 1
-        call = reactor.callLater(self.delay, self._finish, request)
-        request.notifyFinish().addErrback(lambda _: call.cancel() if call.active() else None)
-        return NOT_DONE_YET
+        @router.route("GET", "/slow", rate_limit=None)
+        async def slow(_ctx: Any) -> Response:
+            self.started += 1
+            await deferLater(reactor, self.delay, lambda: None)
+            return Response(body=b"done", content_type=b"text/plain")
 
-    @staticmethod
-    def _finish(request) -> None:  # type: ignore[no-untyped-def]
-        request.write(b"done")
-        request.finish()
+        return build_site(router, HttpSettings())
 
 
-def start_listeners(delay: float) -> tuple[HttpListeners, SlowResource, int]:
-    resource = SlowResource(delay)
-    listeners = HttpListeners(reactor, ("tcp:0:interface=127.0.0.1",), Site(resource))
+def start_listeners(delay: float) -> tuple[HttpListeners, SlowApi, int]:
+    api = SlowApi(delay)
+    listeners = HttpListeners(reactor, ("tcp:0:interface=127.0.0.1",), api.site())
     listeners.privilegedStartService()
     listeners.startService()
     port = listeners.ports[0].getHost().port
-    return listeners, resource, port
+    return listeners, api, port
 
 
 def refused(port: int) -> bool:

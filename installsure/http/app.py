@@ -33,10 +33,12 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from installsure import logs, metrics
+from installsure.http._wire.head import canonical_name
+from installsure.http._wire.headers import first_values, remove_trusted, set_trusted
 from installsure.http.context import RequestContext, RequestIds, parse_traceparent, sane_request_id
 from installsure.http.errors import ApiError, FieldError, error_body
-from installsure.http.head import canonical_name
 from installsure.http.ratelimit import RateLimiter, authenticate_counted
+from installsure.http.refusal import payload_too_large
 from installsure.http.routing import Paged, Response, Route, Router, method_not_allowed
 from installsure.http.settings import HttpSettings
 from installsure.http.validation import (
@@ -151,7 +153,7 @@ class ApiResource(Resource):
         self._gzip_min_size = settings.gzip_min_size
         self._cors_origins = frozenset(o.encode("ascii") for o in settings.cors_origins)
         self._security = self._security_headers(settings)
-        self._security_raw = {canonical_name(name): values for name, values in self._security}
+        self._security_raw = [(canonical_name(name), values) for name, values in self._security]
         self._request_id_key = canonical_name(self._request_id_header)
         self._hsts = (
             f"max-age={settings.hsts_max_age}; includeSubDomains".encode("ascii")
@@ -267,21 +269,14 @@ class ApiResource(Resource):
         started = perf_counter()
         metrics.HTTP_STATS.in_flight += 1
         self.in_flight += 1
-        headers = request.requestHeaders
-        stored = getattr(headers, "_rawHeaders", None)
-        if type(stored) is dict:
-            # Canonical keys, as Headers stores them; skips name encoding per lookup.
-            raw_id = stored.get(self._request_id_key)
-            raw_trace = stored.get(b"Traceparent")
-        else:
-            raw_id = headers.getRawHeaders(self._request_id_header)
-            raw_trace = headers.getRawHeaders(b"traceparent")
-        request_id = (sane_request_id(raw_id[0]) if raw_id else None) or self._ids.new()
+        raw_id, raw_trace = first_values(
+            request.requestHeaders,
+            (self._request_id_key, self._request_id_header),
+            (b"Traceparent", b"traceparent"),
+        )
+        request_id = sane_request_id(raw_id) or self._ids.new()
         ctx = RequestContext(
-            request,
-            request_id,
-            self._remote(request),
-            parse_traceparent(raw_trace[0]) if raw_trace else None,
+            request, request_id, self._remote(request), parse_traceparent(raw_trace)
         )
         try:
             result = self._dispatch(ctx)
@@ -567,18 +562,10 @@ class ApiResource(Resource):
     ) -> None:
         request: Any = ctx.request
         out = request.responseHeaders
-        # Writing the header dict directly saves ~10 setRawHeaders calls (name
-        # canonicalisation and value sanitising) per response; our names and values are
-        # constants or already sane. Other headers still go through the public API.
-        raw: dict[bytes, list[bytes]] | None = getattr(out, "_rawHeaders", None)
-        if raw is None or type(raw) is not dict:
-            raw = None
-            out.removeHeader(b"server")
-            for name, values in self._security:
-                out.setRawHeaders(name, values)
-        else:
-            raw.pop(b"Server", None)
-            raw.update(self._security_raw)
+        # Our own names and values (constants, or checked at start) skip Headers' checks
+        # (see installsure.http._wire.headers); other headers go through its public API.
+        remove_trusted(out, b"Server")
+        set_trusted(out, self._security_raw)
         request_headers = request.requestHeaders
         if self._hsts is not None and (
             _is_secure(request)
@@ -617,20 +604,13 @@ class ApiResource(Resource):
         request.setResponseCode(status)
         with_body = status not in (204, 304)
         elapsed = b"%.2fms" % ((perf_counter() - started) * 1000)
-        if raw is not None:
-            raw[self._request_id_key] = [ctx.request_id.encode("ascii")]
-            if content_type is not None:
-                raw[b"Content-Type"] = [content_type]
-            if with_body:
-                raw[b"Content-Length"] = [b"%d" % len(body)]
-            raw[b"X-Response-Time"] = [elapsed]
-        else:
-            out.setRawHeaders(self._request_id_header, [ctx.request_id.encode("ascii")])
-            if content_type is not None:
-                out.setRawHeaders(b"Content-Type", [content_type])
-            if with_body:
-                out.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
-            out.setRawHeaders(b"X-Response-Time", [elapsed])
+        ours = [(self._request_id_key, [ctx.request_id.encode("ascii")])]
+        if content_type is not None:
+            ours.append((b"Content-Type", [content_type]))
+        if with_body:
+            ours.append((b"Content-Length", [b"%d" % len(body)]))
+        ours.append((b"X-Response-Time", [elapsed]))
+        set_trusted(out, ours)
         respond = getattr(request, "respond", None)
         if respond is not None:
             respond(body if with_body else b"")
@@ -690,10 +670,8 @@ class ApiResource(Resource):
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(
-        "PAYLOAD_TOO_LARGE",
-        f"The request body is larger than the limit of {limit} bytes.",
-    )
+    refusal = payload_too_large(limit)
+    return ApiError(refusal.code, refusal.message, status=refusal.status)
 
 
 def field_errors(pairs: Mapping[str, str]) -> list[FieldError]:

@@ -19,10 +19,10 @@ from twisted.internet.testing import StringTransport
 from twisted.web import http, server
 
 from installsure.http import HttpSettings, Router, build_site
-from installsure.http import channel as channel_module
-from installsure.http.channel import ApiChannel
-from installsure.http.head import canonical_name, parse_simple_head
-from installsure.http.request import ApiRequest
+from installsure.http._wire import channel as channel_module
+from installsure.http._wire.channel import ApiChannel
+from installsure.http._wire.head import canonical_name, parse_simple_head
+from installsure.http._wire.request import ApiRequest
 from installsure.http.routing import Response
 from installsure.http.site import ApiSite
 

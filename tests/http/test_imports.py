@@ -24,3 +24,19 @@ def test_settings_routing_and_health_import_without_klein_or_reactor() -> None:
         env={"PYTHONPATH": str(ROOT)}, timeout=60,
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_the_fast_wire_imports_nothing_of_the_application() -> None:
+    """installsure.http._wire (every override of twisted.web internals) gets what it
+    needs of the application from the site, as WireHooks: importing it imports neither
+    the application module nor Klein."""
+    code = (
+        "import sys\n"
+        "import installsure.http._wire\n"
+        "print('installsure.http.app' in sys.modules, 'klein' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+        env={"PYTHONPATH": str(ROOT)}, timeout=60,
+    )
+    assert result.stdout.split() == ["False", "False"]
