@@ -483,18 +483,7 @@ class ApiResource(Resource):
         except Exception:
             self._send_crash(ctx, Failure(), started)  # type: ignore[no-untyped-call]
             return
-        try:
-            self._write(ctx, status, body, content_type, headers, started)
-        except Exception:
-            # E.g. a handler's header value Twisted refuses: answer 500 rather than leave
-            # the client waiting, unless the response had already begun.
-            failure = Failure()  # type: ignore[no-untyped-call]
-            request: Any = ctx.request
-            if request.startedWriting or request.finished:
-                log.failure("failed while writing a response", failure)
-            else:
-                request.responseHeaders = Headers()
-                self._send_crash(ctx, failure, started)
+        self._write(ctx, status, body, content_type, headers, started)
 
     def _encode(
         self, ctx: RequestContext, result: Any
@@ -543,13 +532,15 @@ class ApiResource(Resource):
             path=ctx.request.path.decode("latin-1"),
             request_id=ctx.request_id,
         )
+        self._write(ctx, 500, self._crash_body(ctx, failure), _JSON_UTF8, (), started)
+
+    def _crash_body(self, ctx: RequestContext, failure: Failure) -> bytes:
         if self.environment == "production":
             message = "Internal error; quote the requestId when you report it."
         else:
             kind = failure.type.__name__ if failure.type is not None else "Error"
             message = f"Internal error: {kind}: {failure.getErrorMessage()}"
-        body = error_body("INTERNAL_ERROR", message, ctx.request_id)
-        self._write(ctx, 500, body, _JSON_UTF8, (), started)
+        return error_body("INTERNAL_ERROR", message, ctx.request_id)
 
     def _write(  # noqa: PLR0917 - internal, called from three places
         self,
@@ -560,6 +551,55 @@ class ApiResource(Resource):
         headers: Iterable[tuple[bytes, bytes]],
         started: float,
     ) -> None:
+        """Answer ``ctx``'s request, then count and log it: exactly once, whatever fails
+        (an answer that is never counted keeps a drain waiting for the whole grace)."""
+        try:
+            sent = self._respond(ctx, status, body, content_type, headers, started)
+        except Exception:
+            # E.g. a header Twisted refuses: answer 500 rather than leave the client
+            # waiting, unless the response had already begun.
+            status, sent = 500, self._answer_failed_write(ctx, Failure(), started)  # type: ignore[no-untyped-call]
+        try:
+            self._count(ctx, status, sent, started)
+        except Exception:
+            # Bookkeeping must never break a response that is already sent.
+            log.failure("failed to log or count a request")
+
+    def _answer_failed_write(self, ctx: RequestContext, failure: Failure, started: float) -> int:
+        """A 500 with none of the response's own headers, after writing it failed;
+        the size of its body (0 when even that could not be sent)."""
+        request: Any = ctx.request
+        log.failure(
+            "failed to write the response of {method} {path} (request {request_id})",
+            failure,
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1"),
+            request_id=ctx.request_id,
+        )
+        if request.startedWriting or request.finished:
+            return 0
+        request.responseHeaders = Headers()
+        ctx.extra_headers = None
+        try:
+            return self._respond(
+                ctx, 500, self._crash_body(ctx, failure), _JSON_UTF8, (), started
+            )
+        except Exception:
+            log.failure("failed to write a 500 response; closing the connection")
+            request.channel.loseConnection()
+            return 0
+
+    def _respond(  # noqa: PLR0917 - internal, see _write
+        self,
+        ctx: RequestContext,
+        status: int,
+        body: bytes,
+        content_type: bytes | None,
+        headers: Iterable[tuple[bytes, bytes]],
+        started: float,
+    ) -> int:
+        """Set the response's headers, write it and finish the request; the size of
+        the body sent."""
         request: Any = ctx.request
         out = request.responseHeaders
         # Our own names and values (constants, or checked at start) skip Headers' checks
@@ -605,8 +645,11 @@ class ApiResource(Resource):
         with_body = status not in (204, 304)
         elapsed = b"%.2fms" % ((perf_counter() - started) * 1000)
         ours = [(self._request_id_key, [ctx.request_id.encode("ascii")])]
-        if content_type is not None:
+        if content_type == _JSON_UTF8:
             ours.append((b"Content-Type", [content_type]))
+        elif content_type is not None:
+            # A handler's (Response.content_type): sanitised like any header value.
+            out.setRawHeaders(b"Content-Type", [content_type])
         if with_body:
             ours.append((b"Content-Length", [b"%d" % len(body)]))
         ours.append((b"X-Response-Time", [elapsed]))
@@ -618,11 +661,7 @@ class ApiResource(Resource):
             if body and with_body:
                 request.write(body)
             request.finish()
-        try:
-            self._count(ctx, status, len(body), started)
-        except Exception:
-            # Bookkeeping must never break a response that is already sent.
-            log.failure("failed to log or count a request")
+        return len(body)
 
     def _cors(self, request: Any, out: Any) -> None:
         _add_header(out, b"Vary", b"Origin")

@@ -1,0 +1,100 @@
+"""Answers the server gives on its own, before the application sees a request: the
+early 413 (and, in the fast wire, every parser refusal), over an in-memory TCP-like
+transport with a clock of the channel's own."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from attrs import frozen
+from twisted.internet import address
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import connectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
+
+from installsure.http import HttpSettings, Router, build_site
+from installsure.http.refusal import LINGER_SECONDS
+from tests.http.helpers import captured_events
+
+PEER = address.IPv4Address("TCP", "127.0.0.1", 50000)
+HOST = address.IPv4Address("TCP", "127.0.0.1", 8000)
+
+
+@implementer(ITCPTransport)
+class HalfClosingTransport(StringTransport):
+    """A StringTransport that is a TCP transport: it can half-close and abort."""
+
+    write_closed = False
+    aborted = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """HTTPChannel asks for it on every TCP connection."""
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+@frozen
+class Echo:
+    text: str
+
+
+def _connection(clock: Clock) -> tuple[Any, HalfClosingTransport]:
+    router = Router()
+
+    @router.route("POST", "/api/echo", body=Echo, rate_limit=None)
+    def echo(_ctx: Any, body: Echo) -> Echo:
+        return body
+
+    site = build_site(router, HttpSettings(max_body_size=1000))
+    channel = site.buildProtocol(PEER)
+    channel.callLater = clock.callLater
+    wire = HalfClosingTransport(peerAddress=PEER, hostAddress=HOST)
+    channel.makeConnection(wire)
+    return channel, wire
+
+
+def test_the_early_413_answers_in_the_requests_version_and_lingers_on_the_channels_clock() -> None:
+    """A declared body over the limit is refused at once: in the request's HTTP version,
+    with the envelope, the client's request id and an access line; the connection is
+    half-closed and aborted LINGER_SECONDS later on the channel's own clock (not the
+    global reactor's), unless the client closes first."""
+    clock = Clock()
+    channel, wire = _connection(clock)
+    idle_checks = len(clock.getDelayedCalls())
+    with captured_events("installsure.access") as access:
+        channel.dataReceived(
+            b"POST /api/echo HTTP/1.0\r\nX-Request-ID: big-1\r\n"
+            b"Content-Length: 50000000\r\n\r\n" + b"x" * 100
+        )
+    head, _, body = wire.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 413 Payload Too Large\r\n")
+    assert b"\r\nX-Request-ID: big-1\r\n" in head
+    assert b"\r\nConnection: close" in head
+    assert json.loads(body)["code"] == "PAYLOAD_TOO_LARGE"
+    assert [(e["status"], e["requestId"], e["method"]) for e in access] == [
+        (413, "big-1", "POST")
+    ]
+    assert wire.write_closed
+    assert len(clock.getDelayedCalls()) == idle_checks + 1
+    channel.dataReceived(b"x" * 1000)  # the rest of the body is dropped unread
+    assert wire.value() == head + b"\r\n\r\n" + body
+    clock.advance(LINGER_SECONDS)
+    assert wire.aborted
+
+
+def test_a_client_that_closes_first_leaves_no_linger_behind() -> None:
+    """When the client closes after reading the 413, the pending abort is cancelled."""
+    clock = Clock()
+    channel, wire = _connection(clock)
+    channel.dataReceived(b"POST /api/echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n")
+    assert wire.value().startswith(b"HTTP/1.1 413 ")
+    channel.connectionLost(connectionDone)
+    assert clock.getDelayedCalls() == []
+    assert not wire.aborted
