@@ -25,6 +25,7 @@ class SlowApi:
     requests that started."""
 
     delay: float
+    wire: str
     started: int = 0
 
     def site(self) -> ApiSite:
@@ -36,11 +37,11 @@ class SlowApi:
             await deferLater(reactor, self.delay, lambda: None)
             return Response(body=b"done", content_type=b"text/plain")
 
-        return build_site(router, HttpSettings())
+        return build_site(router, HttpSettings(wire=self.wire))
 
 
-def start_listeners(delay: float) -> tuple[HttpListeners, SlowApi, int]:
-    api = SlowApi(delay)
+def start_listeners(delay: float, wire: str) -> tuple[HttpListeners, SlowApi, int]:
+    api = SlowApi(delay, wire)
     listeners = HttpListeners(reactor, ("tcp:0:interface=127.0.0.1",), api.site())
     listeners.privilegedStartService()
     listeners.startService()
@@ -59,9 +60,10 @@ def refused(port: int) -> bool:
 
 
 @pytest_twisted.inlineCallbacks
-def test_drain_lets_in_flight_requests_finish():
-    """A request in progress when the drain starts completes; new connections are refused."""
-    listeners, resource, port = start_listeners(delay=0.5)
+def test_drain_lets_in_flight_requests_finish(wire):
+    """A request in progress when the drain starts completes; new connections are refused
+    (on each HTTP wire)."""
+    listeners, resource, port = start_listeners(delay=0.5, wire=wire)
     response_d = treq.get(f"http://127.0.0.1:{port}/slow")
     while resource.started == 0:
         yield deferLater(reactor, 0.01, lambda: None)
@@ -78,9 +80,10 @@ def test_drain_lets_in_flight_requests_finish():
 
 
 @pytest_twisted.inlineCallbacks
-def test_drain_aborts_requests_that_outlive_the_grace():
-    """A request still running when the grace period ends has its connection aborted."""
-    listeners, resource, port = start_listeners(delay=30.0)
+def test_drain_aborts_requests_that_outlive_the_grace(wire):
+    """A request still running when the grace period ends has its connection aborted
+    (on each HTTP wire)."""
+    listeners, resource, port = start_listeners(delay=30.0, wire=wire)
     response_d = treq.get(f"http://127.0.0.1:{port}/slow")
     while resource.started == 0:
         yield deferLater(reactor, 0.01, lambda: None)

@@ -7,8 +7,8 @@ variables; rate rules are written as ``"<requests>/<seconds>"`` strings and pars
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, get_args
 
 from attrs import field, frozen
 
@@ -22,6 +22,11 @@ FAILED_AUTH_RULE = "failed_auth"
 
 #: JSON responses never load anything: the strictest policy (the /docs page gets its own).
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+#: How HTTP/1.1 is read and written (``http.wire``); a Literal, so the config loader
+#: checks it per key.
+Wire = Literal["fast", "stock"]
+WIRES: tuple[str, ...] = get_args(Wire)
 
 
 @frozen
@@ -79,6 +84,17 @@ def _check_not_negative(_inst: object, attribute: Any, value: float) -> None:
         )
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, Any, Any], None]:
+    def check(_inst: object, attribute: Any, value: object) -> None:
+        if value not in choices:
+            raise InvalidSettingError(
+                attribute.name,
+                f"http.{attribute.name} must be one of {', '.join(choices)}, not {value!r}",
+            )
+
+    return check
+
+
 def _check_header_name(_inst: object, attribute: Any, value: str) -> None:
     if not _HEADER_NAME.match(value):
         raise InvalidSettingError(
@@ -112,6 +128,11 @@ class HttpSettings:
     gzip_min_size: int = field(default=1024, validator=_check_not_negative)
     #: Requests slower than this many seconds are logged as slow.
     slow_request_threshold: float = field(default=1.0, validator=_check_positive)
+    #: How HTTP/1.1 is read and written: "fast" takes shortcuts through twisted.web's
+    #: internals (one-pass parsing, one send per response); "stock" serves with
+    #: twisted.web's own HTTPChannel and Request, the fallback should a Twisted release
+    #: break the fast wire. README's "HTTP endpoints" says what differs.
+    wire: Wire = field(default="fast", validator=_one_of(WIRES))
     #: Close a keep-alive connection after this long without a request. Behind a load
     #: balancer keep it longer than the balancer's own idle timeout (60 s on AWS ALB),
     #: so the balancer never sends a request on a connection we are closing.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 from twisted.web.resource import IResource
 
 from installsure import logs
@@ -22,6 +22,8 @@ from installsure.http.connections import ConnectionTracker
 from installsure.http.context import sane_request_id
 from installsure.http.errors import error_body
 from installsure.http.refusal import RefusalRecord, WireHooks
+from installsure.http.settings import WIRES
+from installsure.http.stock import StockConnection
 
 
 def wire_hooks(api: ApiResource) -> WireHooks:
@@ -57,27 +59,45 @@ def wire_hooks(api: ApiResource) -> WireHooks:
 class ApiSite(server.Site):
     """Serves an :class:`ApiResource`; ``mounts`` put other resources (e.g. ``/ws``) beside it.
 
-    Speaks HTTP/1.1 only (no HTTP/2 negotiation), through :class:`ApiChannel`.
+    Speaks HTTP/1.1 only (no HTTP/2 negotiation), on the ``wire`` chosen: ``"fast"``
+    through :class:`ApiChannel` and :class:`ApiRequest`, ``"stock"`` through
+    twisted.web's own ``HTTPChannel`` and ``server.Request`` (see
+    :mod:`installsure.http.stock`).
     """
 
     protocol = ApiChannel  # type: ignore[assignment]
-    requestFactory = ApiRequest
+    requestFactory: type[server.Request] = ApiRequest
     displayTracebacks = False
 
     def __init__(
-        self, api: ApiResource, mounts: Mapping[bytes, IResource] | None = None, **kw: Any
+        self,
+        api: ApiResource,
+        mounts: Mapping[bytes, IResource] | None = None,
+        *,
+        wire: str = "fast",
+        **kw: Any,
     ) -> None:
+        if wire not in WIRES:
+            raise ValueError(f"wire must be one of {', '.join(WIRES)}, not {wire!r}")
         super().__init__(api, **kw)  # type: ignore[no-untyped-call]
         self.api = api
         self.mounts = dict(mounts or {})
+        self.wire = wire
+        if wire == "stock":
+            self.protocol = http.HTTPChannel  # type: ignore[assignment]
+            self.requestFactory = server.Request
         self.wire_hooks = wire_hooks(api)
         self.connections = ConnectionTracker()
 
     def buildProtocol(self, addr: Any) -> Any:
         channel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
-        if channel is not None:
-            # ApiChannel.connectionLost discards it again.
-            self.connections.add(channel)
+        if channel is None:
+            return None
+        # Discarded again when its connection goes: by ApiChannel.connectionLost, or
+        # by the StockConnection around a stock channel.
+        self.connections.add(channel)
+        if self.wire == "stock":
+            return StockConnection(channel, self.connections)
         return channel
 
     def log(self, request: Any) -> None:
