@@ -117,7 +117,8 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(
         "twisted.protocols.basic.LineReceiver", "_buffer", Kind.CLASS_ATTRIBUTE,
         "ApiChannel.dataReceived takes its shortcut only when no partial line is "
-        "buffered", default=b"",
+        "buffered; a partial request line there starts the head deadline",
+        default=b"",
     ),
     PrivateName(
         "twisted.protocols.basic.LineReceiver", "_busyReceiving", Kind.CLASS_ATTRIBUTE,
@@ -127,7 +128,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(
         _CHANNEL, "_handlingRequest", Kind.INSTANCE_ATTRIBUTE,
         "ApiChannel._serve_simple and requestDone set it as allContentReceived and "
-        "requestDone do", value_type=bool,
+        "requestDone do; no read deadline runs while it is set", value_type=bool,
     ),
     PrivateName(
         _CHANNEL, "_dataBuffer", Kind.INSTANCE_ATTRIBUTE,

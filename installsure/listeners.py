@@ -7,10 +7,15 @@ process with a message that names the endpoint and exit non-zero.
 On drain, listeners close first (no new connections), idle keep-alive connections are
 closed, and connections with a request in progress get until the grace period ends
 before they are aborted.
+
+Each listening socket gets ``http.backlog`` as its ``listen()`` backlog (Twisted's
+default, 50, makes a burst of connects wait a second for a retry), unless its endpoint
+string says ``backlog=`` itself.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
@@ -28,16 +33,38 @@ if TYPE_CHECKING:
 
 log = Logger()
 
+#: Endpoint types whose listening socket takes a ``backlog`` argument.
+_TAKES_BACKLOG = frozenset({"tcp", "tcp6", "ssl", "unix"})
+#: The ``:`` between an endpoint string's parts (``\:`` is a colon inside one).
+_SEPARATOR = re.compile(r"(?<!\\):")
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """``description`` with ``backlog=`` added, for endpoint types that take one and
+    when it does not say ``backlog=`` already."""
+    parts = _SEPARATOR.split(description)
+    if parts[0] not in _TAKES_BACKLOG or any(p.startswith("backlog=") for p in parts[1:]):
+        return description
+    return f"{description}:backlog={backlog}"
+
 
 class HttpListeners(Service):
     """Listens on every configured endpoint with one Site; stops in two phases."""
 
     name = "http-listeners"
 
-    def __init__(self, reactor: Any, endpoints: tuple[str, ...], site: ApiSite) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        endpoints: tuple[str, ...],
+        site: ApiSite,
+        backlog: int | None = None,
+    ) -> None:
         self.reactor = reactor
         self.endpoint_strings = endpoints
         self.site = site
+        #: ``listen()``'s backlog: the site's ``http.backlog`` unless given.
+        self.backlog = site.api.settings.backlog if backlog is None else backlog
         self.tracker = site.connections
         self.ports: list[IListeningPort] = []
         self._listen_started = False
@@ -57,7 +84,9 @@ class HttpListeners(Service):
             return
         self._listen_started = True
         for description in self.endpoint_strings:
-            endpoint = serverFromString(self.reactor, description)  # type: ignore[no-untyped-call]
+            endpoint = serverFromString(  # type: ignore[no-untyped-call]
+                self.reactor, with_backlog(description, self.backlog)
+            )
             listening = endpoint.listen(self.site)
             listening.addCallbacks(
                 self._listening, self._cannot_listen,

@@ -16,7 +16,7 @@ from twisted.internet.task import deferLater
 from installsure.drain import DrainService
 from installsure.http import HttpSettings, Response, Router, build_site
 from installsure.http.site import ApiSite
-from installsure.listeners import HttpListeners
+from installsure.listeners import HttpListeners, with_backlog
 
 
 @define
@@ -115,3 +115,38 @@ def test_drain_service_runs_hooks_and_reports_draining():
     yield drain.stopService()
     assert seen == [(True, 7.0)]
     assert drain.is_draining()
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ("tcp:8000:interface=127.0.0.1", "tcp:8000:interface=127.0.0.1:backlog=1024"),
+        ("tcp6:8000:interface=\\:\\:1", "tcp6:8000:interface=\\:\\:1:backlog=1024"),
+        ("unix:/run/installsure.sock", "unix:/run/installsure.sock:backlog=1024"),
+        ("ssl:443:privateKey=k.pem:backlog=64", "ssl:443:privateKey=k.pem:backlog=64"),
+        ("tcp:8000:backlog=8:interface=127.0.0.1", "tcp:8000:backlog=8:interface=127.0.0.1"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+    ],
+)
+def test_endpoints_get_the_backlog_unless_they_say_their_own(
+    description: str, expected: str
+) -> None:
+    """tcp, tcp6, ssl and unix endpoints get http.backlog; one that names a backlog
+    keeps it, and endpoint types that take none (an inherited systemd socket) are left
+    alone."""
+    assert with_backlog(description, 1024) == expected
+
+
+@pytest_twisted.inlineCallbacks
+def test_listening_sockets_are_opened_with_the_backlog():
+    """The listening socket is opened with http.backlog (1024 unless set), or with the
+    backlog its endpoint string names."""
+    site = SlowApi(0.0, "fast").site()
+    listeners = HttpListeners(
+        reactor, ("tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.1:backlog=7"), site
+    )
+    listeners.startService()
+    try:
+        assert sorted(port.backlog for port in listeners.ports) == [7, 1024]
+    finally:
+        yield listeners.stopService()

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 from twisted.internet.interfaces import IDelayedCall, ITCPTransport
 from twisted.web import http
 from twisted.web.resource import IResource
+
+if TYPE_CHECKING:
+    from installsure.http.deadlines import RequestDeadlines
 
 #: How long a refused connection stays half-open so the client reads the answer.
 LINGER_SECONDS = 2.0
@@ -114,6 +117,8 @@ class WireHooks:
     #: (``NOT_DONE_YET``): the fast wire calls its ``render`` without twisted.web's
     #: fallbacks.
     application: IResource | None = None
+    #: How long a request may take to arrive (None: only the idle timeout applies).
+    deadlines: RequestDeadlines | None = None
 
 
 def refusal_response(

@@ -137,6 +137,22 @@ class HttpSettings:
     #: balancer keep it longer than the balancer's own idle timeout (60 s on AWS ALB),
     #: so the balancer never sends a request on a connection we are closing.
     idle_timeout: Seconds = field(default=Seconds(75.0), validator=_check_positive)
+    #: The whole request head (request line and headers) must arrive within this long
+    #: of its first byte, else the answer is 408 and the connection is closed. The idle
+    #: timeout restarts with every byte, so without this a client sending one byte a
+    #: second could hold a connection for ever.
+    header_timeout: Seconds = field(default=Seconds(20.0), validator=_check_positive)
+    #: A request body must arrive within this long of its head, plus one second for
+    #: every ``body_min_rate`` bytes received (a slow but steady upload goes on; a
+    #: trickle is answered 408 and closed).
+    body_timeout: Seconds = field(default=Seconds(20.0), validator=_check_positive)
+    #: Bytes per second a body must average to keep extending ``body_timeout``; 0 gives
+    #: every body ``body_timeout`` in all.
+    body_min_rate: int = field(default=500, validator=_check_not_negative)
+    #: Connections the kernel queues for each listener until the server accepts them
+    #: (the ``backlog`` of ``listen()``; Linux caps it at net.core.somaxconn). Added to
+    #: every tcp, tcp6, ssl and unix endpoint that does not say ``backlog=`` itself.
+    backlog: int = field(default=1024, validator=_check_positive)
     #: Turn the Redis-backed rate limiter on or off.
     rate_limit_enabled: bool = True
     #: Default limit per client address, ``"<requests>/<seconds>"``.

@@ -20,14 +20,16 @@ from installsure.http._wire import ApiChannel, ApiRequest
 from installsure.http.app import ApiResource
 from installsure.http.connections import ConnectionTracker
 from installsure.http.context import sane_request_id
+from installsure.http.deadlines import RequestDeadlines
 from installsure.http.errors import error_body
 from installsure.http.refusal import RefusalRecord, WireHooks
 from installsure.http.settings import WIRES
-from installsure.http.stock import StockConnection
+from installsure.http.stock import StockConnection, stock_request
 
 
 def wire_hooks(api: ApiResource) -> WireHooks:
     """What the connection layer needs of ``api`` to answer requests on its own."""
+    settings = api.settings
 
     def request_id(sent: bytes | None) -> str:
         return sane_request_id(sent) or api.new_request_id()
@@ -47,12 +49,17 @@ def wire_hooks(api: ApiResource) -> WireHooks:
 
     return WireHooks(
         body_limit=api.body_limit,
-        request_id_header=api.settings.request_id_header.encode("ascii"),
+        request_id_header=settings.request_id_header.encode("ascii"),
         request_id=request_id,
         security_headers=api.security_headers,
         error_body=error_body,
         log_refusal=log_refusal,
         application=api,
+        deadlines=RequestDeadlines(
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            body_min_rate=settings.body_min_rate,
+        ),
     )
 
 
@@ -85,7 +92,7 @@ class ApiSite(server.Site):
         self.wire = wire
         if wire == "stock":
             self.protocol = http.HTTPChannel  # type: ignore[assignment]
-            self.requestFactory = server.Request
+            self.requestFactory = stock_request  # type: ignore[assignment]
         self.wire_hooks = wire_hooks(api)
         self.connections = ConnectionTracker()
 
@@ -97,7 +104,7 @@ class ApiSite(server.Site):
         # by the StockConnection around a stock channel.
         self.connections.add(channel)
         if self.wire == "stock":
-            return StockConnection(channel, self.connections)
+            return StockConnection(channel, self.connections, self.wire_hooks)
         return channel
 
     def log(self, request: Any) -> None:

@@ -98,3 +98,55 @@ def test_a_client_that_closes_first_leaves_no_linger_behind() -> None:
     channel.connectionLost(connectionDone)
     assert clock.getDelayedCalls() == []
     assert not wire.aborted
+
+
+def _connection_on(wire: str, clock: Clock, **settings: Any) -> tuple[Any, HalfClosingTransport]:
+    """A connection of an API site on ``wire`` whose clocks are ``clock``."""
+    router = Router()
+
+    @router.route("POST", "/api/echo", body=Echo, rate_limit=None)
+    def echo(_ctx: Any, body: Echo) -> Echo:
+        return body
+
+    site = build_site(router, HttpSettings(wire=wire, **settings))  # type: ignore[arg-type]
+    protocol = site.buildProtocol(PEER)
+    channel = getattr(protocol, "channel", protocol)  # a StockConnection's HTTPChannel
+    channel.callLater = clock.callLater
+    wire_transport = HalfClosingTransport(peerAddress=PEER, hostAddress=HOST)
+    protocol.makeConnection(wire_transport)
+    return protocol, wire_transport
+
+
+def test_the_head_deadline_counts_from_the_first_byte(wire: str) -> None:
+    """A head still incomplete header_timeout seconds after its first byte is answered
+    408, however recently its last byte came; a second before, nothing is sent."""
+    clock = Clock()
+    protocol, transport = _connection_on(wire, clock, header_timeout=20.0)
+    protocol.dataReceived(b"GET /api/echo HTTP/1.1\r\nHost: x\r\n")
+    for _ in range(19):
+        clock.advance(1)
+        protocol.dataReceived(b"X-A: 1\r\n")
+    assert transport.value() == b""
+    clock.advance(1)
+    assert transport.value().startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert transport.write_closed
+
+
+def test_the_body_deadline_grows_with_the_bytes_received(wire: str) -> None:
+    """A body has body_timeout seconds and one more per body_min_rate bytes received:
+    with 1000 bytes in, 10 s + 1000/100 s = 20 s after the head."""
+    clock = Clock()
+    protocol, transport = _connection_on(
+        wire, clock, body_timeout=10.0, body_min_rate=100, max_body_size=100_000
+    )
+    protocol.dataReceived(
+        b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 50000\r\n\r\n"
+    )
+    clock.advance(1)
+    protocol.dataReceived(b"x" * 1000)
+    clock.advance(18.9)
+    assert transport.value() == b""
+    clock.advance(0.2)
+    assert transport.value().startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b'"code":"REQUEST_TIMEOUT"' in transport.value()

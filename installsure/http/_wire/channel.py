@@ -36,6 +36,7 @@ from twisted.web.iweb import INonQueuedRequestFactory
 
 from installsure._compat import raw_headers, tcp_write_pending
 from installsure.http._wire.head import canonical_name, parse_simple_head
+from installsure.http.deadlines import Progress, ReadDeadline, Reading
 from installsure.http.refusal import Refusal, RefusedRequest, WireHooks, refuse
 
 _ONE_VALUE_EACH = {1}
@@ -111,6 +112,7 @@ class ApiChannel(http.HTTPChannel):
                 self._serve_simple(*head)
                 return
         super().dataReceived(data)  # type: ignore[no-untyped-call]
+        self._watch_reading()
 
     def _serve_simple(
         self, method: bytes, target: bytes, version: bytes, headers: list[tuple[bytes, bytes]]
@@ -172,6 +174,7 @@ class ApiChannel(http.HTTPChannel):
             # A response without a body, finished by a Request other than ApiRequest
             # (whose write sends a held head at once): its head goes out now.
             self.flush_head()
+        self._answered += 1
         requests = self.requests
         if (
             not self.persistent
@@ -180,6 +183,8 @@ class ApiChannel(http.HTTPChannel):
             or requests[0] is not request
         ):
             super().requestDone(request)  # type: ignore[no-untyped-call]
+            # Bytes read ahead have been parsed: a request may be part read now.
+            self._watch_reading()
             return
         del requests[0]
         if not self._waitingForTransport:
@@ -245,6 +250,8 @@ class ApiChannel(http.HTTPChannel):
             self.timeoutConnection()  # type: ignore[no-untyped-call]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._deadline is not None:
+            self._deadline.stop()
         for call in (self._idle_call, self._linger):
             if call is not None and call.active():
                 call.cancel()
@@ -266,6 +273,46 @@ class ApiChannel(http.HTTPChannel):
         if self._peer is None:
             self._peer = super().getPeer()  # type: ignore[no-untyped-call]
         return self._peer
+
+    # -- deadlines for a request being read (installsure.http.deadlines) ------------------
+
+    _deadline: ReadDeadline | None = None
+    #: Requests answered on this connection: tells one request's clock from the next.
+    _answered = 0
+
+    def _reading_progress(self) -> Progress:
+        """What of a request this connection is waiting for, if anything."""
+        if self._refused or self._handlingRequest:
+            return None
+        if self.line_mode:
+            # A request line begun (in the line buffer) or one whose headers are coming.
+            if self.requests or self._buffer:
+                return Reading.HEAD, 0, self._answered
+            return None
+        if self.requests:
+            content = self.requests[-1].content
+            return Reading.BODY, content.tell() if content is not None else 0, self._answered
+        return None
+
+    def _watch_reading(self) -> None:
+        """After a read that may have left a request part read: mind its deadline.
+
+        Only requests that arrive over several reads get here (the one-pass path
+        serves the others), and the clock is made for the first of them."""
+        deadline = self._deadline
+        if deadline is None:
+            hooks = self.wire_hooks
+            if hooks is None or hooks.deadlines is None or self._reading_progress() is None:
+                return
+            deadline = self._deadline = ReadDeadline(
+                hooks.deadlines, self.callLater, self._reading_progress, self._too_slow
+            )
+        deadline.observe()
+
+    def _too_slow(self, reading: Reading) -> None:
+        hooks = self.wire_hooks
+        if hooks is not None and hooks.deadlines is not None:
+            self.refuse(hooks.deadlines.refusal(reading))
 
     # -- refusals ---------------------------------------------------------------------
 
