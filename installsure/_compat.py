@@ -154,10 +154,22 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "ApiChannel.requestDone's short path resumes the network producer unless set",
         default=False,
     ),
-    PrivateName(_CHANNEL, "_receivedHeaderCount", Kind.CLASS_ATTRIBUTE, _PARSER_RESET,
-                default=0),
-    PrivateName(_CHANNEL, "_receivedHeaderSize", Kind.CLASS_ATTRIBUTE, _PARSER_RESET,
-                default=0),
+    PrivateName(
+        _CHANNEL, "_respondToBadRequestAndDisconnect", Kind.METHOD,
+        "every refusal of twisted.web's parser calls it; ApiChannel overrides it to "
+        "answer in the envelope (400, or 431 when the head's counters are over their "
+        "limits)", params=(),
+    ),
+    PrivateName(
+        _CHANNEL, "_receivedHeaderCount", Kind.CLASS_ATTRIBUTE,
+        _PARSER_RESET + "; past maxHeaders it tells ApiChannel a refusal is a 431",
+        default=0,
+    ),
+    PrivateName(
+        _CHANNEL, "_receivedHeaderSize", Kind.CLASS_ATTRIBUTE,
+        _PARSER_RESET + "; past totalHeadersSize it tells ApiChannel a refusal is a 431",
+        default=0,
+    ),
     PrivateName(_CHANNEL, "_HTTPChannel__first_line", Kind.CLASS_ATTRIBUTE, _PARSER_RESET,
                 default=1),
     PrivateName(_CHANNEL, "_HTTPChannel__header", Kind.CLASS_ATTRIBUTE, _PARSER_RESET,

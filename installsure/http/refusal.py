@@ -62,6 +62,23 @@ class Refusal:
     message: str
 
 
+#: A request twisted.web's parser refuses: a malformed request line or header line, a
+#: header value with CR, LF or NUL, a bad Content-Length or chunked body.
+BAD_REQUEST = Refusal(
+    400, b"Bad Request", "BAD_REQUEST",
+    "The request is not valid HTTP/1.1, so it was not read further.",
+)
+
+
+def head_too_large(max_size: int, max_headers: int) -> Refusal:
+    """A head over the size or header-count limit, or a line longer than is read."""
+    return Refusal(
+        431, b"Request Header Fields Too Large", "HEADERS_TOO_LARGE",
+        f"The request head is larger than the limit of {max_size} bytes or "
+        f"{max_headers} header lines.",
+    )
+
+
 def payload_too_large(limit: int) -> Refusal:
     return Refusal(
         413, b"Payload Too Large", "PAYLOAD_TOO_LARGE",

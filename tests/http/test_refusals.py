@@ -1,14 +1,19 @@
 """Answers the server gives on its own, before the application sees a request: the
-early 413 (and, in the fast wire, every parser refusal), over an in-memory TCP-like
-transport with a clock of the channel's own."""
+early 413, a 408 for a request too slow to arrive (over an in-memory TCP-like
+transport with a clock of the channel's own), and the parser's refusals (over a real
+socket)."""
 
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+import pytest_twisted
 from attrs import frozen
-from twisted.internet import address
+from twisted.internet import address, reactor, threads
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
@@ -150,3 +155,107 @@ def test_the_body_deadline_grows_with_the_bytes_received(wire: str) -> None:
     clock.advance(0.2)
     assert transport.value().startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert b'"code":"REQUEST_TIMEOUT"' in transport.value()
+
+
+# -- refusals of the parser, over a real socket ----------------------------------------
+
+#: Requests twisted.web's parser refuses, the status each gets, and whether the
+#: client's X-Request-ID was read before the refusal (a header line is read once the
+#: next one begins: it might continue on the next line).
+PARSER_REFUSALS = {
+    "request line without a version": (b"GET /\r\nX-Request-ID: p-1\r\n\r\n", 400, False),
+    "space before a header's colon": (
+        b"GET / HTTP/1.1\r\nX-Request-ID: p-1\r\nHost : x\r\n\r\n", 400, True
+    ),
+    "NUL in a header value": (
+        b"GET / HTTP/1.1\r\nX-Request-ID: p-1\r\nX-A: a\x00b\r\n\r\n", 400, True
+    ),
+    "Content-Length that is not a number": (
+        b"POST /api/echo HTTP/1.1\r\nX-Request-ID: p-1\r\nContent-Length: 1e3\r\n\r\n",
+        400, True,
+    ),
+    "chunk size that is not hex": (
+        b"POST /api/echo HTTP/1.1\r\nX-Request-ID: p-1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\nhello\r\n",
+        400, True,
+    ),
+    "more header lines than allowed": (
+        b"GET / HTTP/1.1\r\nX-Request-ID: p-1\r\n" + b"X-A: 1\r\n" * 501 + b"\r\n", 431, True
+    ),
+    "a head over the size limit": (
+        b"GET / HTTP/1.1\r\nX-Request-ID: p-1\r\n" + (b"X-A: " + b"a" * 6000 + b"\r\n") * 3
+        + b"\r\n",
+        431, True,
+    ),
+    "a line longer than is read": (
+        b"GET / HTTP/1.1\r\nX-Request-ID: p-1\r\nHost: x\r\nX-A: " + b"a" * 17000
+        + b"\r\n\r\n",
+        431, True,
+    ),
+}
+
+
+@pytest.fixture
+def port(wire: str) -> Iterator[int]:
+    site = build_site(Router(), HttpSettings(wire=wire))
+    listening = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    yield listening.getHost().port
+    pytest_twisted.blockon(listening.stopListening())
+
+
+def _send_and_read(port: int, request: bytes) -> bytes:
+    """Send ``request`` and read until the server closes (5 s at most)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        received = b""
+        try:
+            while data := sock.recv(65536):
+                received += data
+        except ConnectionResetError:
+            pass
+        return received
+
+
+@pytest.mark.parametrize("wire", ["fast"])
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "id_read"), PARSER_REFUSALS.values(), ids=PARSER_REFUSALS.keys()
+)
+@pytest_twisted.ensureDeferred
+async def test_parser_refusals_have_the_envelope_request_id_and_access_line_on_the_fast_wire(
+    port: int, request_bytes: bytes, status: int, id_read: bool
+) -> None:
+    """Whatever twisted.web's parser refuses is answered like any API error on the
+    fast wire: the envelope (BAD_REQUEST, or HEADERS_TOO_LARGE with 431 for a head
+    over its limits), the client's X-Request-ID once it was read (else a new one), the
+    security headers, one access line, and the connection closed."""
+    with captured_events("installsure.access") as access:
+        answer = await threads.deferToThread(_send_and_read, port, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0].startswith(b"HTTP/1.1 %d " % status), answer[:300]
+    assert b"Connection: close" in lines
+    assert b"X-Content-Type-Options: nosniff" in lines
+    envelope = json.loads(body)
+    assert envelope["code"] == ("BAD_REQUEST" if status == 400 else "HEADERS_TOO_LARGE")
+    request_id = "p-1" if id_read else envelope["requestId"]
+    assert envelope["requestId"] == request_id
+    assert b"X-Request-ID: " + request_id.encode() in lines
+    assert [(e["status"], e["requestId"]) for e in access] == [(status, request_id)]
+
+
+@pytest.mark.parametrize("wire", ["stock"])
+@pytest.mark.parametrize(
+    "request_bytes", [case[0] for case in PARSER_REFUSALS.values()], ids=PARSER_REFUSALS.keys()
+)
+@pytest_twisted.ensureDeferred
+async def test_parser_refusals_are_twisted_webs_own_on_the_stock_wire(
+    port: int, request_bytes: bytes
+) -> None:
+    """The stock wire leaves them to twisted.web, as README says: a bare ``400 Bad
+    Request`` (for heads over their limits too) without envelope, request id or access
+    line, and for a line longer than is read no answer at all; the connection closes."""
+    with captured_events("installsure.access") as access:
+        answer = await threads.deferToThread(_send_and_read, port, request_bytes)
+    too_long_a_line = b"a" * 17000 in request_bytes
+    assert answer == (b"" if too_long_a_line else b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    assert access == []

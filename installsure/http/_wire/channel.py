@@ -37,7 +37,14 @@ from twisted.web.iweb import INonQueuedRequestFactory
 from installsure._compat import raw_headers, tcp_write_pending
 from installsure.http._wire.head import canonical_name, parse_simple_head
 from installsure.http.deadlines import Progress, ReadDeadline, Reading
-from installsure.http.refusal import Refusal, RefusedRequest, WireHooks, refuse
+from installsure.http.refusal import (
+    BAD_REQUEST,
+    Refusal,
+    RefusedRequest,
+    WireHooks,
+    head_too_large,
+    refuse,
+)
 
 _ONE_VALUE_EACH = {1}
 _first = itemgetter(0)
@@ -330,6 +337,9 @@ class ApiChannel(http.HTTPChannel):
         if self._refused:
             return
         self._refused = True
+        # Lines read with the refused one are not parsed: LineReceiver goes on with its
+        # buffer while the connection is only half-closed.
+        self.clearLineBuffer()  # type: ignore[no-untyped-call]
         hooks = self.wire_hooks
         if hooks is None:  # not served by an ApiSite: an answer without an envelope
             self.transport.write(  # type: ignore[union-attr]
@@ -351,6 +361,22 @@ class ApiChannel(http.HTTPChannel):
             remote=str(getattr(self.getPeer(), "host", "-")),
         )
         self._linger = refuse(hooks, refusal, refused, self.transport, self.callLater)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Every refusal of twisted.web's parser comes here: answer it as the API does.
+        # The head's counters tell a head over its limits from a malformed one.
+        if (
+            self._receivedHeaderSize > self.totalHeadersSize
+            or self._receivedHeaderCount > self.maxHeaders
+        ):
+            self.refuse(head_too_large(self.totalHeadersSize, self.maxHeaders))
+        else:
+            self.refuse(BAD_REQUEST)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A line longer than is read (LineReceiver.MAX_LENGTH): LineReceiver closes
+        without a word; answer 431."""
+        self.refuse(head_too_large(self.totalHeadersSize, self.maxHeaders))
 
     # -- writing ----------------------------------------------------------------------
 
