@@ -14,7 +14,7 @@ in flight in :mod:`~installsure.http.inflight`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
 
@@ -32,7 +32,14 @@ from installsure.http._wire.headers import first_values, set_trusted
 from installsure.http.body import read_body
 from installsure.http.context import RequestContext, RequestIds, parse_traceparent, sane_request_id
 from installsure.http.dispatch import RouteTable
-from installsure.http.encoding import JSON, JSON_UTF8, accepts_gzip, encode_result, gzipped
+from installsure.http.encoding import (
+    JSON,
+    JSON_UTF8,
+    Encoded,
+    accepts_gzip,
+    encode_result,
+    gzipped,
+)
 from installsure.http.errors import ApiError, FieldError, error_body
 from installsure.http.inflight import InFlight
 from installsure.http.policy import HeaderPolicy, add_header
@@ -227,14 +234,14 @@ class ApiResource(Resource):
 
     def _send_result(self, ctx: RequestContext, result: Any, started: float) -> None:
         try:
-            status, body, content_type, headers = encode_result(ctx.route, result)
+            answer = encode_result(ctx.route, result)
         except ApiError as error:
             self._send_error(ctx, error, started)
             return
         except Exception:
             self._send_crash(ctx, Failure(), started)  # type: ignore[no-untyped-call]
             return
-        self._write(ctx, status, body, content_type, headers, started)
+        self._write(ctx, answer, started)
 
     def _send_error(self, ctx: RequestContext, error: ApiError, started: float) -> None:
         if error.status >= 500:
@@ -247,7 +254,7 @@ class ApiResource(Resource):
                 message=error.message,
             )
         body = error_body(error.code, error.message, ctx.request_id, error.details)
-        self._write(ctx, error.status, body, JSON_UTF8, error.headers, started)
+        self._write(ctx, (error.status, body, JSON_UTF8, error.headers), started)
 
     def _send_crash(self, ctx: RequestContext, failure: Failure, started: float) -> None:
         log.failure(
@@ -257,7 +264,7 @@ class ApiResource(Resource):
             path=ctx.request.path.decode("latin-1"),
             request_id=ctx.request_id,
         )
-        self._write(ctx, 500, self._crash_body(ctx, failure), JSON_UTF8, (), started)
+        self._write(ctx, (500, self._crash_body(ctx, failure), JSON_UTF8, ()), started)
 
     def _crash_body(self, ctx: RequestContext, failure: Failure) -> bytes:
         if self.environment == "production":
@@ -267,19 +274,12 @@ class ApiResource(Resource):
             message = f"Internal error: {kind}: {failure.getErrorMessage()}"
         return error_body("INTERNAL_ERROR", message, ctx.request_id)
 
-    def _write(  # noqa: PLR0917 - internal, called from three places
-        self,
-        ctx: RequestContext,
-        status: int,
-        body: bytes,
-        content_type: bytes | None,
-        headers: Iterable[tuple[bytes, bytes]],
-        started: float,
-    ) -> None:
+    def _write(self, ctx: RequestContext, answer: Encoded, started: float) -> None:
         """Answer ``ctx``'s request, then count and log it: exactly once, whatever fails
         (an answer that is never counted keeps a drain waiting for the whole grace)."""
+        status = answer[0]
         try:
-            sent = self._respond(ctx, status, body, content_type, headers, started)
+            sent = self._respond(ctx, answer, started)
         except Exception:
             # E.g. a header Twisted refuses: answer 500 rather than leave the client
             # waiting, unless the response had already begun.
@@ -306,25 +306,16 @@ class ApiResource(Resource):
         request.responseHeaders = Headers()
         ctx.extra_headers = None
         try:
-            return self._respond(
-                ctx, 500, self._crash_body(ctx, failure), JSON_UTF8, (), started
-            )
+            return self._respond(ctx, (500, self._crash_body(ctx, failure), JSON_UTF8, ()), started)
         except Exception:
             log.failure("failed to write a 500 response; closing the connection")
             request.channel.loseConnection()
             return 0
 
-    def _respond(  # noqa: PLR0917 - internal, see _write
-        self,
-        ctx: RequestContext,
-        status: int,
-        body: bytes,
-        content_type: bytes | None,
-        headers: Iterable[tuple[bytes, bytes]],
-        started: float,
-    ) -> int:
+    def _respond(self, ctx: RequestContext, answer: Encoded, started: float) -> int:
         """Set the response's headers, write it and finish the request; the size of
         the body sent."""
+        status, body, content_type, headers = answer
         request: Any = ctx.request
         self._headers.apply(request, headers, ctx.extra_headers)
         out = request.responseHeaders

@@ -18,7 +18,7 @@ from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
 
 from installsure.http import HttpSettings, Router, build_site
-from tests.http.helpers import captured_events
+from tests.http.helpers import captured_events, listening
 
 HEADER_TIMEOUT = 0.6
 BODY_TIMEOUT = 0.6
@@ -53,10 +53,8 @@ def port(wire: str) -> Iterator[int]:
         wire=wire, header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT,
         body_min_rate=BODY_MIN_RATE, idle_timeout=30.0, max_body_size=100_000,
     )
-    listening = reactor.listenTCP(0, build_site(router, settings),  # type: ignore[attr-defined]
-                                  interface="127.0.0.1")
-    yield listening.getHost().port
-    pytest_twisted.blockon(listening.stopListening())
+    with listening(build_site(router, settings)) as number:
+        yield number
 
 
 def _trickle(port: int, first: bytes, drip: bytes, every: float, for_at_most: float) -> tuple[

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from attrs import frozen
-from twisted.internet import address, reactor, threads
+from twisted.internet import address, threads
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.internet.task import Clock
@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from installsure.http import HttpSettings, Router, build_site
 from installsure.http.refusal import LINGER_SECONDS
-from tests.http.helpers import captured_events
+from tests.http.helpers import captured_events, listening
 
 PEER = address.IPv4Address("TCP", "127.0.0.1", 50000)
 HOST = address.IPv4Address("TCP", "127.0.0.1", 8000)
@@ -197,10 +197,8 @@ PARSER_REFUSALS = {
 
 @pytest.fixture
 def port(wire: str) -> Iterator[int]:
-    site = build_site(Router(), HttpSettings(wire=wire))
-    listening = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
-    yield listening.getHost().port
-    pytest_twisted.blockon(listening.stopListening())
+    with listening(build_site(Router(), HttpSettings(wire=wire))) as number:
+        yield number
 
 
 def _send_and_read(port: int, request: bytes) -> bytes:

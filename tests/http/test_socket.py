@@ -12,11 +12,11 @@ import pytest
 import pytest_twisted
 import treq
 from attrs import frozen
-from twisted.internet import reactor, threads
+from twisted.internet import threads
 from twisted.web.resource import Resource
 
 from installsure.http import HttpSettings, Router, build_site
-from tests.http.helpers import captured_events
+from tests.http.helpers import captured_events, listening
 
 
 @frozen
@@ -41,9 +41,8 @@ def port(wire: str) -> Iterator[int]:
 
     site = build_site(router, HttpSettings(max_body_size=1000, wire=wire),
                       mounts={b"ws": Hello()})
-    listening = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
-    yield listening.getHost().port
-    pytest_twisted.blockon(listening.stopListening())
+    with listening(site) as number:
+        yield number
 
 
 def _exchange(port: int, request: bytes, body_chunks: list[bytes]) -> bytes:
