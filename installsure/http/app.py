@@ -28,7 +28,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from installsure import logs, metrics
 from installsure.http._wire.head import canonical_name
-from installsure.http._wire.headers import first_values, set_trusted
+from installsure.http._wire.headers import first_values, is_sane, set_trusted
 from installsure.http.body import read_body
 from installsure.http.context import RequestContext, RequestIds, parse_traceparent, sane_request_id
 from installsure.http.dispatch import RouteTable
@@ -127,9 +127,12 @@ class ApiResource(Resource):
             (self._request_id_key, self._request_id_header),
             (b"Traceparent", b"traceparent"),
         )
-        request_id = sane_request_id(raw_id) or self._ids.new()
+        request_id = (sane_request_id(raw_id) if raw_id else None) or self._ids.new()
         ctx = RequestContext(
-            request, request_id, self._headers.remote(request), parse_traceparent(raw_trace)
+            request,
+            request_id,
+            self._headers.remote(request),
+            parse_traceparent(raw_trace) if raw_trace else None,
         )
         try:
             result = self._dispatch(ctx)
@@ -332,11 +335,13 @@ class ApiResource(Resource):
         with_body = status not in (204, 304)
         elapsed = b"%.2fms" % ((perf_counter() - started) * 1000)
         ours = [(self._request_id_key, [ctx.request_id.encode("ascii")])]
-        if content_type == JSON_UTF8:
-            ours.append((b"Content-Type", [content_type]))
-        elif content_type is not None:
-            # A handler's (Response.content_type): sanitised like any header value.
-            out.setRawHeaders(b"Content-Type", [content_type])
+        if content_type is not None:
+            if content_type is JSON_UTF8 or is_sane(content_type):
+                ours.append((b"Content-Type", [content_type]))
+            else:
+                # A handler's (Response.content_type) with a line break: sanitised as
+                # any header value is, so it cannot add a header.
+                out.setRawHeaders(b"Content-Type", [content_type])
         if with_body:
             ours.append((b"Content-Length", [b"%d" % len(body)]))
         ours.append((b"X-Response-Time", [elapsed]))

@@ -13,7 +13,7 @@ from typing import Any
 from twisted.web.http_headers import Headers
 
 from installsure.http._wire.head import canonical_name
-from installsure.http._wire.headers import remove_trusted, set_trusted
+from installsure.http._wire.headers import set_trusted
 from installsure.http.settings import HttpSettings
 
 _CORS_ALLOW_HEADERS = b"Authorization, Content-Type, X-Request-ID, traceparent, tracestate"
@@ -33,17 +33,6 @@ def _security_headers(settings: HttpSettings) -> list[tuple[bytes, list[bytes]]]
     if settings.csp:
         headers.insert(0, (b"Content-Security-Policy", settings.csp.encode("ascii")))
     return [(name, [value]) for name, value in headers]
-
-
-def _is_secure(request: Any) -> bool:
-    """``request.isSecure()``, remembered per connection (it asks zope.interface)."""
-    channel = request.channel
-    secure: bool | None = getattr(channel, "_installsure_secure", None)
-    if secure is None:
-        secure = bool(request.isSecure())
-        if channel is not None:
-            channel._installsure_secure = secure
-    return secure
 
 
 def add_header(out: Headers, name: bytes, value: bytes) -> None:
@@ -116,8 +105,7 @@ class HeaderPolicy:
         out = request.responseHeaders
         # Our own names and values (constants, or checked at start) skip Headers' checks
         # (see installsure.http._wire.headers); other headers go through its public API.
-        remove_trusted(out, b"Server")
-        set_trusted(out, self._security_raw)
+        set_trusted(out, self._security_raw, remove=b"Server")
         if self._hsts is not None and self._over_https(request):
             out.setRawHeaders(b"Strict-Transport-Security", [self._hsts])
         if self._cors_origins:
@@ -146,7 +134,14 @@ class HeaderPolicy:
         ]
 
     def _over_https(self, request: Any) -> bool:
-        if _is_secure(request):
+        # request.isSecure(), remembered per connection (it asks zope.interface).
+        channel = request.channel
+        secure: bool | None = getattr(channel, "_installsure_secure", None)
+        if secure is None:
+            secure = bool(request.isSecure())
+            if channel is not None:
+                channel._installsure_secure = secure
+        if secure:
             return True
         if not self._trust_proxy:
             return False

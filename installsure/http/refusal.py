@@ -45,9 +45,8 @@ class _DateCache:
         return cls.value
 
 
-def http_date() -> bytes:
-    """The ``Date`` header's value for now."""
-    return _DateCache.now()
+#: The ``Date`` header's value for now.
+http_date = _DateCache.now
 
 
 @frozen

@@ -31,20 +31,24 @@ def first_values(headers: Headers, *names: tuple[bytes, bytes]) -> list[bytes | 
     return found
 
 
-def set_trusted(headers: Headers, items: Iterable[tuple[bytes, list[bytes]]]) -> None:
-    """Set each (canonical name, values) of ``items``, replacing what was there."""
+def set_trusted(
+    headers: Headers, items: Iterable[tuple[bytes, list[bytes]]], remove: bytes | None = None
+) -> None:
+    """Set each (canonical name, values) of ``items``, replacing what was there, after
+    removing the header of canonical name ``remove``."""
     stored = raw_headers(headers)
     if stored is None:
+        if remove is not None:
+            headers.removeHeader(remove)
         for name, values in items:
             headers.setRawHeaders(name, values)
-    else:
-        stored.update(items)
+        return
+    if remove is not None:
+        stored.pop(remove, None)
+    stored.update(items)
 
 
-def remove_trusted(headers: Headers, key: bytes) -> None:
-    """Remove the header of canonical name ``key``."""
-    stored = raw_headers(headers)
-    if stored is None:
-        headers.removeHeader(key)
-    else:
-        stored.pop(key, None)
+def is_sane(value: bytes) -> bool:
+    """Whether a header value from elsewhere (a handler's) may skip Headers' checks:
+    it has no CR, LF or NUL, so it cannot end its header line early."""
+    return b"\r" not in value and b"\n" not in value and b"\x00" not in value
