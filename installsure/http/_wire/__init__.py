@@ -14,7 +14,10 @@ What it overrides, and where:
   for the usual case), ``setTimeout``/``resetTimeout``/``connectionLost`` (one idle
   DelayedCall per connection), ``getHost``/``getPeer`` (asked once),
   ``writeHeaders``/``write``/``writeSequence``/``loseConnection`` (head and body in one
-  ``send``), and ``refuse``, which answers a request the application never sees.
+  ``send``), ``_respondToBadRequestAndDisconnect`` and ``lineLengthExceeded`` (the
+  parser's refusals, answered in the envelope: 400, or 431 for a head over its limits),
+  and adds ``refuse``, which answers a request the application never sees, and the
+  deadlines of a request read over several reads (:mod:`installsure.http.deadlines`).
 * :mod:`.request`, ``ApiRequest(twisted.web.server.Request)``: ``__init__`` (one step),
   ``gotLength``/``handleContentChunk`` (the body limit while reading),
   ``requestReceived``/``process`` (no form parsing outside POST, no ``Server`` header,
