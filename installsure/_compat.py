@@ -79,8 +79,9 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     # -- twisted.web: headers, site, request -----------------------------------------
     PrivateName(
         "twisted.web.http_headers.Headers", "_rawHeaders", Kind.INSTANCE_ATTRIBUTE,
-        "channel, request and API resource read and write header values in this dict "
-        "directly (see raw_headers)", value_type=dict,
+        "the fast wire (installsure.http._wire: channel, request, the application's "
+        "header helpers) reads and writes header values in this dict directly (see "
+        "raw_headers)", value_type=dict,
     ),
     PrivateName(
         "twisted.web.server.Site", "_parsePOSTFormSubmission", Kind.INSTANCE_ATTRIBUTE,
@@ -116,7 +117,8 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(
         "twisted.protocols.basic.LineReceiver", "_buffer", Kind.CLASS_ATTRIBUTE,
         "ApiChannel.dataReceived takes its shortcut only when no partial line is "
-        "buffered", default=b"",
+        "buffered; a partial request line there starts the head deadline",
+        default=b"",
     ),
     PrivateName(
         "twisted.protocols.basic.LineReceiver", "_busyReceiving", Kind.CLASS_ATTRIBUTE,
@@ -126,7 +128,7 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(
         _CHANNEL, "_handlingRequest", Kind.INSTANCE_ATTRIBUTE,
         "ApiChannel._serve_simple and requestDone set it as allContentReceived and "
-        "requestDone do", value_type=bool,
+        "requestDone do; no read deadline runs while it is set", value_type=bool,
     ),
     PrivateName(
         _CHANNEL, "_dataBuffer", Kind.INSTANCE_ATTRIBUTE,
@@ -152,10 +154,22 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "ApiChannel.requestDone's short path resumes the network producer unless set",
         default=False,
     ),
-    PrivateName(_CHANNEL, "_receivedHeaderCount", Kind.CLASS_ATTRIBUTE, _PARSER_RESET,
-                default=0),
-    PrivateName(_CHANNEL, "_receivedHeaderSize", Kind.CLASS_ATTRIBUTE, _PARSER_RESET,
-                default=0),
+    PrivateName(
+        _CHANNEL, "_respondToBadRequestAndDisconnect", Kind.METHOD,
+        "every refusal of twisted.web's parser calls it; ApiChannel overrides it to "
+        "answer in the envelope (400, or 431 when the head's counters are over their "
+        "limits)", params=(),
+    ),
+    PrivateName(
+        _CHANNEL, "_receivedHeaderCount", Kind.CLASS_ATTRIBUTE,
+        _PARSER_RESET + "; past maxHeaders it tells ApiChannel a refusal is a 431",
+        default=0,
+    ),
+    PrivateName(
+        _CHANNEL, "_receivedHeaderSize", Kind.CLASS_ATTRIBUTE,
+        _PARSER_RESET + "; past totalHeadersSize it tells ApiChannel a refusal is a 431",
+        default=0,
+    ),
     PrivateName(_CHANNEL, "_HTTPChannel__first_line", Kind.CLASS_ATTRIBUTE, _PARSER_RESET,
                 default=1),
     PrivateName(_CHANNEL, "_HTTPChannel__header", Kind.CLASS_ATTRIBUTE, _PARSER_RESET,
@@ -164,22 +178,11 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         PrivateName(
             _CHANNEL, name, Kind.INSTANCE_ATTRIBUTE,
             "where lineReceived parks the request line: ApiChannel._serve_simple sets "
-            "it for a request it hands back, ApiRequest reads _path and _command for "
-            "the body limit and the 413's access log",
+            "it for a request it hands back, ApiRequest reads _path for the body limit, "
+            "ApiChannel.refuse all three for its answer and access-log line",
             set_by="the request line", value_type=bytes,
         )
         for name in ("_command", "_path", "_version")
-    ),
-    PrivateName(
-        "twisted.web.http", "_GenericHTTPChannelProtocol", Kind.CLASS,
-        "what a plain Site builds per connection; HttpListeners looks inside it",
-        params=("original",),
-    ),
-    PrivateName(
-        "twisted.web.http._GenericHTTPChannelProtocol", "_channel",
-        Kind.INSTANCE_ATTRIBUTE,
-        "the HTTP/1.1 (or HTTP/2) channel inside; HttpListeners asks it for requests "
-        "in flight and the transport while draining (see wrapped_channel)",
     ),
     # -- twisted.internet ----------------------------------------------------------------
     PrivateName(
@@ -289,12 +292,6 @@ def raw_headers(headers: Headers) -> dict[bytes, list[bytes]] | None:
 def site_parses_post_forms(site: server.Site) -> bool:
     """Whether ``site`` has its requests parse form bodies of POSTs into ``args``."""
     return site._parsePOSTFormSubmission
-
-
-def wrapped_channel(protocol: object) -> object:
-    """The HTTP channel inside twisted.web's per-connection protocol (the one a plain
-    ``Site`` builds, which picks HTTP/1.1 or HTTP/2), or ``protocol`` itself."""
-    return getattr(protocol, "_channel", protocol)
 
 
 def tcp_write_pending(transport: tcp.Server) -> bool:

@@ -7,125 +7,45 @@ process with a message that names the endpoint and exit non-zero.
 On drain, listeners close first (no new connections), idle keep-alive connections are
 closed, and connections with a request in progress get until the grace period ends
 before they are aborted.
+
+Each listening socket gets ``http.backlog`` as its ``listen()`` backlog (Twisted's
+default, 50, makes a burst of connects wait a second for a retry), unless its endpoint
+string says ``backlog=`` itself.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
+from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
-from twisted.web.server import Site
 
 from installsure.process import fail_and_stop
 
+if TYPE_CHECKING:
+    from installsure.http.site import ApiSite
+
 log = Logger()
 
-
-class ConnectionTracker:
-    """Knows the site's open HTTP channels, so a drain can wait for them."""
-
-    def __init__(self, site: Site) -> None:
-        self.channels: set[HTTPChannel] = set()
-        self._closed: Deferred[None] | None = None
-        build = site.buildProtocol
-
-        def buildProtocol(addr: Any) -> HTTPChannel | None:
-            channel: HTTPChannel | None = build(addr)  # type: ignore[no-untyped-call]
-            if channel is None:
-                return None
-            self.channels.add(channel)
-            lost = channel.connectionLost
-
-            def connectionLost(reason: Failure) -> None:
-                self.channels.discard(channel)
-                try:
-                    lost(reason)  # type: ignore[no-untyped-call]
-                finally:
-                    if not self.channels and self._closed is not None:
-                        closed, self._closed = self._closed, None
-                        closed.callback(None)
-
-            channel.connectionLost = connectionLost  # type: ignore[method-assign]
-            return channel
-
-        site.buildProtocol = buildProtocol  # type: ignore[method-assign]
-
-    def busy(self) -> int:
-        """Channels with a request in progress."""
-        return sum(1 for channel in self.channels if _has_request(channel))
-
-    def close_idle(self) -> None:
-        for channel in list(self.channels):
-            transport = _transport(channel)
-            if not _has_request(channel) and transport is not None:
-                transport.loseConnection()
-
-    def drain(self, reactor: IReactorTime, grace: float) -> Deferred[None]:
-        """Close idle channels now and the others once their request ends, or abort them
-        after ``grace`` seconds."""
-        if not self.channels:
-            return succeed(None)
-        self._closed = Deferred()
-        done = self._closed
-        # Channels finish their current request, then see the request queue empty and
-        # close because of this check, run every 50 ms.
-        poll = _Every(reactor, 0.05, self.close_idle)
-        poll.start()
-
-        def abort() -> None:
-            remaining = list(self.channels)
-            if remaining:
-                log.warn("drain: aborting {count} connection(s) still busy after {grace}s",
-                         count=len(remaining), grace=grace)
-            for channel in remaining:
-                transport = _transport(channel)
-                if transport is not None:
-                    transport.abortConnection()
-
-        timer = reactor.callLater(grace, abort)
-
-        def finished(result: None) -> None:
-            poll.stop()
-            if timer.active():
-                timer.cancel()
-            return result
-
-        done.addBoth(finished)
-        return done
+#: Endpoint types whose listening socket takes a ``backlog`` argument.
+_TAKES_BACKLOG = frozenset({"tcp", "tcp6", "ssl", "unix"})
+#: The ``:`` between an endpoint string's parts (``\:`` is a colon inside one).
+_SEPARATOR = re.compile(r"(?<!\\):")
 
 
-def _inner(channel: HTTPChannel) -> Any:
-    # Site builds a protocol that picks HTTP/1.1 or HTTP/2 and keeps the real one inside.
-    return getattr(channel, "_channel", channel)
-
-
-def _has_request(channel: HTTPChannel) -> bool:
-    return bool(getattr(_inner(channel), "requests", None))
-
-
-def _transport(channel: HTTPChannel) -> Any:
-    return getattr(_inner(channel), "transport", None)
-
-
-class _Every:
-    def __init__(self, reactor: IReactorTime, interval: float, fn: Any) -> None:
-        self.reactor, self.interval, self.fn = reactor, interval, fn
-        self.call: Any = None
-
-    def start(self) -> None:
-        self.fn()
-        self.call = self.reactor.callLater(self.interval, self.start)
-
-    def stop(self) -> None:
-        if self.call is not None and self.call.active():
-            self.call.cancel()
+def with_backlog(description: str, backlog: int) -> str:
+    """``description`` with ``backlog=`` added, for endpoint types that take one and
+    when it does not say ``backlog=`` already."""
+    parts = _SEPARATOR.split(description)
+    if parts[0] not in _TAKES_BACKLOG or any(p.startswith("backlog=") for p in parts[1:]):
+        return description
+    return f"{description}:backlog={backlog}"
 
 
 class HttpListeners(Service):
@@ -133,11 +53,19 @@ class HttpListeners(Service):
 
     name = "http-listeners"
 
-    def __init__(self, reactor: Any, endpoints: tuple[str, ...], site: Site) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        endpoints: tuple[str, ...],
+        site: ApiSite,
+        backlog: int | None = None,
+    ) -> None:
         self.reactor = reactor
         self.endpoint_strings = endpoints
         self.site = site
-        self.tracker = ConnectionTracker(site)
+        #: ``listen()``'s backlog: the site's ``http.backlog`` unless given.
+        self.backlog = site.api.settings.backlog if backlog is None else backlog
+        self.tracker = site.connections
         self.ports: list[IListeningPort] = []
         self._listen_started = False
 
@@ -156,7 +84,9 @@ class HttpListeners(Service):
             return
         self._listen_started = True
         for description in self.endpoint_strings:
-            endpoint = serverFromString(self.reactor, description)  # type: ignore[no-untyped-call]
+            endpoint = serverFromString(  # type: ignore[no-untyped-call]
+                self.reactor, with_backlog(description, self.backlog)
+            )
             listening = endpoint.listen(self.site)
             listening.addCallbacks(
                 self._listening, self._cannot_listen,

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.postgres",
+    "tests.fixtures.http_wire",
 ]

@@ -147,7 +147,6 @@ def _real_instances(live: LiveConnection) -> dict[str, object]:
         "twisted.web.http.Request": request,
         "twisted.python.components.Componentized": request,
         "twisted.web.http.HTTPChannel": live.channel,
-        "twisted.web.http._GenericHTTPChannelProtocol": live.protocol,
         "twisted.internet.abstract.FileDescriptor": live.channel.transport,
         "txredisapi._PoolSlot": txredisapi._PoolSlot(factory, object()),
         "txredisapi.RedisFactory": factory,
@@ -251,15 +250,11 @@ def test_site_parses_post_forms_follows_the_site_setting() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_wrapped_channel_and_tcp_write_pending_on_a_real_connection() -> None:
-    """wrapped_channel finds the HTTPChannel inside the protocol a Site builds (and gives
-    a bare channel back as is); tcp_write_pending is true exactly while a write waits for
-    the reactor to hand it to the kernel."""
+async def test_tcp_write_pending_on_a_real_connection() -> None:
+    """tcp_write_pending is true exactly while a write waits for the reactor to hand it
+    to the kernel."""
     live = await _live_connection()
     try:
-        channel = _compat.wrapped_channel(live.protocol)
-        assert isinstance(channel, http.HTTPChannel)
-        assert _compat.wrapped_channel(channel) is channel
         transport = live.channel.transport
         assert not _compat.tcp_write_pending(transport)  # type: ignore[arg-type]
         transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")  # type: ignore[union-attr]

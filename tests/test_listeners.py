@@ -4,48 +4,49 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import pytest
 import pytest_twisted
 import treq
+from attrs import define
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
 
 from installsure.drain import DrainService
-from installsure.listeners import HttpListeners
+from installsure.http import HttpSettings, Response, Router, build_site
+from installsure.http.site import ApiSite
+from installsure.listeners import HttpListeners, with_backlog
 
 
-class SlowResource(Resource):
-    """Answers after ``delay`` seconds; counts requests that started."""
+@define
+class SlowApi:
+    """An API site whose ``GET /slow`` answers after ``delay`` seconds; counts the
+    requests that started."""
 
-    isLeaf = True
+    delay: float
+    wire: str
+    started: int = 0
 
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-        self.started = 0
+    def site(self) -> ApiSite:
+        router = Router()
 
-    def render_GET(self, request):  # type: ignore[no-untyped-def]
-        self.started += 1
-        call = reactor.callLater(self.delay, self._finish, request)
-        request.notifyFinish().addErrback(lambda _: call.cancel() if call.active() else None)
-        return NOT_DONE_YET
+        @router.route("GET", "/slow", rate_limit=None)
+        async def slow(_ctx: Any) -> Response:
+            self.started += 1
+            await deferLater(reactor, self.delay, lambda: None)
+            return Response(body=b"done", content_type=b"text/plain")
 
-    @staticmethod
-    def _finish(request) -> None:  # type: ignore[no-untyped-def]
-        request.write(b"done")
-        request.finish()
+        return build_site(router, HttpSettings(wire=self.wire))
 
 
-def start_listeners(delay: float) -> tuple[HttpListeners, SlowResource, int]:
-    resource = SlowResource(delay)
-    listeners = HttpListeners(reactor, ("tcp:0:interface=127.0.0.1",), Site(resource))
+def start_listeners(delay: float, wire: str) -> tuple[HttpListeners, SlowApi, int]:
+    api = SlowApi(delay, wire)
+    listeners = HttpListeners(reactor, ("tcp:0:interface=127.0.0.1",), api.site())
     listeners.privilegedStartService()
     listeners.startService()
     port = listeners.ports[0].getHost().port
-    return listeners, resource, port
+    return listeners, api, port
 
 
 def refused(port: int) -> bool:
@@ -59,9 +60,10 @@ def refused(port: int) -> bool:
 
 
 @pytest_twisted.inlineCallbacks
-def test_drain_lets_in_flight_requests_finish():
-    """A request in progress when the drain starts completes; new connections are refused."""
-    listeners, resource, port = start_listeners(delay=0.5)
+def test_drain_lets_in_flight_requests_finish(wire):
+    """A request in progress when the drain starts completes; new connections are refused
+    (on each HTTP wire)."""
+    listeners, resource, port = start_listeners(delay=0.5, wire=wire)
     response_d = treq.get(f"http://127.0.0.1:{port}/slow")
     while resource.started == 0:
         yield deferLater(reactor, 0.01, lambda: None)
@@ -78,9 +80,10 @@ def test_drain_lets_in_flight_requests_finish():
 
 
 @pytest_twisted.inlineCallbacks
-def test_drain_aborts_requests_that_outlive_the_grace():
-    """A request still running when the grace period ends has its connection aborted."""
-    listeners, resource, port = start_listeners(delay=30.0)
+def test_drain_aborts_requests_that_outlive_the_grace(wire):
+    """A request still running when the grace period ends has its connection aborted
+    (on each HTTP wire)."""
+    listeners, resource, port = start_listeners(delay=30.0, wire=wire)
     response_d = treq.get(f"http://127.0.0.1:{port}/slow")
     while resource.started == 0:
         yield deferLater(reactor, 0.01, lambda: None)
@@ -112,3 +115,38 @@ def test_drain_service_runs_hooks_and_reports_draining():
     yield drain.stopService()
     assert seen == [(True, 7.0)]
     assert drain.is_draining()
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ("tcp:8000:interface=127.0.0.1", "tcp:8000:interface=127.0.0.1:backlog=1024"),
+        ("tcp6:8000:interface=\\:\\:1", "tcp6:8000:interface=\\:\\:1:backlog=1024"),
+        ("unix:/run/installsure.sock", "unix:/run/installsure.sock:backlog=1024"),
+        ("ssl:443:privateKey=k.pem:backlog=64", "ssl:443:privateKey=k.pem:backlog=64"),
+        ("tcp:8000:backlog=8:interface=127.0.0.1", "tcp:8000:backlog=8:interface=127.0.0.1"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+    ],
+)
+def test_endpoints_get_the_backlog_unless_they_say_their_own(
+    description: str, expected: str
+) -> None:
+    """tcp, tcp6, ssl and unix endpoints get http.backlog; one that names a backlog
+    keeps it, and endpoint types that take none (an inherited systemd socket) are left
+    alone."""
+    assert with_backlog(description, 1024) == expected
+
+
+@pytest_twisted.inlineCallbacks
+def test_listening_sockets_are_opened_with_the_backlog():
+    """The listening socket is opened with http.backlog (1024 unless set), or with the
+    backlog its endpoint string names."""
+    site = SlowApi(0.0, "fast").site()
+    listeners = HttpListeners(
+        reactor, ("tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.1:backlog=7"), site
+    )
+    listeners.startService()
+    try:
+        assert sorted(port.backlog for port in listeners.ports) == [7, 1024]
+    finally:
+        yield listeners.stopService()

@@ -70,4 +70,4 @@ def build_site(
         rate_limiter=rate_limiter,
         authenticate=authenticate,
     )
-    return ApiSite(api, mounts, timeout=settings.idle_timeout)
+    return ApiSite(api, mounts, wire=settings.wire, timeout=settings.idle_timeout)

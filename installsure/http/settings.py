@@ -7,8 +7,8 @@ variables; rate rules are written as ``"<requests>/<seconds>"`` strings and pars
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, get_args
 
 from attrs import field, frozen
 
@@ -22,6 +22,11 @@ FAILED_AUTH_RULE = "failed_auth"
 
 #: JSON responses never load anything: the strictest policy (the /docs page gets its own).
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+#: How HTTP/1.1 is read and written (``http.wire``); a Literal, so the config loader
+#: checks it per key.
+Wire = Literal["fast", "stock"]
+WIRES: tuple[str, ...] = get_args(Wire)
 
 
 @frozen
@@ -79,6 +84,17 @@ def _check_not_negative(_inst: object, attribute: Any, value: float) -> None:
         )
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, Any, Any], None]:
+    def check(_inst: object, attribute: Any, value: object) -> None:
+        if value not in choices:
+            raise InvalidSettingError(
+                attribute.name,
+                f"http.{attribute.name} must be one of {', '.join(choices)}, not {value!r}",
+            )
+
+    return check
+
+
 def _check_header_name(_inst: object, attribute: Any, value: str) -> None:
     if not _HEADER_NAME.match(value):
         raise InvalidSettingError(
@@ -112,10 +128,31 @@ class HttpSettings:
     gzip_min_size: int = field(default=1024, validator=_check_not_negative)
     #: Requests slower than this many seconds are logged as slow.
     slow_request_threshold: float = field(default=1.0, validator=_check_positive)
+    #: How HTTP/1.1 is read and written: "fast" takes shortcuts through twisted.web's
+    #: internals (one-pass parsing, one send per response); "stock" serves with
+    #: twisted.web's own HTTPChannel and Request, the fallback should a Twisted release
+    #: break the fast wire. README's "HTTP endpoints" says what differs.
+    wire: Wire = field(default="fast", validator=_one_of(WIRES))
     #: Close a keep-alive connection after this long without a request. Behind a load
     #: balancer keep it longer than the balancer's own idle timeout (60 s on AWS ALB),
     #: so the balancer never sends a request on a connection we are closing.
     idle_timeout: Seconds = field(default=Seconds(75.0), validator=_check_positive)
+    #: The whole request head (request line and headers) must arrive within this long
+    #: of its first byte, else the answer is 408 and the connection is closed. The idle
+    #: timeout restarts with every byte, so without this a client sending one byte a
+    #: second could hold a connection for ever.
+    header_timeout: Seconds = field(default=Seconds(20.0), validator=_check_positive)
+    #: A request body must arrive within this long of its head, plus one second for
+    #: every ``body_min_rate`` bytes received (a slow but steady upload goes on; a
+    #: trickle is answered 408 and closed).
+    body_timeout: Seconds = field(default=Seconds(20.0), validator=_check_positive)
+    #: Bytes per second a body must average to keep extending ``body_timeout``; 0 gives
+    #: every body ``body_timeout`` in all.
+    body_min_rate: int = field(default=500, validator=_check_not_negative)
+    #: Connections the kernel queues for each listener until the server accepts them
+    #: (the ``backlog`` of ``listen()``; Linux caps it at net.core.somaxconn). Added to
+    #: every tcp, tcp6, ssl and unix endpoint that does not say ``backlog=`` itself.
+    backlog: int = field(default=1024, validator=_check_positive)
     #: Turn the Redis-backed rate limiter on or off.
     rate_limit_enabled: bool = True
     #: Default limit per client address, ``"<requests>/<seconds>"``.

@@ -7,8 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest_twisted
 from treq.testing import StubTreq
+from twisted.internet import reactor
 from twisted.logger import LogEvent, globalLogPublisher
+from twisted.web.server import Site
 
 from installsure.http import HttpSettings, Router, build_resource
 from installsure.http.app import ApiResource
@@ -86,3 +89,13 @@ def raw_fetch(
     assert results, f"{method} {url} did not answer"
     assert isinstance(results[0], tuple), results
     return results[0]  # type: ignore[no-any-return]
+
+
+@contextmanager
+def listening(site: Site) -> Iterator[int]:
+    """``site`` listening on a free port of 127.0.0.1 while the block runs; the port."""
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    try:
+        yield port.getHost().port
+    finally:
+        pytest_twisted.blockon(port.stopListening())

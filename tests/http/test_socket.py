@@ -1,4 +1,4 @@
-"""Over a real listening socket: body limits while reading, access log, mounts."""
+"""Over a real listening socket, on each HTTP wire: body limits, access log, mounts."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 import pytest_twisted
 import treq
 from attrs import frozen
-from twisted.internet import reactor, threads
+from twisted.internet import threads
 from twisted.web.resource import Resource
 
 from installsure.http import HttpSettings, Router, build_site
-from tests.http.helpers import captured_events
+from tests.http.helpers import captured_events, listening
 
 
 @frozen
@@ -32,17 +32,17 @@ class Hello(Resource):
 
 
 @pytest.fixture
-def port() -> Iterator[int]:
+def port(wire: str) -> Iterator[int]:
     router = Router()
 
     @router.route("POST", "/api/echo", body=Echo, rate_limit=None)
     def echo(_ctx: Any, body: Echo) -> Echo:
         return body
 
-    site = build_site(router, HttpSettings(max_body_size=1000), mounts={b"ws": Hello()})
-    listening = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
-    yield listening.getHost().port
-    pytest_twisted.blockon(listening.stopListening())
+    site = build_site(router, HttpSettings(max_body_size=1000, wire=wire),
+                      mounts={b"ws": Hello()})
+    with listening(site) as number:
+        yield number
 
 
 def _exchange(port: int, request: bytes, body_chunks: list[bytes]) -> bytes:
@@ -66,10 +66,12 @@ def _exchange(port: int, request: bytes, body_chunks: list[bytes]) -> bytes:
         return received
 
 
+@pytest.mark.parametrize("wire", ["fast"])
 @pytest_twisted.ensureDeferred
 async def test_content_length_over_limit_answers_413_before_the_body(port: int) -> None:
     """A Content-Length over the limit is refused at once with 413 in the envelope, and the
-    connection is closed without waiting for the body."""
+    connection is closed without waiting for the body. (Fast wire only: the stock one
+    reads the whole body first, see the next test.)"""
     request = (
         b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"X-Request-ID: big-1\r\nContent-Length: 50000000\r\n\r\n"
@@ -87,9 +89,31 @@ async def test_content_length_over_limit_answers_413_before_the_body(port: int) 
     assert [e["status"] for e in events] == [413]
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_a_whole_body_over_the_limit_is_answered_413(port: int, chunked: bool) -> None:
+    """A body over the limit, sent whole (with Content-Length or chunked), is answered
+    413 in the envelope with the request id, on either wire."""
+    head = b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += b"X-Request-ID: whole-1\r\nConnection: close\r\n"
+    if chunked:
+        request = head + b"Transfer-Encoding: chunked\r\n\r\n"
+        body = [b"%x\r\n%s\r\n" % (400, b"x" * 400)] * 5 + [b"0\r\n\r\n"]
+    else:
+        request = head + b"Content-Length: 2000\r\n\r\n"
+        body = [b"x" * 2000]
+    answer = await threads.deferToThread(_exchange, port, request, body)
+    head_out, _, envelope = answer.partition(b"\r\n\r\n")
+    assert head_out.startswith(b"HTTP/1.1 413 ")
+    assert b"x-request-id: whole-1" in head_out.lower()  # names are case-insensitive
+    assert json.loads(envelope)["code"] == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.parametrize("wire", ["fast"])
 @pytest_twisted.ensureDeferred
 async def test_chunked_body_over_limit_is_cut_off_while_reading(port: int) -> None:
-    """A chunked body is counted as it arrives and refused with 413 once over the limit."""
+    """A chunked body is counted as it arrives and refused with 413 once over the limit
+    (fast wire only: the stock one reads a chunked body to its end)."""
     request = (
         b"POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
@@ -151,13 +175,15 @@ async def test_large_bodies_head_and_pipelining_over_the_direct_send_path(port: 
 
 @pytest_twisted.ensureDeferred
 async def test_early_413_replaces_a_dangerous_request_id(port: int) -> None:
-    """The early 413 applies the same request-id rules: non-ASCII bytes get a new UUID."""
+    """A 413 applies the same request-id rules (the early one of the fast wire, and the
+    application's in the stock wire): non-ASCII bytes get a new UUID."""
     request = (
         b"POST /api/echo HTTP/1.1\r\nHost: x\r\nX-Request-ID: \xff\xfe-bad\r\n"
-        b"Content-Length: 50000000\r\n\r\n"
+        b"Content-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: 5000\r\n\r\n"
     )
-    answer = await threads.deferToThread(_exchange, port, request, [])
+    answer = await threads.deferToThread(_exchange, port, request, [b"x" * 5000])
     assert answer.startswith(b"HTTP/1.1 413 ")
-    match = re.search(rb"X-Request-ID: ([0-9a-f-]{36})\r\n", answer)
+    match = re.search(rb"(?i)X-Request-ID: ([0-9a-f-]{36})\r\n", answer)
     assert match is not None
     assert b"\xff" not in answer

@@ -1,45 +1,26 @@
 """The API's twisted.web ``Request``: body limits while reading, one-step responses.
 
 :class:`ApiRequest` refuses an oversize body as soon as ``Content-Length`` (or the
-running count of a chunked body) passes the limit, answering 413 at once instead of
+running count of a chunked body) passes the limit, answering 413 at once (through its
+channel's :meth:`~installsure.http._wire.channel.ApiChannel.refuse`) instead of
 buffering the rest; it sends no ``Server`` version; and :meth:`ApiRequest.respond`
-sends a complete response in one step.
+sends a complete response in one step. The body limit and the application resource
+come from the site's :class:`~installsure.http.refusal.WireHooks`.
 """
 
 from __future__ import annotations
 
-import time
 from io import BytesIO
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from twisted.internet.interfaces import ITCPTransport
 from twisted.python import failure
-from twisted.web import http, server
+from twisted.web import server
 from twisted.web.http import NO_BODY_CODES, parse_qs
 from twisted.web.http_headers import Headers
 
-from installsure import logs
-from installsure.http.app import ApiResource, too_large
-from installsure.http.context import sane_request_id
-from installsure.http.errors import error_body
-
-_LINGER_SECONDS = 2.0
-
-
-class _DateCache:
-    """The ``Date`` header changes once a second; format it once a second."""
-
-    second = -1
-    value = b""
-
-    @classmethod
-    def now(cls) -> bytes:
-        now = int(time.time())
-        if now != cls.second:
-            cls.second = now
-            cls.value = http.datetimeToString(now)  # type: ignore[no-untyped-call]
-        return cls.value
+from installsure._compat import raw_headers, site_parses_post_forms
+from installsure.http.refusal import WireHooks, http_date, payload_too_large
 
 
 class ApiRequest(server.Request):
@@ -68,7 +49,7 @@ class ApiRequest(server.Request):
         self.cookies = []
         self.transport = channel.transport
         self.queued = args[0] if args else False
-        self._parsePOSTFormSubmission = channel.site._parsePOSTFormSubmission
+        self._parsePOSTFormSubmission = site_parses_post_forms(channel.site)
         self._adapterCache = {}
 
     def gotLength(self, length: int | None) -> None:
@@ -78,11 +59,12 @@ class ApiRequest(server.Request):
             # in-memory file. Most requests have no body; this skips three calls.
             self.content = BytesIO()
             return
-        # None (chunked) or a length: the body limit applies.
-        body_limit = getattr(getattr(self.channel, "site", None), "body_limit", None)
-        if body_limit is not None:
+        # None (chunked) or a length: the body limit applies, when the channel can
+        # refuse a request while reading it.
+        hooks: WireHooks | None = getattr(self.channel, "wire_hooks", None)
+        if hooks is not None:
             path = getattr(self.channel, "_path", b"") or b""
-            self._limit = body_limit(path.split(b"?", 1)[0])
+            self._limit = hooks.body_limit(path.split(b"?", 1)[0])
             if length is not None and length > self._limit:
                 self._reject()
                 return
@@ -117,7 +99,7 @@ class ApiRequest(server.Request):
         connection, another kind of channel) takes twisted.web's own path.
         """
         channel = self.channel
-        headers = self.responseHeaders._rawHeaders
+        headers = raw_headers(self.responseHeaders)
         code = self.code
         if (
             self.startedWriting
@@ -129,7 +111,7 @@ class ApiRequest(server.Request):
             or self.lastModified is not None
             or self.queued
             or getattr(channel, "write_response", None) is None
-            or type(headers) is not dict
+            or headers is None
             or (b"Content-Length" not in headers and code not in NO_BODY_CODES)
             or (b"Content-Type" not in headers and code not in NO_BODY_CODES)
         ):
@@ -169,11 +151,11 @@ class ApiRequest(server.Request):
     def process(self) -> None:
         # server.Request.process, minus the "Server: TwistedWeb/<version>" header.
         self.site = self.channel.site
-        stored = self.responseHeaders._rawHeaders
-        if type(stored) is dict:  # as setRawHeaders stores it, without re-checking a constant
-            stored[b"Date"] = [_DateCache.now()]
+        stored = raw_headers(self.responseHeaders)
+        if stored is not None:  # as setRawHeaders stores it, without re-checking a constant
+            stored[b"Date"] = [http_date()]
         else:
-            self.responseHeaders.setRawHeaders(b"Date", [_DateCache.now()])
+            self.responseHeaders.setRawHeaders(b"Date", [http_date()])
         self.prepath = []
         # Only mounted resources traverse by segments; the API resource is a leaf that
         # routes on the whole path, so most requests skip splitting and unquoting it.
@@ -183,77 +165,18 @@ class ApiRequest(server.Request):
             self.postpath = []
         try:
             resrc = self.site.getResourceFor(self)
-            if type(resrc) is ApiResource:
+            hooks: WireHooks | None = getattr(self.site, "wire_hooks", None)
+            application = hooks.application if hooks is not None else None
+            if application is not None and resrc is application:
                 # It answers every method and error itself, always later (NOT_DONE_YET):
                 # server.Request.render's fallbacks never apply.
-                resrc.render(self)
+                application.render(self)  # type: ignore[no-untyped-call]
             else:
                 self.render(resrc)  # type: ignore[no-untyped-call]
         except BaseException:
             self.processingFailed(failure.Failure())  # type: ignore[no-untyped-call]
 
     def _reject(self) -> None:
-        """Answer 413 now, close, and discard whatever else the client sends."""
-        started = time.perf_counter()
+        """Answer 413 now and close; whatever else the client sends is discarded."""
         self._rejected = True
-        channel = self.channel
-        api = channel.site.api
-        limit = self._limit or 0
-        raw_id = self.requestHeaders.getRawHeaders(api.settings.request_id_header.encode())
-        request_id = (sane_request_id(raw_id[0]) if raw_id else None) or api.new_request_id()
-        error = too_large(limit)
-        body = error_body(error.code, error.message, request_id)
-        lines = [b"HTTP/1.1 413 Payload Too Large"]
-        for name, values in api.security_headers:
-            lines.extend(name + b": " + v for v in values)
-        lines += [
-            api.settings.request_id_header.encode("ascii") + b": " + request_id.encode("ascii"),
-            b"Content-Type: application/json; charset=utf-8",
-            b"Content-Length: %d" % len(body),
-            b"Date: " + _DateCache.now(),
-            b"Connection: close",
-            b"X-Response-Time: %.2fms" % ((time.perf_counter() - started) * 1000),
-        ]
-        transport: Any = channel.transport
-        transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
-        # Half-close so the client reads the answer before we drop the connection;
-        # a full close with unread data would reset it and lose the 413.
-        channel.dataReceived = lambda _data: None
-        if ITCPTransport.providedBy(transport) and _half_close(transport):
-            from twisted.internet import reactor
-
-            call = reactor.callLater(
-                _LINGER_SECONDS, transport.abortConnection
-            )
-            channel.connectionLost = _cancel_then(call, channel.connectionLost)
-        else:
-            transport.loseConnection()
-        path = getattr(channel, "_path", b"") or b""
-        command = getattr(channel, "_command", b"") or b""
-        logs.log_access(
-            method=command.decode("latin-1"),
-            path=path.decode("latin-1"),
-            route=None,
-            status=413,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            bytes_sent=len(body),
-            request_id=request_id,
-            remote=str(getattr(self.getClientAddress(), "host", "-")),  # type: ignore[no-untyped-call]
-        )
-
-
-def _half_close(transport: Any) -> bool:
-    try:
-        transport.loseWriteConnection()
-    except Exception:  # e.g. TLS transports that cannot half-close
-        return False
-    return True
-
-
-def _cancel_then(call: Any, original: Any) -> Any:
-    def connectionLost(reason: Any) -> None:
-        if call.active():
-            call.cancel()
-        original(reason)
-
-    return connectionLost
+        self.channel.refuse(payload_too_large(self._limit or 0))

@@ -4,11 +4,12 @@
 path, each falling back to the inherited code whenever its case is not the plain one:
 
 * **reading**: a read that holds exactly one complete, body-less request head (the usual
-  GET, HEAD or DELETE) is parsed in one pass by :func:`~installsure.http.head.parse_simple_head`
+  GET, HEAD or DELETE) is parsed in one pass by
+  :func:`~installsure.http._wire.head.parse_simple_head`
   and handed to the same request hooks the line parser would call; every other read
   goes through ``LineReceiver`` as before.
 * **writing**: the status line and headers are held and sent together with the first
-  body bytes (or, for :meth:`~installsure.http.request.ApiRequest.respond`, with the
+  body bytes (or, for :meth:`~installsure.http._wire.request.ApiRequest.respond`, with the
   whole body at once), straight to the socket when nothing is queued before them.
 * **idle timeout**: one DelayedCall per connection that requests do not touch (see
   "idle timeout" below).
@@ -33,7 +34,17 @@ from twisted.web import http
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import INonQueuedRequestFactory
 
-from installsure.http.head import canonical_name, parse_simple_head
+from installsure._compat import raw_headers, tcp_write_pending
+from installsure.http._wire.head import canonical_name, parse_simple_head
+from installsure.http.deadlines import Progress, ReadDeadline, Reading
+from installsure.http.refusal import (
+    BAD_REQUEST,
+    Refusal,
+    RefusedRequest,
+    WireHooks,
+    head_too_large,
+    refuse,
+)
 
 _ONE_VALUE_EACH = {1}
 _first = itemgetter(0)
@@ -90,6 +101,8 @@ class ApiChannel(http.HTTPChannel):
         would call, in the same order, so the request object, timeouts, persistence
         and body limits behave the same. Anything else takes the inherited path.
         """
+        if self._refused:
+            return  # an answer is out and the connection closing: discard the rest
         if (
             self.line_mode
             and not self._buffer
@@ -106,6 +119,7 @@ class ApiChannel(http.HTTPChannel):
                 self._serve_simple(*head)
                 return
         super().dataReceived(data)  # type: ignore[no-untyped-call]
+        self._watch_reading()
 
     def _serve_simple(
         self, method: bytes, target: bytes, version: bytes, headers: list[tuple[bytes, bytes]]
@@ -114,8 +128,8 @@ class ApiChannel(http.HTTPChannel):
         factory: Any = self.requestFactory
         request = factory(self) if _non_queued(factory) else factory(self, len(self.requests))
         self.requests.append(request)
-        stored = request.requestHeaders._rawHeaders
-        if type(stored) is not dict or stored:
+        stored = raw_headers(request.requestHeaders)
+        if stored is None or stored:
             # Some other kind of request or headers: every step the inherited way.
             self._command, self._path, self._version = method, target, version
             add_header = request.requestHeaders.addRawHeader
@@ -167,6 +181,7 @@ class ApiChannel(http.HTTPChannel):
             # A response without a body, finished by a Request other than ApiRequest
             # (whose write sends a held head at once): its head goes out now.
             self.flush_head()
+        self._answered += 1
         requests = self.requests
         if (
             not self.persistent
@@ -175,6 +190,8 @@ class ApiChannel(http.HTTPChannel):
             or requests[0] is not request
         ):
             super().requestDone(request)  # type: ignore[no-untyped-call]
+            # Bytes read ahead have been parsed: a request may be part read now.
+            self._watch_reading()
             return
         del requests[0]
         if not self._waitingForTransport:
@@ -240,9 +257,15 @@ class ApiChannel(http.HTTPChannel):
             self.timeoutConnection()  # type: ignore[no-untyped-call]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        call, self._idle_call = self._idle_call, None
-        if call is not None and call.active():
-            call.cancel()
+        if self._deadline is not None:
+            self._deadline.stop()
+        for call in (self._idle_call, self._linger):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._linger = None
+        connections = getattr(getattr(self, "site", None), "connections", None)
+        if connections is not None:
+            connections.discard(self)
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
     def getHost(self) -> Any:
@@ -258,15 +281,112 @@ class ApiChannel(http.HTTPChannel):
             self._peer = super().getPeer()  # type: ignore[no-untyped-call]
         return self._peer
 
+    # -- deadlines for a request being read (installsure.http.deadlines) ------------------
+
+    _deadline: ReadDeadline | None = None
+    #: Requests answered on this connection: tells one request's clock from the next.
+    _answered = 0
+
+    def _reading_progress(self) -> Progress:
+        """What of a request this connection is waiting for, if anything."""
+        if self._refused or self._handlingRequest:
+            return None
+        if self.line_mode:
+            # A request line begun (in the line buffer) or one whose headers are coming.
+            if self.requests or self._buffer:
+                return Reading.HEAD, 0, self._answered
+            return None
+        if self.requests:
+            content = self.requests[-1].content
+            return Reading.BODY, content.tell() if content is not None else 0, self._answered
+        return None
+
+    def _watch_reading(self) -> None:
+        """After a read that may have left a request part read: mind its deadline.
+
+        Only requests that arrive over several reads get here (the one-pass path
+        serves the others), and the clock is made for the first of them."""
+        deadline = self._deadline
+        if deadline is None:
+            hooks = self.wire_hooks
+            if hooks is None or hooks.deadlines is None or self._reading_progress() is None:
+                return
+            deadline = self._deadline = ReadDeadline(
+                hooks.deadlines, self.callLater, self._reading_progress, self._too_slow
+            )
+        deadline.observe()
+
+    def _too_slow(self, reading: Reading) -> None:
+        hooks = self.wire_hooks
+        if hooks is not None and hooks.deadlines is not None:
+            self.refuse(hooks.deadlines.refusal(reading))
+
+    # -- refusals ---------------------------------------------------------------------
+
+    _refused = False
+    _linger: Any = None
+
+    @property
+    def wire_hooks(self) -> WireHooks | None:
+        """What the application handed the site for answers it does not give itself."""
+        return getattr(getattr(self, "site", None), "wire_hooks", None)
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Answer the request being read with ``refusal`` (envelope, request id, security
+        headers, access-log line) and close; whatever the client sends next is dropped."""
+        if self._refused:
+            return
+        self._refused = True
+        # Lines read with the refused one are not parsed: LineReceiver goes on with its
+        # buffer while the connection is only half-closed.
+        self.clearLineBuffer()  # type: ignore[no-untyped-call]
+        hooks = self.wire_hooks
+        if hooks is None:  # not served by an ApiSite: an answer without an envelope
+            self.transport.write(  # type: ignore[union-attr]
+                b"HTTP/1.1 %d %s\r\n\r\n" % (refusal.status, refusal.reason)
+            )
+            self.loseConnection()
+            return
+        sent = None
+        if self.requests:
+            values = self.requests[-1].requestHeaders.getRawHeaders(hooks.request_id_header)
+            sent = values[0] if values else None
+        # The request line is parked in _command, _path and _version while the head and
+        # body are read (absent before the request line is complete).
+        refused = RefusedRequest(
+            method=getattr(self, "_command", b""),
+            path=getattr(self, "_path", b""),
+            version=getattr(self, "_version", None),
+            sent_request_id=sent,
+            remote=str(getattr(self.getPeer(), "host", "-")),
+        )
+        self._linger = refuse(hooks, refusal, refused, self.transport, self.callLater)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Every refusal of twisted.web's parser comes here: answer it as the API does.
+        # The head's counters tell a head over its limits from a malformed one.
+        if (
+            self._receivedHeaderSize > self.totalHeadersSize
+            or self._receivedHeaderCount > self.maxHeaders
+        ):
+            self.refuse(head_too_large(self.totalHeadersSize, self.maxHeaders))
+        else:
+            self.refuse(BAD_REQUEST)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A line longer than is read (LineReceiver.MAX_LENGTH): LineReceiver closes
+        without a word; answer 431."""
+        self.refuse(head_too_large(self.totalHeadersSize, self.maxHeaders))
+
     # -- writing ----------------------------------------------------------------------
 
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
-        if type(headers) is not Headers:
-            self.flush_head()
+        self.flush_head()
+        stored = raw_headers(headers) if type(headers) is Headers else None
+        if stored is None:
             super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
             return
-        self.flush_head()
-        self._pending_head = _response_head(version, code, reason, headers._rawHeaders)
+        self._pending_head = _response_head(version, code, reason, stored)
 
     def write(self, data: bytes) -> None:
         head = self._pending_head
@@ -279,11 +399,12 @@ class ApiChannel(http.HTTPChannel):
         self, version: bytes, code: bytes, reason: bytes, headers: Headers, body: bytes
     ) -> None:
         """A whole response: its head and ``body`` in one ``send``."""
-        if type(headers) is not Headers or self._pending_head is not None:
+        stored = raw_headers(headers) if type(headers) is Headers else None
+        if stored is None or self._pending_head is not None:
             self.writeHeaders(version, code, reason, headers)
             self.write(body)
             return
-        self._send(_response_head(version, code, reason, headers._rawHeaders) + body)
+        self._send(_response_head(version, code, reason, stored) + body)
 
     def writeSequence(self, iovec: list[bytes]) -> None:
         self.flush_head()
@@ -301,8 +422,7 @@ class ApiChannel(http.HTTPChannel):
         if (
             sock is None
             or type(transport) is not tcp.Server
-            or transport.dataBuffer
-            or transport._tempDataBuffer
+            or tcp_write_pending(transport)
             or transport.disconnecting
             or not transport.connected
         ):
