@@ -15,7 +15,7 @@ from twisted.internet import reactor, threads
 from twisted.web import http, server
 
 from installsure.config import ConfigError, load_config
-from installsure.config_types import InvalidSettingError
+from installsure.config.values import InvalidSettingError
 from installsure.http import ApiError, HttpSettings, Router, build_site
 from installsure.http._wire import ApiChannel, ApiRequest
 from installsure.http.site import ApiSite
