@@ -105,26 +105,25 @@ class PasswordChanged:
 
 def password_bodies(min_length: int) -> tuple[type[Any], type[Any], type[Any]]:
     """``(RegisterRequest, NewUser, ChangePasswordRequest)`` for this minimum length."""
-    new_password: _Validators = [validators.min_len(min_length),
-                                 validators.max_len(MAX_LENGTH)]
+    fresh: _Validators = [validators.min_len(min_length), validators.max_len(MAX_LENGTH)]
 
     @frozen
     class RegisterRequest:
         email: str = field(validator=_email)
-        password: str = field(validator=new_password)
+        password: str = field(validator=fresh)
         name: str = field(validator=_name)
 
     @frozen
     class NewUser:
         email: str = field(validator=_email)
-        password: str = field(validator=new_password)
+        password: str = field(validator=fresh)
         name: str = field(validator=_name)
         role: Role = "member"
 
     @frozen
     class ChangePasswordRequest:
         current_password: str = field(validator=_secret)
-        new_password: str = field(validator=new_password)
+        new_password: str = field(validator=fresh)
 
     return RegisterRequest, NewUser, ChangePasswordRequest
 
