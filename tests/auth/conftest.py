@@ -3,11 +3,10 @@ database (SQLite and PostgreSQL), with cheap argon2 parameters unless a test ask
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
-
 import json as json_module
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -33,6 +32,8 @@ from installsure.redis.target import RedisTarget
 from tests.fixtures.redis import RedisServerProcess
 
 SECRET = "auth-tests-operator-secret"
+#: The password test accounts register with.
+PASSWORD = "Correct-Horse-9!"
 #: argon2 at its floor: the tests are about behaviour, not cost.
 CHEAP = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 #: Rate limits out of the way, unless a test sets its own.
@@ -75,12 +76,12 @@ class Stack:
         return Answer(response.code, json_module.loads(text) if text else None,
                       response.headers)
 
-    async def register(self, email: str, password: str = "Correct-Horse-9!",
+    async def register(self, email: str, password: str = PASSWORD,
                        name: str = "Someone") -> Answer:
         return await self.call("POST", "/api/auth/register",
                                {"email": email, "password": password, "name": name})
 
-    async def login(self, email: str, password: str = "Correct-Horse-9!",
+    async def login(self, email: str, password: str = PASSWORD,
                     headers: dict[str, str] | None = None) -> Answer:
         return await self.call("POST", "/api/auth/login",
                                {"email": email, "password": password}, headers=headers)
@@ -141,8 +142,8 @@ def make_stack(
         stop()
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
     while not condition():
         assert time.monotonic() < deadline, "condition never became true"
         await sleep(0.01)

@@ -3,9 +3,9 @@ and PostgreSQL, with a real Redis."""
 
 from __future__ import annotations
 
-import pytest_twisted
 from typing import Any
 
+import pytest_twisted
 from sqlalchemy import select
 
 from installsure.db.tables import audit_log, refresh_tokens, sessions, users
@@ -110,7 +110,8 @@ async def test_refresh_rotates_and_reuse_revokes_the_whole_session(stack: Stack)
     assert second_refresh != first_refresh
     assert (await stack.call("GET", "/api/auth/me", token=second_access)).status == 200
     stored = [row[0] for row in await _rows(stack, select(refresh_tokens.c.token_hash))]
-    assert first_refresh not in stored and second_refresh not in stored
+    assert first_refresh not in stored
+    assert second_refresh not in stored
     assert all(len(h) == 64 for h in stored)
 
     reused = await stack.call("POST", "/api/auth/refresh", {"refreshToken": first_refresh})
