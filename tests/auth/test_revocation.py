@@ -87,7 +87,7 @@ async def test_without_redis_the_database_decides(make_stack: MakeStack) -> None
     dead = (await a.login("liv@example.com")).data
     await a.call("POST", "/api/auth/logout", token=dead["accessToken"])
     # Forget what this process knows, then take Redis away.
-    a.auth.revocations._revoked.clear()  # noqa: SLF001 - simulating another process
+    a.auth.revocations._revoked.clear()
     await a.redis.stopService()
     assert (await a.call("GET", "/api/auth/me", token=live["accessToken"])).status == 200
     assert (await a.call("GET", "/api/auth/me", token=dead["accessToken"])).status == 401

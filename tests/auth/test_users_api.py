@@ -13,7 +13,7 @@ from tests.auth.conftest import SECRET, Stack
 
 
 async def _signed_in(stack: Stack, email: str) -> dict[str, Any]:
-    registered = await stack.register(email, name=email.split("@")[0])
+    registered = await stack.register(email, name=email.split("@", maxsplit=1)[0])
     assert registered.status == 201, registered.body
     return registered.data  # type: ignore[no-any-return]
 
