@@ -3,7 +3,6 @@ process), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -122,7 +121,7 @@ async def test_set_password_replaces_it_and_running_servers_refuse_old_tokens(
         sys.executable, ["-m", "installsure", "user", "set-password", "--email",
                          "kim@example.com", "--database-url", database_url,
                          "--data-dir", str(tmp_path / "data"), "--password-file", "-"],
-        env=env, path=os.getcwd(), stdinBytes=b"Harbor-lantern-63\n")
+        env=env, path=str(Path.cwd()), stdinBytes=b"Harbor-lantern-63\n")
     assert code == 0, err
     assert b"1 session(s) ended" in out
     assert b"warning" not in err, err
