@@ -22,7 +22,7 @@ from contextlib import suppress
 from typing import Any, TypeVar
 
 import argon2
-from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.exceptions import VerificationError
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
@@ -137,7 +137,7 @@ class PasswordHasher(Service):
         (cheap: it only parses the hash's header)."""
         try:
             return self._argon2.check_needs_rehash(stored_hash)
-        except (InvalidHashError, ValueError):
+        except ValueError:  # argon2's InvalidHash(Error) is one, in every release
             return True
 
     # -- synchronous forms, for the operator CLI and pool threads ----------------------
@@ -150,7 +150,7 @@ class PasswordHasher(Service):
             return self._argon2.verify(stored_hash, password)
         except VerificationError:  # the mismatch, and hashes argon2 cannot check
             return False
-        except (InvalidHashError, ValueError):
+        except ValueError:  # InvalidHash(Error): not an argon2 hash
             log.warn("a stored password hash is not an argon2 hash; the login is refused")
             return False
 
