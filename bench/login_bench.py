@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PASSWORD = "benchmark-orchid-7731"
+PASSWORD = "benchmark-orchid-7731"  # noqa: S105 - a throw-away account
 
 
 def free_port() -> int:
