@@ -2,6 +2,12 @@
 
     python -m installsure migrate [--database-url URL] [--data-dir DIR] [--revision REV] [--sql]
     python -m installsure db current [--database-url URL] [--data-dir DIR]
+    python -m installsure user create --email EMAIL [--role ROLE] [--name NAME]
+                                      [--password-file FILE] [--config FILE] ...
+    python -m installsure user set-password --email EMAIL [--password-file FILE] ...
+
+``user`` never takes a password as an argument: it reads --password-file, standard input
+or a prompt (``python -m installsure user --help``).
 
 The server runs with ``twistd -n installsure``.
 """
@@ -22,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     if command == "db" and not rest:
         sys.stderr.write(f"installsure: `db` needs a sub-command\n{USAGE}")
         return 2
+    if command == "user":
+        from installsure.auth.cli import main as user_main
+
+        return user_main(rest)
     if command in ("migrate", "db"):
         from installsure.db.cli import main as db_main
 

@@ -4,7 +4,8 @@ Children start in order and stop in reverse (DESIGN.md "The process"):
 
 1. embedded redis-server (only without ``redis.url``/``redis.sentinels``),
 2. Redis client, 3. database (migrations at start when ``auto_migrate``),
-4. job workers (roles all/worker), 5. HTTP/WebSocket listeners (roles all/api),
+4. job workers (roles all/worker), 5. auth (password-hashing threads, the session
+revocation subscription) and the HTTP/WebSocket listeners (roles all/api),
 6. the drain service, which therefore stops first.
 
 Nothing here waits for Redis or the database to answer before serving: the process
@@ -27,9 +28,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from installsure import __version__
+from installsure.api.auth import auth_router
 from installsure.api.health import CheckResult, HealthSources, health_router, run_checks
 from installsure.api.queue import queue_router
-from installsure.auth.operator import OperatorAuthenticator
+from installsure.api.users import users_router
+from installsure.auth.assembly import AuthParts, build_auth
 from installsure.config import Config
 from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
@@ -166,6 +169,7 @@ class InstallSureService(MultiService):
     embedded_redis: EmbeddedRedisService | None = None
     workers: WorkerService | None = None
     http: HttpListeners | None = None
+    auth: AuthParts | None = None
 
 
 def build_service(config: Config, options: object = None, reactor: Any = None) -> IService:
@@ -263,7 +267,13 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         refresh = TimerService(  # type: ignore[no-untyped-call]
             HEALTH_REFRESH_SECONDS, run_checks, sources, reactor)
         refresh.setServiceParent(services)  # type: ignore[no-untyped-call]
-        site = build_site(config, redis, sources, admin)
+        limiter = rate_limiter(config, redis)
+        auth = build_auth(config.auth, redis=redis, database=database, limiter=limiter,
+                          reactor=reactor)
+        # Before the listeners, so it stops after them.
+        auth.service.setServiceParent(services)  # type: ignore[no-untyped-call]
+        services.auth = auth
+        site = build_site(config, sources, admin, auth, limiter)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
@@ -280,18 +290,27 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     return root
 
 
+def rate_limiter(config: Config, redis: RedisService) -> RateLimiter | None:
+    if not config.http.rate_limit_enabled:
+        return None
+    return RateLimiter(redis, rate_rules(config.http))
+
+
 def build_site(
-    config: Config, redis: RedisService, sources: HealthSources, admin: QueueAdmin
+    config: Config, sources: HealthSources, admin: QueueAdmin, auth: AuthParts,
+    limiter: RateLimiter | None,
 ) -> ApiSite:
-    """The HTTP API: health routes, every resource module's routes and the built-ins."""
+    """The HTTP API: health routes, every resource module's routes and the built-ins.
+
+    Requests authenticate with a user's access token or the operator token
+    (``API_SECRET``, the service principal).
+    """
     router = Router()
     router.include(health_router(sources))
     router.include(queue_router(admin))
-    limiter = None
-    if config.http.rate_limit_enabled:
-        limiter = RateLimiter(redis, rate_rules(config.http))
+    router.include(auth_router(auth.accounts))
+    router.include(users_router(auth.accounts, auth.admin))
     site = http_site(router, config.http, environment=config.environment,
-                     rate_limiter=limiter,
-                     authenticate=OperatorAuthenticator(config.auth.api_secret))
+                     rate_limiter=limiter, authenticate=auth.authenticator)
     site.noisy = False  # "Starting factory" lines say nothing an operator needs
     return site

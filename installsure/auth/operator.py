@@ -1,10 +1,10 @@
 """Operator access with the shared ``auth.api_secret`` (the old system's ``API_SECRET``).
 
-Until user accounts exist, the admin routes (queue administration) accept exactly one
-credential: ``Authorization: Bearer <api_secret>``, checked in constant time. Without a
-configured secret they answer 401 with what to configure; they are never open. The user
-and role model of the auth work replaces this authenticator with one that also knows
-users, keeping this credential as a service principal.
+:data:`OPERATOR` is the service principal that automation holding the secret acts as;
+the server's authenticator (:class:`installsure.auth.authenticator.UserAuthenticator`)
+accepts it beside users' access tokens. :class:`OperatorAuthenticator` accepts the
+secret alone: a hook for tools and tests that serve admin routes without accounts.
+Without a configured secret it answers 401 with what to configure; never open.
 """
 
 from __future__ import annotations

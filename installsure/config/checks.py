@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from installsure.auth.settings import auth_problems
 from installsure.config.errors import ConfigProblem
 from installsure.config.layers import Layers
 from installsure.config.schema import Config
@@ -45,6 +46,9 @@ def check_combinations(config: Config, layers: Layers) -> None:
         ))
     if config.environment == "production":
         _check_production_secrets(config, layers)
+    for key, message in auth_problems(config.auth):
+        layers.problems.append(ConfigProblem(
+            f"auth.{key}", layers.source_of(("auth", key)), message))
     if config.redis.sentinels and not config.redis.master_name:
         layers.problems.append(ConfigProblem(
             "redis.master_name", layers.source_of(("redis", "sentinels")),
@@ -80,7 +84,8 @@ def _check_production_secrets(config: Config, layers: Layers) -> None:
         secret = getattr(config.auth, key)
         source = layers.source_of(("auth", key))
         if secret is None:
-            if key == "jwt_secret":
+            # An EdDSA or RS256 deployment signs with its key file instead.
+            if key == "jwt_secret" and config.auth.jwt_algorithm == "HS256":
                 layers.problems.append(ConfigProblem(
                     f"auth.{key}", source,
                     f"production needs a {label} secret of at least {MIN_SECRET_BYTES} bytes; "

@@ -95,7 +95,9 @@ def _check_header_name(_inst: object, attribute: Any, value: str) -> None:
 
 
 def _default_named_rates() -> dict[str, str]:
-    return {"login": "10/60", "upload": "30/60"}
+    # login: sign-in and registration attempts per client address; login_account:
+    # sign-in attempts per e-mail address, from anywhere (installsure.auth.accounts).
+    return {"login": "10/60", "login_account": "10/300", "upload": "30/60"}
 
 
 @frozen
