@@ -28,12 +28,16 @@ from twisted.python.failure import Failure
 
 from installsure import __version__
 from installsure.api.health import CheckResult, HealthSources, health_router, run_checks
+from installsure.api.projects import projects_router
 from installsure.api.queue import queue_router
+from installsure.auth.membership import DatabaseProjectAccess, MembershipSignals
 from installsure.auth.operator import OperatorAuthenticator
 from installsure.config import Config
 from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
 from installsure.drain import DrainService
+from installsure.events import DomainEventPublisher, LoggingDomainEventPublisher
+from installsure.http.app import Authenticator
 from installsure.http.factory import build_site as http_site
 from installsure.http.factory import rate_rules
 from installsure.http.ratelimit import RateLimiter
@@ -163,6 +167,10 @@ class InstallSureService(MultiService):
     database: Database
     drain: DrainService
     queue: JobQueue
+    #: Project membership, for the realtime broker's subscription checks.
+    project_access: DatabaseProjectAccess
+    #: Where domain events (installsure.project.<id>.*) go; the broker replaces it.
+    events: DomainEventPublisher
     embedded_redis: EmbeddedRedisService | None = None
     workers: WorkerService | None = None
     http: HttpListeners | None = None
@@ -210,6 +218,8 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     database.setServiceParent(services)  # type: ignore[no-untyped-call]
     services.database = database
     database.started().addErrback(_stop_on_unusable_database, reactor)
+    services.project_access = DatabaseProjectAccess(database)
+    services.events = LoggingDomainEventPublisher()
 
     # Processors register their job types here (file processing, e-mail, push).
     registry = JobRegistry()
@@ -263,7 +273,7 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         refresh = TimerService(  # type: ignore[no-untyped-call]
             HEALTH_REFRESH_SECONDS, run_checks, sources, reactor)
         refresh.setServiceParent(services)  # type: ignore[no-untyped-call]
-        site = build_site(config, redis, sources, admin)
+        site = build_site(config, redis, sources, admin, database, events=services.events)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
@@ -280,18 +290,41 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     return root
 
 
-def build_site(
-    config: Config, redis: RedisService, sources: HealthSources, admin: QueueAdmin
-) -> ApiSite:
-    """The HTTP API: health routes, every resource module's routes and the built-ins."""
+def api_router(
+    redis: RedisService,
+    sources: HealthSources,
+    admin: QueueAdmin,
+    database: Database,
+    *,
+    events: DomainEventPublisher,
+) -> Router:
+    """Every resource module's routes (the built-in ones are added by the HTTP layer)."""
     router = Router()
     router.include(health_router(sources))
     router.include(queue_router(admin))
+    router.include(projects_router(database, events=events, signals=MembershipSignals(redis)))
+    return router
+
+
+def build_site(
+    config: Config,
+    redis: RedisService,
+    sources: HealthSources,
+    admin: QueueAdmin,
+    database: Database,
+    *,
+    events: DomainEventPublisher,
+    authenticate: Authenticator | None = None,
+) -> ApiSite:
+    """The HTTP API: health routes, every resource module's routes and the built-ins.
+
+    ``authenticate`` replaces the operator-token authenticator (benchmarks, tests)."""
+    router = api_router(redis, sources, admin, database, events=events)
     limiter = None
     if config.http.rate_limit_enabled:
         limiter = RateLimiter(redis, rate_rules(config.http))
     site = http_site(router, config.http, environment=config.environment,
                      rate_limiter=limiter,
-                     authenticate=OperatorAuthenticator(config.auth.api_secret))
+                     authenticate=authenticate or OperatorAuthenticator(config.auth.api_secret))
     site.noisy = False  # "Starting factory" lines say nothing an operator needs
     return site
