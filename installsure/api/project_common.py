@@ -45,7 +45,9 @@ ETAG_DOC = HeaderDoc(
 )
 IF_MATCH_DOC = HeaderDoc(
     "If-Match", "Optional: the ETag of the version you hold (or `*`). When the project "
-    "changed since, the answer is 412 PRECONDITION_FAILED and nothing is changed.",
+    "changed since, the answer is 412 PRECONDITION_FAILED and nothing is changed; a weak "
+    "or malformed value is 400.",
+    schema={"type": "string", "pattern": r'^(\*|"[!#-~]*"( *, *"[!#-~]*")*)$'},
 )
 LOCATION_DOC = HeaderDoc("Location", "The new project's URL.", required=True)
 
@@ -161,12 +163,21 @@ def stale(record: ProjectRecord) -> ApiError:
     )
 
 
-def if_match(ctx: RequestContext) -> IfMatch | None:
-    """The request's If-Match (None: unconditional), or 400 when it cannot match."""
+def raw_if_match(ctx: RequestContext) -> str | None:
+    """The request's If-Match as sent (None: unconditional). It is judged by
+    :func:`parse_if_match` only once the caller may see the project, so that a bad
+    header cannot tell an outsider anything either."""
     raw = ctx.request.requestHeaders.getRawHeaders(b"if-match")
     if not raw:
         return None
-    text = ", ".join(value.decode("latin-1") for value in raw).strip()
+    return ", ".join(value.decode("latin-1") for value in raw).strip()
+
+
+def parse_if_match(text: str | None) -> IfMatch | None:
+    """If-Match as ``*`` or strong tags (None: unconditional), or 400 when it could
+    never match."""
+    if text is None:
+        return None
     if text == "*":
         return IfMatch(any=True, tags=frozenset())
     tags: set[str] = set()

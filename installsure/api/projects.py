@@ -23,16 +23,16 @@ from installsure.api.project_common import (
     LOCATION_DOC,
     TAGS,
     FilesDeletedHook,
-    IfMatch,
     ProjectsDeps,
     actor_json,
     changes_between,
     etag,
-    if_match,
     in_transaction,
     member_id,
+    parse_if_match,
     principal_of,
     project_json,
+    raw_if_match,
     stale,
 )
 from installsure.api.project_members import member_routes
@@ -182,7 +182,7 @@ class ProjectRoutes:
     async def _update(self, ctx: RequestContext, project_id: str,
                       values: dict[str, Any]) -> Response:
         principal = principal_of(ctx)
-        precondition = if_match(ctx)
+        precondition = raw_if_match(ctx)
 
         def update(c: Connection) -> tuple[repo.ProjectRecord, dict[str, list[Any]]]:
             record = _locked_for(c, principal, project_id, ProjectAction.EDIT)
@@ -221,7 +221,7 @@ class ProjectRoutes:
     async def delete_project(self, ctx: RequestContext, id: str) -> DeletedProject:
         """Delete the project with its members and files (owners and admins)."""
         principal = principal_of(ctx)
-        precondition = if_match(ctx)
+        precondition = raw_if_match(ctx)
 
         def remove(c: Connection) -> list[repo.DeletedFile]:
             record = _locked_for(c, principal, id, ProjectAction.DELETE)
@@ -260,8 +260,10 @@ def _locked_for(c: Connection, principal: Principal, project_id: str,
     return record
 
 
-def _expected_version(precondition: IfMatch | None, record: repo.ProjectRecord) -> int:
-    # Without If-Match the change applies to the version just read (the row is locked).
+def _expected_version(if_match: str | None, record: repo.ProjectRecord) -> int:
+    """The version the change may apply to (or 400/412 from If-Match); without If-Match
+    the version just read (the row is locked until the change commits)."""
+    precondition = parse_if_match(if_match)
     return record.version if precondition is None else precondition.expected_version(record)
 
 
