@@ -52,6 +52,22 @@ values = ["file-upload", "file-processing", "email-send", "notification-push"]
 
 [parameters]
 "path.queue" = { dictionary = "queues", probability = 0.8 }
+
+# Project bodies have rules JSON Schema cannot say: endDate not before startDate, and a
+# budget of at most two decimals (multipleOf 0.01 misjudges floats such as 0.57). A
+# schema-valid body that breaks one is rightly refused with 400; an If-Match that names
+# another version than the project's (any generated one) with 412.
+[[operations]]
+include-operation-id = ["create_project_post", "replace_project_put", "change_project_patch"]
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "412", "429", "5xx",
+]
+
+[[operations]]
+include-operation-id = ["delete_project_delete"]
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "401", "403", "404", "409", "412", "429", "5xx",
+]
 """
 
 
