@@ -19,7 +19,7 @@ registered on the connection.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -363,10 +363,3 @@ def delete_project(
     if result.rowcount == 0:
         _raise_missing_or_moved(connection, project_id)
     return gone
-
-
-def member_ids(connection: Connection, project_id: str) -> Sequence[str]:
-    """Everyone in the project (e.g. to tell each that it was deleted)."""
-    return list(connection.execute(
-        select(project_members.c.user_id).where(project_members.c.project_id == project_id)
-    ).scalars())
