@@ -176,8 +176,16 @@ class InstallSureService(MultiService):
     http: HttpListeners | None = None
 
 
-def build_service(config: Config, options: object = None, reactor: Any = None) -> IService:
-    """The whole process as a service tree (see module docstring)."""
+#: Makes the HTTP authenticator from the process's Redis client and config.
+AuthenticatorFactory = Callable[[RedisService, Config], Authenticator]
+
+
+def build_service(
+    config: Config, options: object = None, reactor: Any = None, *,
+    authenticator: AuthenticatorFactory | None = None,
+) -> IService:
+    """The whole process as a service tree (see module docstring). ``authenticator``
+    replaces the operator-token authenticator (the benchmark's token verifier)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -273,7 +281,8 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         refresh = TimerService(  # type: ignore[no-untyped-call]
             HEALTH_REFRESH_SECONDS, run_checks, sources, reactor)
         refresh.setServiceParent(services)  # type: ignore[no-untyped-call]
-        site = build_site(config, redis, sources, admin, database, events=services.events)
+        site = build_site(config, redis, sources, admin, database, events=services.events,
+                          authenticate=authenticator(redis, config) if authenticator else None)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
