@@ -29,7 +29,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from installsure.auth.interfaces import MEMBERSHIP_CHANGED_CHANNEL
-from installsure.auth.policy import ProjectAction, may_see_all_projects, project_permits
+from installsure.auth.policy import (
+    ProjectAction,
+    may_see_all_projects,
+    project_permits,
+    require_project,
+)
 from installsure.auth.principal import Principal
 from installsure.db.projects import role_of
 from installsure.db.service import Database
@@ -88,6 +93,23 @@ class DatabaseProjectAccess:
         return self._database.run(
             lambda connection: role_of(connection, project_id, principal.id), readonly=True
         )
+
+    def require(
+        self, principal: Principal, project_id: str, action: ProjectAction
+    ) -> Deferred[str | None]:
+        """The principal's role in the project if it may do ``action`` there; else a
+        failure with the policy's ApiError (404 when the project does not exist or is
+        not visible to it, 403 when it is but the role does not allow ``action``)."""
+
+        def decide(connection: Connection) -> str | None:
+            exists = _project_exists(connection, project_id)
+            role = None
+            if exists and not principal.is_service:
+                role = role_of(connection, project_id, principal.id)
+            require_project(principal, role, action, exists=exists)
+            return role
+
+        return self._database.run(decide, readonly=True)
 
     def may_subscribe(self, principal: Principal, topic: str) -> Deferred[bool]:
         project_id = _subject(topic, PROJECT_TOPIC_PREFIX)

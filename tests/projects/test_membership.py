@@ -120,6 +120,37 @@ async def test_project_role(database: Database) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_require_answers_as_the_routes_do(database: Database) -> None:
+    """require() gives the role when the action is allowed, 404 for a hidden or missing
+    project (admins too for a missing one) and 403 for a visible one the role may not
+    change: what other parts' routes (files) answer with."""
+    from installsure.auth.policy import ProjectAction
+    from installsure.http.errors import ApiError
+
+    def seed(c: Connection) -> dict[str, Any]:
+        owner, viewer, stranger = insert_user(c), insert_user(c), insert_user(c)
+        admin = insert_user(c, role="admin")
+        project = insert_project(c, owner)
+        add_membership(c, project, viewer, "viewer")
+        return {"owner": owner, "viewer": viewer, "stranger": stranger, "admin": admin,
+                "project": project}
+
+    w = await database.run(seed)
+    access = DatabaseProjectAccess(database)
+    assert await access.require(w["owner"], w["project"], ProjectAction.DELETE) == "owner"
+    assert await access.require(w["viewer"], w["project"], ProjectAction.VIEW) == "viewer"
+    assert await access.require(w["admin"], w["project"], ProjectAction.DELETE) is None
+    assert await access.require(OPERATOR, w["project"], ProjectAction.EDIT) is None
+    cases = [("viewer", w["project"], ProjectAction.EDIT, 403),
+             ("stranger", w["project"], ProjectAction.VIEW, 404),
+             ("admin", str(uuid.uuid4()), ProjectAction.VIEW, 404)]
+    for who, project, action, status in cases:
+        with pytest.raises(ApiError) as refused:
+            await access.require(w[who], project, action)
+        assert refused.value.status == status, who
+
+
+@pytest_twisted.ensureDeferred
 async def test_membership_signal_reaches_a_redis_subscriber(redis: RedisService) -> None:
     """changed() publishes the JSON the interface documents on the membership channel
     of a real Redis, where a subscriber receives it."""
