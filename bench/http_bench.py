@@ -31,13 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from harness import BenchError, run_cli
-from harness.authroute import PROJECT_ROUTE, AuthFixture, prepare
+from harness.authroute import PROJECT_ROUTE, AuthFixture, check_answers, prepare
 from harness.children import Session, choose_cpus, session
 from harness.load import LoadClient, Measurement, choose_load_client
 from harness.peers import npm_folder, pip_venv
 from harness.rounds import Figures, Ratio, Rounds
 from harness.servers import (
-    RunningServer,
     ServerExitedError,
     ServerSpec,
     check_loopback_url,
@@ -317,26 +316,6 @@ class Run:
                     note += f", {m.client} CPU {m.client_cpu_percent:.0f} %"
                 print(f"  {route:<18} {m.rps:>9.0f} req/s  p50 {m.p50_ms:.2f} ms  "
                       f"p99 {m.p99_ms:.2f} ms{note}", flush=True)
-
-
-def check_answers(server: RunningServer, path: str, headers: dict[str, str]) -> None:
-    """The authenticated route answers 200 JSON before it is loaded (a 401 or 404 at
-    full speed would measure the wrong thing)."""
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(server.base_url + path, headers=headers)  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
-            body = response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        body, status = exc.read(), exc.code
-    except OSError as exc:
-        raise BenchError(f"{server.spec.name} did not answer {path}: {exc}") from None
-    if status != 200:
-        raise BenchError(f"{server.spec.name} answered {path} with {status}: "
-                         f"{body[:300]!r}")
 
 
 def measure_all(run: Run) -> int:

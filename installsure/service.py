@@ -169,7 +169,8 @@ class InstallSureService(MultiService):
     queue: JobQueue
     #: Project membership, for the realtime broker's subscription checks.
     project_access: DatabaseProjectAccess
-    #: Where domain events (installsure.project.<id>.*) go; the broker replaces it.
+    #: Where domain events (installsure.project.<id>.*) go: logged until the realtime
+    #: broker provides its publisher here.
     events: DomainEventPublisher
     embedded_redis: EmbeddedRedisService | None = None
     workers: WorkerService | None = None

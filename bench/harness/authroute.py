@@ -12,12 +12,15 @@ from __future__ import annotations
 import random
 import secrets
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from harness import BenchError
+from harness.servers import RunningServer
 
 #: How the route is named in the tables (the URL has one project's id).
 PROJECT_ROUTE = "/api/projects/{id}"
@@ -123,3 +126,20 @@ def prepare(folder: Path, *, users: int = 1000, projects: int = 2000,
     counts = (f"{users} users, {projects} projects of 3 members, {len(project_ids[::4]) * 3} "
               "files")
     return AuthFixture(database, secret, token, project_ids[0], counts)
+
+
+def check_answers(server: RunningServer, path: str, headers: dict[str, str]) -> None:
+    """The authenticated route answers 200 JSON before it is loaded (a 401 or 404 at
+    full speed would measure the wrong thing)."""
+    request = urllib.request.Request(server.base_url + path, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+            body = response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read(), exc.code
+    except OSError as exc:
+        raise BenchError(f"{server.spec.name} did not answer {path}: {exc}") from None
+    if status != 200:
+        raise BenchError(f"{server.spec.name} answered {path} with {status}: "
+                         f"{body[:300]!r}")
