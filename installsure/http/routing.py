@@ -93,6 +93,10 @@ class Route:
     responses: tuple[tuple[int, Any], ...] = ()
     #: Leave the route out of ``/openapi.json``.
     hidden: bool = False
+    #: The handler gets ``body=`` a :class:`~installsure.http.incoming.BodyStream` as the
+    #: body arrives, instead of a parsed one (uploads); ``body`` (the type) then only
+    #: documents the form in OpenAPI.
+    streamed: bool = False
     operation_id: str = ""
     params: tuple[str, ...] = field(default=())
 
@@ -142,6 +146,7 @@ class Router:
         content_types: Sequence[str] = ("application/json",),
         errors: Sequence[int] = (),
         hidden: bool = False,
+        streamed: bool = False,
         operation_id: str = "",
         media_type: str = "application/json",
         responses: Mapping[int, Any] | Iterable[tuple[int, Any]] = (),
@@ -178,6 +183,7 @@ class Router:
             content_types=tuple(content_types),
             errors=tuple(errors),
             hidden=hidden,
+            streamed=streamed,
             operation_id=operation_id or getattr(handler, "__name__", "") or path,
             media_type=media_type,
             responses=tuple(sorted(
@@ -219,6 +225,7 @@ class Router:
                 content_types=route.content_types,
                 errors=route.errors,
                 hidden=route.hidden,
+                streamed=route.streamed,
                 operation_id=route.operation_id,
                 media_type=route.media_type,
                 responses=route.responses,
