@@ -48,6 +48,11 @@ class Paged(Generic[T]):
     total: int
 
 
+class BinaryFile:
+    """The type of a file part in a documented ``multipart/form-data`` body (OpenAPI
+    ``format: binary``); nothing is ever structured into it."""
+
+
 @frozen
 class Response:
     """Full control over one response; ``body`` is bytes (sent as is) or JSON-able."""
