@@ -111,7 +111,10 @@ class UploadReceiver:
         self._limits = limits
         self._authorize = authorize
         self._project_id = project_id
+        #: The authorization asked for (None: not yet); sinks wait for ``_allowed``,
+        #: which fires only when it succeeds.
         self._gate: Deferred[None] | None = None
+        self._allowed: Deferred[None] = Deferred()
         self._parser = PushMultipartParser(boundary, max_header_count=8)
         self._received = 0
         self._waiting = 0
@@ -119,7 +122,8 @@ class UploadReceiver:
         self._part: _FilePart | bytearray | None = None
         self._field_name = ""
         self._files: list[_FilePart] = []
-        self._finished = False
+        self._finished = False  # the outcome is decided
+        self._body_done = False  # the body has ended: nothing more to parse
         #: Fires with the :class:`ReceivedUpload`, or fails with the ApiError to answer.
         self.result: Deferred[ReceivedUpload] = Deferred(self._cancelled)
         if project_id is not None:
@@ -137,7 +141,7 @@ class UploadReceiver:
     # -- the body stream's side ------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self._finished:
+        if self._finished or self._body_done:
             return
         self._received += len(data)
         if self._received > self._limits.max_body:
@@ -158,7 +162,7 @@ class UploadReceiver:
             self._fail(e)
 
     def body_ended(self) -> None:
-        if self._finished:
+        if self._finished or self._body_done:
             return
         try:
             self._parser.close()
@@ -168,13 +172,13 @@ class UploadReceiver:
         if not self._files:
             self._fail(validation_error([FieldError("file", "send at least one file part")]))
             return
-        self._finished = True
+        self._body_done = True
         commits = [part.commit for part in self._files if part.commit is not None]
         DeferredList(commits, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
             self._stored, self._store_failed)
 
     def body_lost(self, reason: str) -> None:
-        if not self._finished:
+        if not self._finished and not self._body_done:
             self._fail(ApiError("BAD_REQUEST", f"The upload did not arrive whole: {reason}."))
 
     # -- parsing ------------------------------------------------------------------------
@@ -228,7 +232,7 @@ class UploadReceiver:
             self._open_gate()
         assert self._gate is not None  # noqa: S101 - for mypy
         file_id = str(uuid.uuid4())
-        sink = FileSink(self._storage, storage_key(file_id), self._gate, self._pressure)
+        sink = FileSink(self._storage, storage_key(file_id), self._allowed, self._pressure)
         part = _FilePart(file_id, name, kind, sink)
         self._files.append(part)
         self._part = part
@@ -282,7 +286,9 @@ class UploadReceiver:
         self._stream.pause()
 
         def authorized(_: object) -> None:
-            self._update_reading()
+            if not self._finished:
+                self._allowed.callback(None)
+                self._update_reading()
 
         def refused(failure: Failure) -> None:
             self._fail(failure.value if isinstance(failure.value, ApiError) else failure)
@@ -310,11 +316,11 @@ class UploadReceiver:
             ReceivedFile(part.id, part.sink.key, part.name, part.kind, part.sink.size, digest)
             for part, (_ok, digest) in zip(self._files, results, strict=True)
         )
-        if not self.result.called:
+        if not self._finished:
+            self._finished = True
             self.result.callback(ReceivedUpload(self._project_id, files))
 
     def _store_failed(self, failure: Failure) -> None:
-        self._finished = False
         error = failure.value
         inner = getattr(error, "subFailure", None)
         message = inner.getErrorMessage() if inner is not None else failure.getErrorMessage()

@@ -50,7 +50,7 @@ class FileSink:
         self._commit_waiters: list[Deferred[str]] = []
         #: Bytes written into the sink so far (all of the file once it is complete).
         self.size = 0
-        gate.addCallbacks(self._opened, lambda _failure: None)
+        gate.addCallback(self._opened)
 
     # -- the reactor's side --------------------------------------------------------------
 
