@@ -80,6 +80,7 @@ class FilesWorld:
     events: RecordingJobEventPublisher
     port: Port | None = None
     limits: UploadSettings = field(factory=UploadSettings)
+    presigned: bool = False
 
     @property
     def number(self) -> int:
@@ -157,7 +158,8 @@ def serve_files(
     site = build_site(files_router(library, limits, presigned_downloads=presigned),
                       http, rate_limiter=rate_limiter, authenticate=authenticator)
     port: Any = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
-    world = FilesWorld(database, storage, library, authenticator, events, port, limits)
+    world = FilesWorld(database, storage, library, authenticator, events, port, limits,
+                       presigned)
     try:
         yield world
     finally:
