@@ -3,7 +3,8 @@
 Children start in order and stop in reverse (DESIGN.md "The process"):
 
 1. embedded redis-server (only without ``redis.url``/``redis.sentinels``),
-2. Redis client, 3. database (migrations at start when ``auto_migrate``),
+2. Redis client, 3. database (migrations at start when ``auto_migrate``) and file
+   storage,
 4. job workers (roles all/worker), 5. HTTP/WebSocket listeners (roles all/api),
 6. the drain service, which therefore stops first.
 
@@ -13,27 +14,28 @@ comes up, ``/readyz`` says what is missing, and the clients reconnect when it ap
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from installsure import __version__
+from installsure.api.files import files_router
 from installsure.api.health import CheckResult, HealthSources, health_router, run_checks
 from installsure.api.queue import queue_router
 from installsure.auth.operator import OperatorAuthenticator
+from installsure.auth.principal import Principal
 from installsure.config import Config
 from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
 from installsure.drain import DrainService
+from installsure.files.events import LoggingEventPublisher
+from installsure.files.library import FileLibrary
+from installsure.files.processing import file_processing_job_type
 from installsure.http.factory import build_site as http_site
 from installsure.http.factory import rate_rules
 from installsure.http.ratelimit import RateLimiter
@@ -47,6 +49,7 @@ from installsure.process import exit_zero_after_graceful_stop, fail_and_stop
 from installsure.redis.client import RedisService
 from installsure.redis.embedded import EmbeddedRedisService
 from installsure.redis.target import RedisTarget
+from installsure.storage import Storage, build_backend
 
 log = Logger()
 
@@ -87,22 +90,26 @@ def _embedded_check(embedded: EmbeddedRedisService) -> Deferred[CheckResult]:
                                details=details))
 
 
-def _storage_check(directory: Path) -> Deferred[CheckResult]:
-    """The file store can be written, and how much room is left (on a thread: disk I/O)."""
+def _storage_check(storage: Storage) -> Deferred[CheckResult]:
+    """The file store answers (a local one can be written), and how much room is left."""
 
-    def probe() -> CheckResult:
-        started = time.perf_counter()
-        directory.mkdir(parents=True, exist_ok=True)
-        probe_file = directory / ".health-probe"
-        probe_file.write_bytes(b"ok")
-        probe_file.unlink()
-        usage = shutil.disk_usage(directory)
-        return CheckResult(
-            ok=True, latency_ms=(time.perf_counter() - started) * 1000,
-            details={"backend": "local", "freeBytes": usage.free, "totalBytes": usage.total},
-        )
+    def healthy(facts: dict[str, object]) -> CheckResult:
+        latency = facts.pop("latencyMs", None)
+        return CheckResult(ok=True, latency_ms=latency if isinstance(latency, float) else None,
+                           details=facts)
 
-    return deferToThread(probe)
+    return storage.health().addCallback(healthy)
+
+
+class _NoProjectRoles:
+    """Project roles until the projects work provides the real ProjectAccess: nobody is a
+    member, so only roles that see every project (admins, managers) reach project files."""
+
+    def project_role(self, principal: Principal, project_id: str) -> Deferred[str | None]:
+        return succeed(None)
+
+    def may_subscribe(self, principal: Principal, topic: str) -> Deferred[bool]:
+        return succeed(False)
 
 
 def _stop_on_unusable_database(failure: Failure, reactor: Any) -> None:
@@ -161,6 +168,7 @@ class InstallSureService(MultiService):
 
     redis: RedisService
     database: Database
+    storage: Storage
     drain: DrainService
     queue: JobQueue
     embedded_redis: EmbeddedRedisService | None = None
@@ -211,8 +219,14 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     services.database = database
     database.started().addErrback(_stop_on_unusable_database, reactor)
 
+    storage = Storage(build_backend(config.storage, config.data_path),
+                      threads=config.storage.threads, reactor=reactor)
+    storage.setServiceParent(services)  # type: ignore[no-untyped-call]
+    services.storage = storage
+
     # Processors register their job types here (file processing, e-mail, push).
     registry = JobRegistry()
+    registry.register(file_processing_job_type())
     queue = JobQueue(redis, registry, config.queues, publisher=LoggingJobEventPublisher(),
                      reactor=reactor)
     services.queue = queue
@@ -244,9 +258,7 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
             checks["embeddedRedis"] = lambda: _embedded_check(embedded)
         admin = QueueAdmin(queue)
         checks["queues"] = lambda: _queues_check(admin)
-        if config.storage.backend == "local":
-            files = Path(config.storage.local_path or config.data_path / "files")
-            checks["storage"] = lambda: _storage_check(files)
+        checks["storage"] = lambda: _storage_check(storage)
         sources = HealthSources(
             checks=checks,
             is_draining=drain.is_draining,
@@ -263,7 +275,10 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         refresh = TimerService(  # type: ignore[no-untyped-call]
             HEALTH_REFRESH_SECONDS, run_checks, sources, reactor)
         refresh.setServiceParent(services)  # type: ignore[no-untyped-call]
-        site = build_site(config, redis, sources, admin)
+        library = FileLibrary(database, storage, _NoProjectRoles(),
+                              events=LoggingEventPublisher(), queue=queue,
+                              processing=config.features.file_processing)
+        site = build_site(config, redis, sources, admin, library)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
@@ -281,12 +296,16 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
 
 
 def build_site(
-    config: Config, redis: RedisService, sources: HealthSources, admin: QueueAdmin
+    config: Config, redis: RedisService, sources: HealthSources, admin: QueueAdmin,
+    library: FileLibrary,
 ) -> ApiSite:
     """The HTTP API: health routes, every resource module's routes and the built-ins."""
     router = Router()
     router.include(health_router(sources))
     router.include(queue_router(admin))
+    router.include(files_router(
+        library, config.upload, presigned_downloads=config.storage.s3_presigned_downloads,
+        presign_ttl=config.storage.s3_presign_ttl))
     limiter = None
     if config.http.rate_limit_enabled:
         limiter = RateLimiter(redis, rate_rules(config.http))
