@@ -43,7 +43,7 @@ class UploadForm:
     """``multipart/form-data``: one or more parts named ``file`` (each with a file name),
     and optionally, before them, ``projectId``."""
 
-    file: list[BinaryFile]
+    file: list[BinaryFile] = field(validator=validators.min_len(1))
     project_id: uuid.UUID | None = None
 
 
@@ -182,7 +182,8 @@ def files_router(library: FileLibrary, limits: UploadSettings, *,
 
     @router.route(
         "GET", "/api/files/{id}/download", auth="user", tags=TAGS,
-        media_type="application/octet-stream", errors=(416, 503),
+        # The file's own type (its record's mimeType): any media type.
+        media_type="*/*", errors=(416, 503),
         responses=((206, None), (302, None), (304, None)),
         summary="The file's bytes (Range, ETag, If-None-Match)",
         description=(

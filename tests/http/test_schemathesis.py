@@ -52,6 +52,15 @@ values = ["file-upload", "file-processing", "email-send", "notification-push"]
 
 [parameters]
 "path.queue" = { dictionary = "queues", probability = 0.8 }
+
+# An upload the schema allows may still be refused for what a schema cannot say: its
+# bytes are not what its file name's extension promises (415), it is too large (413), or
+# its project does not exist (404, checked after the body's end when no file came).
+[[operations]]
+include-path = "/api/files/upload"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "400", "401", "403", "404", "413", "415", "429",
+]
 """
 
 
