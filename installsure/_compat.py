@@ -179,7 +179,9 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
             _CHANNEL, name, Kind.INSTANCE_ATTRIBUTE,
             "where lineReceived parks the request line: ApiChannel._serve_simple sets "
             "it for a request it hands back, ApiRequest reads _path for the body limit, "
-            "ApiChannel.refuse all three for its answer and access-log line",
+            "ApiChannel.refuse all three for its answer and access-log line, and both "
+            "wires' requests all three to dispatch a streamed upload when its head is in "
+            "(see request_line_being_read)",
             set_by="the request line", value_type=bytes,
         )
         for name in ("_command", "_path", "_version")
@@ -304,3 +306,13 @@ def clear_exit_signal(reactor: object) -> None:
     re-raising it (for a stop that drained cleanly)."""
     if _ISupportsExitSignalCapturing.providedBy(reactor):
         reactor._exitSignal = None
+
+
+def request_line_being_read(channel: object) -> tuple[bytes, bytes, bytes] | None:
+    """The method, target and version of the request whose head or body ``channel`` is
+    reading (HTTPChannel parks them until the body is in); None when it has none."""
+    try:
+        line = (channel._command, channel._path, channel._version)  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+    return line if all(isinstance(part, bytes) for part in line) else None

@@ -3,9 +3,10 @@
 Children start in order and stop in reverse (DESIGN.md "The process"):
 
 1. embedded redis-server (only without ``redis.url``/``redis.sentinels``),
-2. Redis client, 3. database (migrations at start when ``auto_migrate``),
+2. Redis client, 3. database (migrations at start when ``auto_migrate``) and file
+   storage,
 4. job workers (roles all/worker), 5. auth (password-hashing threads, the session
-revocation subscription) and the HTTP/WebSocket listeners (roles all/api),
+   revocation subscription) and the HTTP/WebSocket listeners (roles all/api),
 6. the drain service, which therefore stops first.
 
 Nothing here waits for Redis or the database to answer before serving: the process
@@ -14,21 +15,18 @@ comes up, ``/readyz`` says what is missing, and the clients reconnect when it ap
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from installsure import __version__
 from installsure.api.auth import auth_router
+from installsure.api.files import files_router
 from installsure.api.health import CheckResult, HealthSources, health_router, run_checks
 from installsure.api.projects import projects_router
 from installsure.api.queue import queue_router
@@ -40,6 +38,8 @@ from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
 from installsure.drain import DrainService
 from installsure.events import DomainEventPublisher, LoggingDomainEventPublisher
+from installsure.files.library import FileLibrary
+from installsure.files.processing import file_processing_job_type
 from installsure.http.app import Authenticator
 from installsure.http.factory import build_site as http_site
 from installsure.http.factory import rate_rules
@@ -54,6 +54,7 @@ from installsure.process import exit_zero_after_graceful_stop, fail_and_stop
 from installsure.redis.client import RedisService
 from installsure.redis.embedded import EmbeddedRedisService
 from installsure.redis.target import RedisTarget
+from installsure.storage import Storage, build_backend
 
 log = Logger()
 
@@ -94,22 +95,15 @@ def _embedded_check(embedded: EmbeddedRedisService) -> Deferred[CheckResult]:
                                details=details))
 
 
-def _storage_check(directory: Path) -> Deferred[CheckResult]:
-    """The file store can be written, and how much room is left (on a thread: disk I/O)."""
+def _storage_check(storage: Storage) -> Deferred[CheckResult]:
+    """The file store answers (a local one can be written), and how much room is left."""
 
-    def probe() -> CheckResult:
-        started = time.perf_counter()
-        directory.mkdir(parents=True, exist_ok=True)
-        probe_file = directory / ".health-probe"
-        probe_file.write_bytes(b"ok")
-        probe_file.unlink()
-        usage = shutil.disk_usage(directory)
-        return CheckResult(
-            ok=True, latency_ms=(time.perf_counter() - started) * 1000,
-            details={"backend": "local", "freeBytes": usage.free, "totalBytes": usage.total},
-        )
+    def healthy(facts: dict[str, object]) -> CheckResult:
+        latency = facts.pop("latencyMs", None)
+        return CheckResult(ok=True, latency_ms=latency if isinstance(latency, float) else None,
+                           details=facts)
 
-    return deferToThread(probe)
+    return storage.health().addCallback(healthy)
 
 
 def _stop_on_unusable_database(failure: Failure, reactor: Any) -> None:
@@ -168,6 +162,7 @@ class InstallSureService(MultiService):
 
     redis: RedisService
     database: Database
+    storage: Storage
     drain: DrainService
     queue: JobQueue
     #: Project membership, for the realtime broker's subscription checks.
@@ -234,8 +229,14 @@ def build_service(
     services.project_access = DatabaseProjectAccess(database)
     services.events = LoggingDomainEventPublisher()
 
+    storage = Storage(build_backend(config.storage, config.data_path),
+                      threads=config.storage.threads, reactor=reactor)
+    storage.setServiceParent(services)  # type: ignore[no-untyped-call]
+    services.storage = storage
+
     # Processors register their job types here (file processing, e-mail, push).
     registry = JobRegistry()
+    registry.register(file_processing_job_type())
     queue = JobQueue(redis, registry, config.queues, publisher=LoggingJobEventPublisher(),
                      reactor=reactor)
     services.queue = queue
@@ -267,9 +268,7 @@ def build_service(
             checks["embeddedRedis"] = lambda: _embedded_check(embedded)
         admin = QueueAdmin(queue)
         checks["queues"] = lambda: _queues_check(admin)
-        if config.storage.backend == "local":
-            files = Path(config.storage.local_path or config.data_path / "files")
-            checks["storage"] = lambda: _storage_check(files)
+        checks["storage"] = lambda: _storage_check(storage)
         sources = HealthSources(
             checks=checks,
             is_draining=drain.is_draining,
@@ -292,7 +291,11 @@ def build_service(
         # Before the listeners, so it stops after them.
         auth.service.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.auth = auth
-        router = api_router(redis, sources, admin, database, auth, events=services.events)
+        library = FileLibrary(database, storage, services.project_access,
+                              events=services.events, queue=queue,
+                              processing=config.features.file_processing)
+        router = api_router(config, redis, sources, admin, database, auth, library,
+                            events=services.events)
         site = build_site(config, router, limiter,
                           authenticator(redis, config) if authenticator else auth.authenticator)
         listeners = HttpListeners(reactor, config.http.listen, site)
@@ -317,12 +320,14 @@ def rate_limiter(config: Config, redis: RedisService) -> RateLimiter | None:
     return RateLimiter(redis, rate_rules(config.http))
 
 
-def api_router(
+def api_router(  # noqa: PLR0917 - one argument per part the routes serve
+    config: Config,
     redis: RedisService,
     sources: HealthSources,
     admin: QueueAdmin,
     database: Database,
     auth: AuthParts,
+    library: FileLibrary,
     *,
     events: DomainEventPublisher,
 ) -> Router:
@@ -333,6 +338,9 @@ def api_router(
     router.include(auth_router(auth.accounts))
     router.include(users_router(auth.accounts, auth.admin))
     router.include(projects_router(database, events=events, signals=MembershipSignals(redis)))
+    router.include(files_router(
+        library, config.upload, presigned_downloads=config.storage.s3_presigned_downloads,
+        presign_ttl=config.storage.s3_presign_ttl))
     return router
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from installsure.auth.settings import auth_problems
 from installsure.config.errors import ConfigProblem
 from installsure.config.layers import Layers
@@ -74,6 +76,11 @@ def check_combinations(config: Config, layers: Layers) -> None:
         layers.problems.append(ConfigProblem(
             "storage.s3_bucket", layers.source_of(("storage", "backend")),
             "the s3 storage backend needs storage.s3_bucket",
+        ))
+    if config.storage.backend == "s3" and importlib.util.find_spec("boto3") is None:
+        layers.problems.append(ConfigProblem(
+            "storage.backend", layers.source_of(("storage", "backend")),
+            "the s3 storage backend needs boto3: pip install 'installsure[s3]'",
         ))
 
 

@@ -2,25 +2,27 @@
 
 Each part keeps its own settings class beside its code (``http.settings``,
 ``jobs.settings``, ``redis.settings``, ``db.settings``, ``auth.settings``,
-``logs.settings``); the few sections that belong to the process as a whole are here.
-A section joins when the code that reads it does: realtime, uploads, e-mail, push and
-the outside services come with the issues that build them.
+``logs.settings``, ``storage.settings``, ``files.settings``); the few sections that
+belong to the process as a whole are here.
+A section joins when the code that reads it does: realtime, e-mail, push and the
+outside services come with the issues that build them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from attrs import Factory, field, frozen
+from attrs import Factory, frozen
 
 from installsure.auth.settings import AuthSettings
-from installsure.config.values import Environment, HttpUrl, Role, Seconds
+from installsure.config.values import Environment, Role, Seconds
 from installsure.db.settings import DatabaseSettings
+from installsure.files.settings import UploadSettings
 from installsure.http.settings import HttpSettings
 from installsure.jobs.settings import JobsSettings
 from installsure.logs.settings import LoggingSettings
 from installsure.redis.settings import RedisSettings
+from installsure.storage.settings import StorageSettings
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
 
@@ -29,20 +31,6 @@ DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
 class HttpConfig(HttpSettings):
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
     """Twisted endpoint strings to serve HTTP on."""
-
-
-@frozen
-class StorageSettings:
-    """Where uploaded files go; read for the storage health check until files arrive."""
-
-    backend: Literal["local", "s3"] = "local"
-    local_path: str | None = None
-    """None: ``<data_dir>/files``."""
-    s3_bucket: str | None = None
-    s3_endpoint: HttpUrl | None = None
-    s3_region: str | None = None
-    s3_access_key: str | None = field(default=None, repr=False)
-    s3_secret_key: str | None = field(default=None, repr=False)
 
 
 @frozen
@@ -72,6 +60,7 @@ class Config:
     database: DatabaseSettings = Factory(DatabaseSettings)
     auth: AuthSettings = Factory(AuthSettings)
     storage: StorageSettings = Factory(StorageSettings)
+    upload: UploadSettings = Factory(UploadSettings)
     queues: JobsSettings = Factory(JobsSettings)
     logging: LoggingSettings = Factory(LoggingSettings)
     features: FeaturesSettings = Factory(FeaturesSettings)

@@ -41,7 +41,9 @@ from installsure.http.encoding import (
     gzipped,
 )
 from installsure.http.errors import ApiError, FieldError, error_body
+from installsure.http.incoming import BodyStream, from_content
 from installsure.http.inflight import InFlight
+from installsure.http.outgoing import StreamedBody, send_streamed
 from installsure.http.policy import HeaderPolicy, add_header
 from installsure.http.ratelimit import RateLimiter, authenticate_counted
 from installsure.http.routing import Response, Route, Router
@@ -120,6 +122,15 @@ class ApiResource(Resource):
     # -- request entry ---------------------------------------------------------------
 
     def render(self, request: Any) -> Any:
+        self._serve(request, None)
+        return NOT_DONE_YET
+
+    def render_streamed(self, request: Any, stream: BodyStream) -> None:
+        """Serve a request of a streamed route whose head is in and whose body is
+        arriving through ``stream`` (see :mod:`installsure.http.incoming`)."""
+        self._serve(request, stream)
+
+    def _serve(self, request: Any, stream: BodyStream | None) -> None:
         started = perf_counter()
         self._in_flight.started()
         raw_id, raw_trace = first_values(
@@ -134,21 +145,22 @@ class ApiResource(Resource):
             self._headers.remote(request),
             parse_traceparent(raw_trace) if raw_trace else None,
         )
+        if stream is not None:
+            ctx.body_stream = stream
         try:
             result = self._dispatch(ctx)
         except ApiError as error:
             self._send_error(ctx, error, started)
-            return NOT_DONE_YET
+            return
         except Exception:
             self._send_crash(ctx, Failure(), started)  # type: ignore[no-untyped-call]
-            return NOT_DONE_YET
+            return
         # Deferred is an ABC-registered Awaitable, so isinstance() against it is slow;
         # most handlers answer with a Response at once.
         if type(result) is not Response and isinstance(result, defer.Deferred):
             self._finish_later(ctx, result, started)
         else:
             self._send_result(ctx, result, started)
-        return NOT_DONE_YET
 
     def _dispatch(self, ctx: RequestContext) -> Any:
         request = ctx.request
@@ -189,7 +201,12 @@ class ApiResource(Resource):
         kwargs = params
         if route.query is not None:
             kwargs = {**params, "query": structure_query(ctx.request.args, route.query)}
-        if route.body is not None:
+        if route.streamed:
+            # A request that could not be streamed (twisted.web read it whole) is
+            # replayed through the same interface.
+            body = ctx.body_stream or from_content(getattr(ctx.request, "content", None))
+            kwargs = {**kwargs, "body": body}
+        elif route.body is not None:
             kwargs = {**kwargs, "body": read_body(ctx.request, route, self.settings.max_body_size)}
         result = route.handler(ctx, **kwargs)
         if type(result) is not Response and inspect.iscoroutine(result):
@@ -281,12 +298,29 @@ class ApiResource(Resource):
         """Answer ``ctx``'s request, then count and log it: exactly once, whatever fails
         (an answer that is never counted keeps a drain waiting for the whole grace)."""
         status = answer[0]
+        stream = ctx.body_stream
+        # Answered while its body still arrives (an upload refused part-way).
+        early = stream is not None and not stream.ended and not stream.gone
+        if early:
+            ctx.add_header(b"Connection", b"close")
         try:
             sent = self._respond(ctx, answer, started)
         except Exception:
             # E.g. a header Twisted refuses: answer 500 rather than leave the client
             # waiting, unless the response had already begun.
             status, sent = 500, self._answer_failed_write(ctx, Failure(), started)  # type: ignore[no-untyped-call]
+        if early:
+            stream.answered_early()
+        if isinstance(sent, defer.Deferred):  # a streamed body, still being sent
+            sent.addCallbacks(
+                lambda size: self._count_safely(ctx, status, size, started),
+                lambda failure: self._count_safely(
+                    ctx, _CLIENT_CLOSED, getattr(failure.value, "sent", 0), started),
+            )
+            return
+        self._count_safely(ctx, status, sent, started)
+
+    def _count_safely(self, ctx: RequestContext, status: int, sent: int, started: float) -> None:
         try:
             self._count(ctx, status, sent, started)
         except Exception:
@@ -309,21 +343,26 @@ class ApiResource(Resource):
         request.responseHeaders = Headers()
         ctx.extra_headers = None
         try:
-            return self._respond(ctx, (500, self._crash_body(ctx, failure), JSON_UTF8, ()), started)
+            sent = self._respond(ctx, (500, self._crash_body(ctx, failure), JSON_UTF8, ()),
+                                 started)
+            return sent if isinstance(sent, int) else 0
         except Exception:
             log.failure("failed to write a 500 response; closing the connection")
             request.channel.loseConnection()
             return 0
 
-    def _respond(self, ctx: RequestContext, answer: Encoded, started: float) -> int:
+    def _respond(
+        self, ctx: RequestContext, answer: Encoded, started: float
+    ) -> int | defer.Deferred[int]:
         """Set the response's headers, write it and finish the request; the size of
-        the body sent."""
+        the body sent (a Deferred of it for a streamed body, fired once it is sent)."""
         status, body, content_type, headers = answer
         request: Any = ctx.request
         self._headers.apply(request, headers, ctx.extra_headers)
         out = request.responseHeaders
         request_headers = request.requestHeaders
-        if content_type is not None and (
+        streamed = isinstance(body, StreamedBody)
+        if content_type is not None and not streamed and (
             len(body) >= self._gzip_min_size
             and content_type.startswith(JSON)
             and accepts_gzip(request_headers.getRawHeaders(b"accept-encoding"))
@@ -343,9 +382,16 @@ class ApiResource(Resource):
                 # any header value is, so it cannot add a header.
                 out.setRawHeaders(b"Content-Type", [content_type])
         if with_body:
-            ours.append((b"Content-Length", [b"%d" % len(body)]))
+            length = body.length if isinstance(body, StreamedBody) else len(body)
+            ours.append((b"Content-Length", [b"%d" % length]))
         ours.append((b"X-Response-Time", [elapsed]))
         set_trusted(out, ours)
+        if isinstance(body, StreamedBody):
+            if request.method == b"HEAD" or not with_body:
+                body.source.close()
+                request.finish()
+                return 0
+            return send_streamed(request, body)
         respond = getattr(request, "respond", None)
         if respond is not None:
             respond(body if with_body else b"")

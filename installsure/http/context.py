@@ -68,6 +68,9 @@ class RequestContext:
     route: Any = None
     #: Headers added to the response (e.g. by the rate limiter).
     extra_headers: list[tuple[bytes, bytes]] | None = None
+    #: The body as it arrives, for a streamed route dispatched at the end of its head
+    #: (:class:`~installsure.http.incoming.BodyStream`).
+    body_stream: Any = None
 
     def add_header(self, name: bytes, value: bytes) -> None:
         if self.extra_headers is None:

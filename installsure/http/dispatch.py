@@ -53,6 +53,18 @@ class RouteTable:
                     route.werkzeug_path, endpoint=str(route.max_body), strict_slashes=False
                 )(_endpoint_of(route))
         self._limit_adapter = limits.url_map.bind("localhost") if limits.endpoints else None
+        #: Whether any route takes its body as a stream (see is_streamed).
+        self.has_streamed = any(route.streamed for route in router.routes)
+
+    def is_streamed(self, method: bytes, path: bytes) -> bool:
+        """Whether the route of ``method path`` takes its body as it arrives."""
+        if not self.has_streamed:
+            return False
+        try:
+            route, _params = self.match(method, path)
+        except ApiError:
+            return False
+        return route.streamed
 
     def match(self, method: bytes, path: bytes) -> tuple[Route, dict[str, Any]]:
         """The route for ``method path`` and its parameters, or ApiError 404/405."""

@@ -7,15 +7,16 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from installsure.http.outgoing import StreamedBody
 from installsure.http.routing import Paged, Response, Route
 from installsure.http.validation import unstructure
 
 JSON = b"application/json"
 JSON_UTF8 = b"application/json; charset=utf-8"
 
-#: What :func:`encode_result` gives: status, body, Content-Type (None: no body) and the
-#: handler's own headers.
-Encoded = tuple[int, bytes, bytes | None, Iterable[tuple[bytes, bytes]]]
+#: What :func:`encode_result` gives: status, body (bytes, or a body to stream), Content-Type
+#: (None: no body) and the handler's own headers.
+Encoded = tuple[int, Any, bytes | None, Iterable[tuple[bytes, bytes]]]
 
 # One encoder for every response: json.dumps builds a new one per call when given options.
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -33,7 +34,7 @@ def encode_result(route: Route | None, result: Any) -> Encoded:
     if isinstance(result, Response):
         if result.status == 204 or (result.body is None and result.status in (204, 304)):
             return result.status, b"", None, result.headers
-        if isinstance(result.body, bytes):
+        if isinstance(result.body, bytes | StreamedBody):
             return result.status, result.body, result.content_type, result.headers
         data = unstructure(result.body)
         payload = {"success": True, "data": data} if result.envelope else data

@@ -23,7 +23,7 @@ import attrs
 
 from installsure.http import constraints
 from installsure.http.errors import STATUS_OF_CODE
-from installsure.http.routing import Paged, Route
+from installsure.http.routing import BinaryFile, Paged, Route
 from installsure.http.validation import camel
 from installsure.http.wiretypes import INT_MAX, INT_MIN
 
@@ -33,6 +33,7 @@ _PRIMITIVES: dict[Any, dict[str, Any]] = {
     float: {"type": "number"},
     bool: {"type": "boolean"},
     bytes: {"type": "string", "contentEncoding": "base64"},
+    BinaryFile: {"type": "string", "format": "binary"},
     dt.datetime: {"type": "string", "format": "date-time"},
     dt.date: {"type": "string", "format": "date"},
     uuid.UUID: {"type": "string", "format": "uuid"},
@@ -67,6 +68,7 @@ _ERROR_TEXT = {
     412: "Precondition failed (`If-Match` names an older version)",
     413: "Payload too large",
     415: "Unsupported media type",
+    416: "Range not satisfiable (see `Content-Range`)",
     429: "Rate limited (see `Retry-After`)",
     500: "Internal error",
     503: "Unavailable",

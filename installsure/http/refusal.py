@@ -135,6 +135,10 @@ class WireHooks:
     application: IResource | None = None
     #: How long a request may take to arrive (None: only the idle timeout applies).
     deadlines: RequestDeadlines | None = None
+    #: Whether the route of ``(method, path)`` takes its body as a stream; then the
+    #: application's ``render_streamed(request, stream)`` is dispatched when the head is
+    #: in (see :mod:`installsure.http.incoming`). None: no route does.
+    streamed: Callable[[bytes, bytes], bool] | None = None
 
 
 def refusal_response(

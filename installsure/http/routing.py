@@ -48,6 +48,11 @@ class Paged(Generic[T]):
     total: int
 
 
+class BinaryFile:
+    """The type of a file part in a documented ``multipart/form-data`` body (OpenAPI
+    ``format: binary``); nothing is ever structured into it."""
+
+
 @frozen
 class Response:
     """Full control over one response; ``body`` is bytes (sent as is) or JSON-able."""
@@ -108,6 +113,10 @@ class Route:
     response_headers: tuple[HeaderDoc, ...] = ()
     #: Leave the route out of ``/openapi.json``.
     hidden: bool = False
+    #: The handler gets ``body=`` a :class:`~installsure.http.incoming.BodyStream` as the
+    #: body arrives, instead of a parsed one (uploads); ``body`` (the type) then only
+    #: documents the form in OpenAPI.
+    streamed: bool = False
     operation_id: str = ""
     params: tuple[str, ...] = field(default=())
 
@@ -157,6 +166,7 @@ class Router:
         content_types: Sequence[str] = ("application/json",),
         errors: Sequence[int] = (),
         hidden: bool = False,
+        streamed: bool = False,
         operation_id: str = "",
         media_type: str = "application/json",
         responses: Mapping[int, Any] | Iterable[tuple[int, Any]] = (),
@@ -195,6 +205,7 @@ class Router:
             content_types=tuple(content_types),
             errors=tuple(errors),
             hidden=hidden,
+            streamed=streamed,
             operation_id=operation_id or getattr(handler, "__name__", "") or path,
             media_type=media_type,
             responses=tuple(sorted(
@@ -238,6 +249,7 @@ class Router:
                 content_types=route.content_types,
                 errors=route.errors,
                 hidden=route.hidden,
+                streamed=route.streamed,
                 operation_id=route.operation_id,
                 media_type=route.media_type,
                 responses=route.responses,

@@ -55,6 +55,7 @@ def wire_hooks(api: ApiResource) -> WireHooks:
         error_body=error_body,
         log_refusal=log_refusal,
         application=api,
+        streamed=api.routes.is_streamed if api.routes.has_streamed else None,
         deadlines=RequestDeadlines(
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,

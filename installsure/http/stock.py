@@ -32,13 +32,15 @@ from zope.interface import directlyProvides, providedBy
 
 from installsure.http.connections import ConnectionTracker
 from installsure.http.deadlines import Progress, ReadDeadline, Reading
-from installsure.http.refusal import RefusedRequest, WireHooks, refuse
+from installsure.http.incoming import StreamingRequest
+from installsure.http.refusal import RefusedRequest, WireHooks, refuse, send_and_close
 
 
 def stock_request(channel: HTTPChannel, queued: Any = False) -> server.Request:
-    """A plain ``server.Request``, built as HTTPChannel builds one (with the deprecated
-    ``queued`` it always passes), counted by the connection it arrives on."""
-    request = server.Request(channel, queued)  # type: ignore[no-untyped-call]
+    """A ``server.Request`` (a :class:`~installsure.http.incoming.StreamingRequest`, so
+    streamed routes get their body as it arrives), built as HTTPChannel builds one (with
+    the deprecated ``queued`` it always passes), counted by the connection it arrives on."""
+    request = StreamingRequest(channel, queued)  # type: ignore[no-untyped-call]
     connection: object = channel.transport
     if isinstance(connection, StockConnection):
         connection.begun += 1
@@ -134,6 +136,15 @@ class StockConnection(ProtocolWrapper):
             self.hooks, deadlines.refusal(reading), refused, self.transport,
             self.channel.callLater,
         )
+
+    def close_after_answer(self) -> None:
+        """The answer to a request whose body is still arriving has gone out (an upload
+        refused part-way): drop whatever else the client sends and close, lingering so
+        the client can read the answer (see :mod:`installsure.http.incoming`)."""
+        if self._refused:
+            return
+        self._refused = True
+        self._linger = send_and_close(self.transport, b"", self.channel.callLater)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._deadline is not None:

@@ -48,7 +48,8 @@ class Situation:
     project_id: str
     editor_id: str
     outsider_id: str
-    #: What an entry's ``prepare`` added (file ids, ...), by name.
+    #: What an entry's ``prepare`` added (file ids, ...), by name. Under ``"stored"``, a
+    #: mapping of storage key to bytes that the harness puts into the file storage.
     extras: Mapping[str, Any] = attrs.field(factory=dict)
 
 
@@ -70,6 +71,8 @@ class Entry:
     params: Callable[[Situation], Mapping[str, str]] = lambda _s: {}
     body: Callable[[Situation], Any] | None = None
     prepare: Callable[[Connection, Situation], Mapping[str, Any]] | None = None
+    #: A multipart/form-data body instead of JSON: ``(content type, body bytes)``.
+    form: Callable[[Situation], tuple[str, bytes]] | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import attrs
 import pytest
@@ -19,11 +20,14 @@ from twisted.internet.defer import maybeDeferred
 
 from installsure.api.health import HealthSources
 from installsure.auth.assembly import AuthParts, build_auth
+from installsure.auth.membership import DatabaseProjectAccess
 from installsure.auth.principal import Principal
 from installsure.auth.settings import AuthSettings
+from installsure.config import Config
 from installsure.db import Database
 from installsure.db.tables import sessions
 from installsure.events import RecordingDomainEventPublisher
+from installsure.files.library import FileLibrary
 from installsure.http import HttpSettings
 from installsure.http import build_site as http_site
 from installsure.jobs.admin import QueueAdmin
@@ -33,6 +37,8 @@ from installsure.jobs.settings import JobsSettings, QueueSettings
 from installsure.redis.client import RedisService
 from installsure.redis.target import RedisTarget
 from installsure.service import api_router
+from installsure.storage.local import LocalDirectory
+from installsure.storage.service import Storage
 from tests.authz.matrix import CALLERS, Entry, Situation
 from tests.authz.tables import all_entries
 from tests.db.conftest import database, make_database
@@ -60,13 +66,16 @@ class Site:
     routes: list[tuple[str, str]]
     database: Database
     auth: AuthParts
+    storage: LocalDirectory
     users: dict[str, Principal] = attrs.field(factory=dict)
 
 
 @pytest.fixture
-def site(database: Database, redis_server: RedisServerProcess) -> Iterator[Site]:
+def site(database: Database, redis_server: RedisServerProcess, tmp_path: Path,
+         ) -> Iterator[Site]:
     """The production route table (installsure.service.api_router plus the HTTP
-    layer's own routes) on a free port, with the test authenticator."""
+    layer's own routes) on a free port, with real access tokens, the real project
+    membership and file storage in a temporary directory."""
     redis = RedisService(RedisTarget.from_url(redis_server.url), key_prefix="t:")
     redis.startService()
     pytest_twisted.blockon(within(redis.when_connected(5)))
@@ -74,15 +83,23 @@ def site(database: Database, redis_server: RedisServerProcess) -> Iterator[Site]
     auth = build_auth(MATRIX_AUTH, redis=redis, database=database, limiter=None,
                       reactor=reactor)
     auth.service.startService()
-    router = api_router(redis, HealthSources(), QueueAdmin(queue), database, auth,
-                        events=RecordingDomainEventPublisher())
+    backend = LocalDirectory(tmp_path / "files")
+    storage = Storage(backend, threads=2)
+    storage.startService()
+    events = RecordingDomainEventPublisher()
+    library = FileLibrary(database, storage, DatabaseProjectAccess(database), events=events,
+                          queue=None)
+    router = api_router(Config(), redis, HealthSources(), QueueAdmin(queue), database, auth,
+                        library, events=events)
     served = http_site(router, HttpSettings(rate_limit_enabled=False), environment="test",
                        authenticate=auth.authenticator)
     port = reactor.listenTCP(0, served, interface="127.0.0.1")  # type: ignore[attr-defined]
     routes = [(r.method, r.path) for r in served.api.router.routes]
     try:
-        yield Site(f"http://127.0.0.1:{port.getHost().port}", routes, database, auth)
+        yield Site(f"http://127.0.0.1:{port.getHost().port}", routes, database, auth,
+                   backend)
     finally:
+        storage.stopService()
         pytest_twisted.blockon(port.stopListening())
         pytest_twisted.blockon(maybeDeferred(auth.service.stopService))
         queue.status.stop()
@@ -145,6 +162,8 @@ async def _call(site: Site, entry: Entry, caller: str, situation: Situation) -> 
     if entry.body is not None:
         data = json.dumps(entry.body(situation)).encode()
         headers["Content-Type"] = "application/json"
+    if entry.form is not None:
+        headers["Content-Type"], data = entry.form(situation)
     response = await within(treq.request(entry.method, site.base + path, headers=headers,
                                          data=data, persistent=False))
     await within(response.content())
@@ -163,7 +182,12 @@ async def _situation(site: Site, entry: Entry, caller: str, name: str) -> Situat
             made = attrs.evolve(made, extras=dict(entry.prepare(c, made)))
         return made
 
-    return await site.database.run(seed)
+    made = await site.database.run(seed)
+    for key, content in made.extras.get("stored", {}).items():
+        path = site.storage.path_of(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return made
 
 
 @pytest_twisted.ensureDeferred

@@ -18,6 +18,7 @@ from installsure.config import ConfigError, load_config
 from installsure.config.values import InvalidSettingError
 from installsure.http import ApiError, HttpSettings, Router, build_site
 from installsure.http._wire import ApiChannel, ApiRequest
+from installsure.http.incoming import StreamingRequest
 from installsure.http.site import ApiSite
 
 
@@ -82,7 +83,8 @@ def _ask(port: int, requests: bytes) -> tuple[bytes, float]:
 @pytest_twisted.ensureDeferred
 async def test_each_wire_serves_with_its_own_channel_and_request(served: Served, wire: str) -> None:
     """The fast wire serves through ApiChannel and ApiRequest, the stock one through
-    twisted.web's own HTTPChannel and server.Request, nothing of ours in between."""
+    twisted.web's own HTTPChannel and server.Request, nothing of ours in between but
+    the two methods by which a streamed route (uploads) gets its body as it arrives."""
     answer, _ = await threads.deferToThread(
         _ask, served.number, b"GET /api/who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
@@ -90,7 +92,11 @@ async def test_each_wire_serves_with_its_own_channel_and_request(served: Served,
     if wire == "fast":
         assert served.seen == [(ApiRequest, ApiChannel)]
     else:
-        assert served.seen == [(server.Request, http.HTTPChannel)]
+        assert served.seen == [(StreamingRequest, http.HTTPChannel)]
+        assert StreamingRequest.__bases__ == (server.Request,)
+        overridden = {name for name in vars(StreamingRequest) if callable(
+            getattr(StreamingRequest, name)) and not name.startswith("__")}
+        assert overridden == {"gotLength", "requestReceived"}
 
 
 @pytest_twisted.ensureDeferred

@@ -44,6 +44,7 @@ from installsure.http.refusal import (
     WireHooks,
     head_too_large,
     refuse,
+    send_and_close,
 )
 
 _ONE_VALUE_EACH = {1}
@@ -361,6 +362,16 @@ class ApiChannel(http.HTTPChannel):
             remote=str(getattr(self.getPeer(), "host", "-")),
         )
         self._linger = refuse(hooks, refusal, refused, self.transport, self.callLater)
+
+    def close_after_answer(self) -> None:
+        """The answer to a request whose body is still arriving has gone out (an upload
+        refused part-way): drop whatever else the client sends and close as after a
+        refusal (see :mod:`installsure.http.incoming`)."""
+        if self._refused:
+            return
+        self._refused = True
+        self.clearLineBuffer()  # type: ignore[no-untyped-call]
+        self._linger = send_and_close(self.transport, b"", self.callLater)
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         # Every refusal of twisted.web's parser comes here: answer it as the API does.

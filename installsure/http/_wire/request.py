@@ -20,6 +20,7 @@ from twisted.web.http import NO_BODY_CODES, parse_qs
 from twisted.web.http_headers import Headers
 
 from installsure._compat import raw_headers, site_parses_post_forms
+from installsure.http.incoming import BodyStream, open_stream
 from installsure.http.refusal import WireHooks, http_date, payload_too_large
 
 
@@ -67,6 +68,11 @@ class ApiRequest(server.Request):
             self._limit = hooks.body_limit(path.split(b"?", 1)[0])
             if length is not None and length > self._limit:
                 self._reject()
+                return
+            # A streamed route (uploads) takes the body as it arrives.
+            stream = open_stream(self, hooks)
+            if stream is not None:
+                self.content = stream
                 return
         super().gotLength(length)  # type: ignore[no-untyped-call]
 
@@ -135,6 +141,9 @@ class ApiRequest(server.Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._rejected:
+            return
+        if isinstance(self.content, BodyStream):
+            self.content.end()  # dispatched when its head arrived (open_stream)
             return
         if command == b"POST":  # twisted.web may parse a form body into args
             super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
