@@ -88,6 +88,14 @@ checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", "400", "401", "403", "404", "409", "412", "429", "5xx",
 ]
 
+# A member's userId must name an active account: one that names none is a 400 naming
+# the field (the body is well-formed but says something untrue).
+[[operations]]
+include-name = "POST /api/projects/{id}/members"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "412", "429", "5xx",
+]
+
 [[operations]]
 include-operation-id = ["delete_project_delete"]
 checks.positive_data_acceptance.expected-statuses = [
