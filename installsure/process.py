@@ -1,4 +1,5 @@
-"""Ending the process on a fatal start-up error with a non-zero exit code.
+"""Ending the process: the exit code after a fatal start-up error or a drain, and a
+second stop signal during a drain (:class:`StopSignals`).
 
 twistd always exits 0 once its reactor has stopped. A server that cannot listen on its
 port or open its data must exit non-zero so systemd and scripts notice, yet it must
@@ -18,7 +19,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
@@ -80,3 +85,48 @@ def exit_zero_after_graceful_stop(reactor: IReactorCore) -> None:
             clear_exit_signal(reactor)
 
     reactor.addSystemEventTrigger("after", "shutdown", forget_signal)
+
+
+class StopSignals:
+    """Points a second SIGTERM or SIGINT, while the process drains, at the drain.
+
+    twistd's handlers ask the reactor to stop on every signal; once it is stopping, a
+    second request only logs a ReactorNotRunning traceback. During a drain a second
+    signal means "hurry": :meth:`catch` replaces the reactor's own handlers (and only
+    those: a handler someone else installed, a debugger's, is left alone) with one
+    that calls ``on_repeat(signal number)`` on the reactor thread; :meth:`release`
+    puts them back once the process has stopped.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._saved: dict[int, Any] = {}
+        self._on_repeat: Callable[[int], None] | None = None
+
+    def catch(self, on_repeat: Callable[[int], None]) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal.signal works on the main thread only
+        self._on_repeat = on_repeat
+        ours = {getattr(self.reactor, "sigTerm", None), getattr(self.reactor, "sigInt", None)}
+        for number in (signal.SIGTERM, signal.SIGINT):
+            current = signal.getsignal(number)
+            if current in ours and number not in self._saved:
+                self._saved[number] = current
+                signal.signal(number, self._received)
+
+    def _received(self, number: int, _frame: object) -> None:
+        # As twisted's own handlers do: the work happens on the reactor thread.
+        self.reactor.callFromThread(self._repeat, number)
+
+    def _repeat(self, number: int) -> None:
+        log.info("received {signal} while stopping", signal=signal.Signals(number).name)
+        if self._on_repeat is not None:
+            self._on_repeat(number)
+
+    def release(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        saved, self._saved = self._saved, {}
+        for number, handler in saved.items():
+            if signal.getsignal(number) == self._received:
+                signal.signal(number, handler)

@@ -19,6 +19,7 @@ from installsure.config.values import InvalidSettingError
 from installsure.http import ApiError, HttpSettings, Router, build_site
 from installsure.http._wire import ApiChannel, ApiRequest
 from installsure.http.site import ApiSite
+from installsure.http.stock import StockChannel
 
 
 def test_the_wire_is_a_setting_with_its_own_variable() -> None:
@@ -82,7 +83,8 @@ def _ask(port: int, requests: bytes) -> tuple[bytes, float]:
 @pytest_twisted.ensureDeferred
 async def test_each_wire_serves_with_its_own_channel_and_request(served: Served, wire: str) -> None:
     """The fast wire serves through ApiChannel and ApiRequest, the stock one through
-    twisted.web's own HTTPChannel and server.Request, nothing of ours in between."""
+    twisted.web's own server.Request and HTTPChannel, nothing of ours in between but
+    StockChannel's one public override (no keep-alive while draining)."""
     answer, _ = await threads.deferToThread(
         _ask, served.number, b"GET /api/who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
@@ -90,7 +92,10 @@ async def test_each_wire_serves_with_its_own_channel_and_request(served: Served,
     if wire == "fast":
         assert served.seen == [(ApiRequest, ApiChannel)]
     else:
-        assert served.seen == [(server.Request, http.HTTPChannel)]
+        assert served.seen == [(server.Request, StockChannel)]
+        assert StockChannel.__bases__ == (http.HTTPChannel,)
+        own = {name for name in vars(StockChannel) if not name.startswith("__")}
+        assert own == {"draining", "checkPersistence"}
 
 
 @pytest_twisted.ensureDeferred

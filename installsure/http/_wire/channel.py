@@ -36,6 +36,7 @@ from twisted.web.iweb import INonQueuedRequestFactory
 
 from installsure._compat import raw_headers, tcp_write_pending
 from installsure.http._wire.head import canonical_name, parse_simple_head
+from installsure.http.connections import socket_has_bytes
 from installsure.http.deadlines import Progress, ReadDeadline, Reading
 from installsure.http.refusal import (
     BAD_REQUEST,
@@ -151,8 +152,8 @@ class ApiChannel(http.HTTPChannel):
         # header lookups only for headers that are there ...
         if b"Cookie" in stored:
             request.parseCookies()
-        if version != b"HTTP/1.1" or b"Connection" in stored:
-            self.persistent = self.checkPersistence(request, version)  # type: ignore[no-untyped-call]
+        if version != b"HTTP/1.1" or b"Connection" in stored or self._draining:
+            self.persistent = self.checkPersistence(request, version)
         request.gotLength(0)
         # ... and HTTPChannel.allContentReceived's for the empty line that ends the head.
         # The line parser never ran, so its header counters and first-line flag are
@@ -255,6 +256,88 @@ class ApiChannel(http.HTTPChannel):
             self._schedule_idle_check(left)
         else:
             self.timeoutConnection()  # type: ignore[no-untyped-call]
+
+    # -- draining on shutdown (installsure.http.connections) ------------------------------
+
+    _draining = False
+
+    def begin_drain(self) -> None:
+        """Every response from now on says ``Connection: close`` and ends the connection.
+
+        The request being handled gets it too, unless its answer has begun or its client
+        has sent more behind it (read ahead into ``_dataBuffer``): closing after it would
+        cut the next request, so that one is answered with ``Connection: close`` instead.
+        A request whose head is still arriving gets it when the head is in
+        (:meth:`checkPersistence`).
+        """
+        self._draining = True
+        if not self.requests or self._dataBuffer:
+            return
+        request = self.requests[-1]
+        # content is set once the head is in, when persistence has been decided.
+        if request.content is not None and not request.startedWriting:
+            self.persistent = False
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        if self._draining:
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+            return False
+        return bool(super().checkPersistence(request, version))  # type: ignore[no-untyped-call]
+
+    @staticmethod
+    def _say_close(headers: Any, stored: dict[bytes, list[bytes]] | None) -> None:
+        # A response whose headers were replaced after the request's head was read (a
+        # 500 after a failed write) must still say that the connection closes.
+        if stored is not None:
+            stored[b"Connection"] = [b"close"]
+        else:
+            headers.setRawHeaders(b"Connection", [b"close"])
+
+    def is_idle(self) -> bool:
+        return bool(
+            not self.requests
+            and self.line_mode
+            and not self._buffer
+            and not self._dataBuffer
+            and not self._refused
+        )
+
+    def last_active(self) -> float:
+        # The idle check's record of the last read or finished request.
+        return self._idle_since if self._idle_clock is not None else 0.0
+
+    def bytes_waiting(self) -> bool:
+        return socket_has_bytes(self.transport)
+
+    def close(self) -> None:
+        self.loseConnection()
+
+    def cut(self, refusal: Refusal) -> None:
+        if self._refused or self.transport is None:
+            return
+        if self._reading_progress() is not None:
+            self.refuse(refusal)
+        else:
+            self.loseConnection()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def taken_over(self) -> None:
+        """A WebSocket upgrade took the transport (``transport`` is None now): this
+        channel serves no more; stop its clocks and leave the tracker."""
+        if self._deadline is not None:
+            self._deadline.stop()
+        for call in (self._idle_call, self._linger):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._linger = None
+        self.timeOut = None
+        connections = getattr(getattr(self, "site", None), "connections", None)
+        if connections is not None:
+            connections.upgraded(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._deadline is not None:
@@ -383,6 +466,8 @@ class ApiChannel(http.HTTPChannel):
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         self.flush_head()
         stored = raw_headers(headers) if type(headers) is Headers else None
+        if self._draining and not self.persistent:
+            self._say_close(headers, stored)
         if stored is None:
             super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
             return
@@ -404,6 +489,8 @@ class ApiChannel(http.HTTPChannel):
             self.writeHeaders(version, code, reason, headers)
             self.write(body)
             return
+        if self._draining and not self.persistent:
+            self._say_close(headers, stored)
         self._send(_response_head(version, code, reason, stored) + body)
 
     def writeSequence(self, iovec: list[bytes]) -> None:
