@@ -208,13 +208,19 @@ class DrainService(Service):
         answered_before = _answered()
         self._enter(Phase.ANNOUNCING)
         counts = self.counts()
-        log.info(
-            "shutdown 1/4, announce: /readyz answers 503 for {delay:g} s while the rest "
-            "is served; {summary}",
-            delay=self.delay, summary=self._summary(counts), **counts,
-        )
         if self.delay > 0:
+            log.info(
+                "shutdown 1/4, announce: /readyz answers 503 for {delay:g} s while the "
+                "rest is served; {summary}",
+                delay=self.delay, summary=self._summary(counts), **counts,
+            )
             await self._wait_delay()
+        else:
+            log.info(
+                "shutdown 1/4, announce: no delay (shutdown.delay is 0, or nothing here "
+                "serves HTTP); {summary}",
+                delay=self.delay, summary=self._summary(counts), **counts,
+            )
 
         self._enter(Phase.CLOSING_LISTENERS)
         closing = [self._call(p, "stop_accepting") for p in self._participants]
@@ -234,7 +240,7 @@ class DrainService(Service):
         counts = self.counts()
         log.info(
             "shutdown 3/4, drain connections: every response now says Connection: close; "
-            "{idle_text} idle, closing; {summary}",
+            "{idle_text} idle, closing once quiet; {summary}",
             idle_text=_plural(counts.get("idle", 0), "connection"),
             summary=self._summary(counts), **counts,
         )
