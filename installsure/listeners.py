@@ -6,8 +6,8 @@ process with a message that names the endpoint and exit non-zero.
 
 They are the HTTP side of a shutdown (:class:`HttpListeners` is a
 :class:`~installsure.drain.DrainParticipant`): in phase 2 the listeners close, after
-accepting the connections the kernel has already completed (they would otherwise be
-reset with their requests); in phase 3 the site's connections drain
+accepting the connections the kernel has already completed (a closed listener resets
+them, requests and all); in phase 3 the site's connections drain
 (:meth:`~installsure.http.connections.ConnectionTracker.begin_drain`); in phase 4
 requests finish until the deadline, when those still running are answered 503 and the
 connections closed.
@@ -24,10 +24,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
+from twisted.internet.main import CONNECTION_DONE
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -120,17 +122,6 @@ class HttpListeners(Service, DrainParticipant):
     def close_listeners(self) -> Deferred[None]:
         """Stop accepting connections; fires once every listening socket is closed."""
         ports, self.ports = self.ports, []
-        for port in ports:
-            # Connections the kernel has completed wait in the backlog; closing the
-            # socket would reset them, requests and all. Accept them first: they are
-            # served and drained like the others.
-            accept_waiting = getattr(port, "doRead", None)
-            if accept_waiting is not None:
-                try:
-                    accept_waiting()
-                except Exception:
-                    log.failure("accepting the last connections of {port} failed",
-                                port=str(port.getHost()))
         closing = [Deferred.fromCoroutine(_stop(port)) for port in ports]
         return DeferredList(closing).addCallback(lambda _: None)
 
@@ -199,7 +190,36 @@ class HttpListeners(Service, DrainParticipant):
         return self.drain(0.0).addCallback(lambda _: None)
 
 
+#: Rounds of accepting the backlog before a TCP listener closes; each accepts what the
+#: port takes at once (100 or more), so this bounds the time a flood can keep it open.
+_ACCEPT_ROUNDS = 50
+
+
 async def _stop(port: IListeningPort) -> None:
+    if isinstance(port, tcp.Port) and port.connected and not port.disconnecting:
+        _accept_backlog_and_close(port)
+        return
     result = port.stopListening()
     if isinstance(result, Deferred):
         await result
+
+
+def _accept_backlog_and_close(port: tcp.Port) -> None:
+    """Accept the connections the kernel has completed, then close the socket at once.
+
+    A listening socket closed with connections in its backlog resets them, requests
+    and all; and ``stopListening`` closes it a reactor turn later, a turn in which new
+    handshakes complete only to be reset. So this takes the steps of
+    ``stopListening`` (which are public methods of ``tcp.Port``) in one go: stop
+    reading, accept until the backlog is empty, close.
+    """
+    port.disconnecting = True
+    port.stopReading()  # type: ignore[no-untyped-call]
+    try:
+        for _ in range(_ACCEPT_ROUNDS):
+            accepted_before = port.sessionno
+            port.doRead()  # type: ignore[no-untyped-call]
+            if port.sessionno == accepted_before:
+                break
+    finally:
+        port.connectionLost(Failure(CONNECTION_DONE))  # type: ignore[no-untyped-call]

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
@@ -88,38 +89,61 @@ def exit_zero_after_graceful_stop(reactor: IReactorCore) -> None:
 
 
 class StopSignals:
-    """Points a second SIGTERM or SIGINT, while the process drains, at the drain.
+    """SIGTERM and SIGINT, handled on the reactor thread; a second one goes to the drain.
 
-    twistd's handlers ask the reactor to stop on every signal; once it is stopping, a
-    second request only logs a ReactorNotRunning traceback. During a drain a second
-    signal means "hurry": :meth:`catch` replaces the reactor's own handlers (and only
-    those: a handler someone else installed, a debugger's, is left alone) with one
-    that calls ``on_repeat(signal number)`` on the reactor thread; :meth:`release`
-    puts them back once the process has stopped.
+    Twisted's own handlers log from inside the signal handler, which runs on the main
+    thread between any two bytecodes, also while that thread is in the middle of
+    writing log lines under a lock that is not reentrant: under load a SIGTERM then
+    deadlocks the process, which never stops. Once the reactor runs, :meth:`install`
+    replaces the reactor's handlers (and only those: a handler someone else put in
+    place, a debugger's, stays) with one that does nothing in the handler but ask the
+    reactor thread to act, as Twisted's do for the stop itself.
+
+    The first signal stops the reactor, which starts the drain. Twisted's handlers ask
+    for a stop on every signal, and one asked for while stopping only logs a
+    ReactorNotRunning traceback; here a later signal calls the callable given to
+    :meth:`catch` (the drain's ``skip_delay``) instead. :meth:`release` puts the
+    reactor's handlers back once the process has stopped.
     """
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self._saved: dict[int, Any] = {}
         self._on_repeat: Callable[[int], None] | None = None
+        self._stopping = False
 
-    def catch(self, on_repeat: Callable[[int], None]) -> None:
+    def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signal.signal works on the main thread only
-        self._on_repeat = on_repeat
-        ours = {getattr(self.reactor, "sigTerm", None), getattr(self.reactor, "sigInt", None)}
+        theirs = {getattr(self.reactor, "sigTerm", None), getattr(self.reactor, "sigInt", None)}
         for number in (signal.SIGTERM, signal.SIGINT):
             current = signal.getsignal(number)
-            if current in ours and number not in self._saved:
+            if current in theirs and number not in self._saved:
                 self._saved[number] = current
                 signal.signal(number, self._received)
 
-    def _received(self, number: int, _frame: object) -> None:
-        # As twisted's own handlers do: the work happens on the reactor thread.
-        self.reactor.callFromThread(self._repeat, number)
+    def catch(self, on_repeat: Callable[[int], None]) -> None:
+        """From now on a stop signal calls ``on_repeat(signal number)``: the process is
+        stopping already (whatever stopped it)."""
+        self._on_repeat = on_repeat
+        self._stopping = True
 
-    def _repeat(self, number: int) -> None:
-        log.info("received {signal} while stopping", signal=signal.Signals(number).name)
+    def _received(self, number: int, _frame: object) -> None:
+        # Nothing else here: no logging, no locks (see the class docstring).
+        self.reactor.callFromThread(self._act, number)
+
+    def _act(self, number: int) -> None:
+        name = signal.Signals(number).name
+        if not self._stopping:
+            self._stopping = True
+            log.info("received {signal}, stopping", signal=name)
+            try:
+                self.reactor.stop()
+            except ReactorNotRunning:
+                pass
+            else:
+                return
+        log.info("received {signal} while stopping", signal=name)
         if self._on_repeat is not None:
             self._on_repeat(number)
 

@@ -282,6 +282,7 @@ def build_service(
 
     signals = StopSignals(reactor)
     services.stop_signals = signals
+    reactor.callWhenRunning(signals.install)
     drain = DrainService(grace=config.shutdown.grace, delay=config.shutdown_delay,
                          reactor=reactor, on_begin=signals.catch)
     services.drain = drain

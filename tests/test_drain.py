@@ -189,19 +189,65 @@ def stop_signals() -> Any:
 async def test_stop_signals_take_over_the_reactors_handlers_and_give_them_back(
     stop_signals: StopSignals,
 ) -> None:
-    """While caught, SIGTERM and SIGINT reach on_repeat on the reactor thread instead of
-    stopping the reactor; release puts the reactor's own handlers back."""
+    """Installed, StopSignals replaces the reactor's SIGTERM handler; once the process
+    is stopping (catch), a SIGTERM reaches on_repeat on the reactor thread instead of
+    stopping the reactor again; release puts the reactor's own handler back."""
     if signal.getsignal(signal.SIGTERM) != reactor.sigTerm:  # type: ignore[attr-defined]
         pytest.skip("the reactor runs without its signal handlers here")
+    stop_signals.install()
+    assert signal.getsignal(signal.SIGTERM) == stop_signals._received
     received: list[int] = []
     stop_signals.catch(received.append)
-    assert signal.getsignal(signal.SIGTERM) == stop_signals._received
     os.kill(os.getpid(), signal.SIGTERM)
     while not received:
         await deferLater(reactor, 0.01, lambda: None)
     assert received == [signal.SIGTERM]
     stop_signals.release()
     assert signal.getsignal(signal.SIGTERM) == reactor.sigTerm  # type: ignore[attr-defined]
+
+
+class QueuedReactor:
+    """Queues callFromThread calls until run_queued and notes stop(); stands in for the
+    reactor so that a first signal can be tried without stopping the test's own."""
+
+    def __init__(self) -> None:
+        self.stops = 0
+        self.queued: list[Any] = []
+
+    def callFromThread(self, fn: Any, *args: Any) -> None:
+        self.queued.append((fn, args))
+
+    def run_queued(self) -> None:
+        while self.queued:
+            fn, args = self.queued.pop(0)
+            fn(*args)
+
+    def stop(self) -> None:
+        self.stops += 1
+
+
+def test_a_stop_signal_logs_nothing_in_the_handler_and_stops_once() -> None:
+    """The handler itself only queues work for the reactor thread (logging there could
+    deadlock on a log lock the interrupted code holds); on that thread the first signal
+    stops the reactor and logs, a second one goes to the drain."""
+    fake = QueuedReactor()
+    signals = StopSignals(fake)
+    repeats: list[int] = []
+    with captured_events("") as events:
+        signals._received(signal.SIGTERM, None)
+        assert events == []
+        assert fake.stops == 0
+        fake.run_queued()
+        assert fake.stops == 1
+        signals.catch(repeats.append)  # as the drain does when it begins
+        signals._received(signal.SIGINT, None)
+        fake.run_queued()
+    assert fake.stops == 1
+    assert repeats == [signal.SIGINT]
+    assert [(e["log_format"], e["signal"]) for e in events] == [
+        ("received {signal}, stopping", "SIGTERM"),
+        ("received {signal} while stopping", "SIGINT"),
+    ]
 
 
 def test_stop_signals_leave_a_handler_that_is_not_the_reactors_alone(
@@ -214,7 +260,7 @@ def test_stop_signals_leave_a_handler_that_is_not_the_reactors_alone(
 
     previous = signal.signal(signal.SIGTERM, theirs)
     try:
-        stop_signals.catch(lambda _n: None)
+        stop_signals.install()
         assert signal.getsignal(signal.SIGTERM) is theirs
         stop_signals.release()
         assert signal.getsignal(signal.SIGTERM) is theirs
