@@ -324,6 +324,9 @@ def build_service(
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
         drain.add(listeners)
+        # The realtime broker joins the drain here when it comes, as a DrainParticipant
+        # whose drain_connections sends its sessions GOODBYE (wamp.close.system_shutdown)
+        # and whose finish waits for them until the deadline.
 
     drain.setServiceParent(services)  # type: ignore[no-untyped-call]
     log.info(

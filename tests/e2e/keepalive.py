@@ -142,3 +142,39 @@ async def one_request(port: int, path: str, request: bytes | None = None,
     if after_connect is not None:
         after_connect(protocol)
     return await protocol.done
+
+
+@define(eq=False)
+class KeptAlive(Protocol):
+    """One connection kept open for requests sent one at a time with :meth:`get`."""
+
+    _reader: _ResponseReader = field(factory=_ResponseReader)
+    _waiting: list[tuple[Exchange, defer.Deferred[Exchange]]] = field(factory=list)
+
+    def get(self, path: str) -> defer.Deferred[Exchange]:
+        exchange = Exchange(path, time.monotonic())
+        answered: defer.Deferred[Exchange] = defer.Deferred()
+        self._waiting.append((exchange, answered))
+        assert self.transport is not None
+        self.transport.write(f"GET {path} HTTP/1.1\r\nHost: e2e\r\n\r\n".encode())
+        return answered
+
+    def dataReceived(self, data: bytes) -> None:
+        for status, headers, body in self._reader.feed(data):
+            exchange, answered = self._waiting.pop(0)
+            exchange.status, exchange.body = status, body
+            exchange.answered_at = time.monotonic()
+            exchange.closes = headers.get("connection", "").lower() == "close"
+            answered.callback(exchange)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        waiting, self._waiting = self._waiting, []
+        for exchange, answered in waiting:
+            answered.callback(exchange)  # status None: never answered
+
+
+async def open_kept_alive(port: int) -> KeptAlive:
+    protocol = KeptAlive()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
+    await endpoint.connect(Factory.forProtocol(lambda: protocol))
+    return protocol

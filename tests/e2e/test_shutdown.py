@@ -19,7 +19,13 @@ from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 
-from tests.e2e.keepalive import Exchange, LoopingClient, one_request, open_looping
+from tests.e2e.keepalive import (
+    Exchange,
+    LoopingClient,
+    one_request,
+    open_kept_alive,
+    open_looping,
+)
 from tests.e2e.server import TWISTD, ServerProcess, child_environment
 from tests.e2e.test_daemon import alive, daemon_pid
 from tests.fixtures.redis import RedisServerProcess, free_port
@@ -62,6 +68,15 @@ async def first_refusal(port: int, within: float) -> float:
     return time.monotonic()
 
 
+def metric(exchange: Exchange, name: str) -> float:
+    """The value of the metric ``name`` (without labels) in a /metrics answer."""
+    assert exchange.status == 200, exchange
+    for line in exchange.body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
 def unanswered(clients: list[LoopingClient]) -> list[Exchange]:
     return [e for c in clients for e in c.unanswered]
 
@@ -79,6 +94,18 @@ async def test_sigterm_under_load_answers_every_request_and_exits_0(tmp_path: Pa
     server.start()
     try:
         await server.wait_until("/readyz")
+        scraper = await open_kept_alive(server.port)
+        scrapes: list[Exchange] = []
+
+        async def scrape() -> None:
+            # Like Prometheus on a kept-alive connection, more often than it would.
+            while not scrapes or not scrapes[-1].closes:
+                scrapes.append(await scraper.get("/metrics"))
+                if scrapes[-1].status is None:
+                    return
+                await sleep(0.2)
+
+        scraping = defer.ensureDeferred(scrape())
         clients = [await open_looping(server.port, "/livez") for _ in range(50)]
         await sleep(1.0)
         assert all(len(c.exchanges) > 1 for c in clients), "a client made no progress"
@@ -92,6 +119,7 @@ async def test_sigterm_under_load_answers_every_request_and_exits_0(tmp_path: Pa
             await sleep(0.05)
         closed_at = await first_refusal(server.port, within=10)
         await defer.gatherResults([c.lost for c in clients])
+        await scraping
         code = await server.wait_exit(30)
     finally:
         server.kill()
@@ -108,6 +136,15 @@ async def test_sigterm_under_load_answers_every_request_and_exits_0(tmp_path: Pa
     assert all(e.closes for e in after), [e for e in after if not e.closes]
     # Each connection ended with a response saying so, none with a close out of the blue.
     assert all(c.exchanges[-1].closes for c in clients)
+    # /metrics counts it all until the end, on a connection kept open.
+    announcing = [e for e in scrapes if signalled + 0.3 < e.written_at < signalled + 1.6]
+    assert announcing
+    assert {metric(e, "installsure_shutdown_phase") for e in announcing} == {1}
+    assert min(metric(e, "installsure_http_connections_open") for e in announcing) >= 51
+    assert not any(e.closes for e in announcing)
+    last = scrapes[-1]  # the first answer after the listener closed: its last
+    assert last.closes
+    assert metric(last, "installsure_shutdown_phase") in (3, 4)
     assert phases_in_order(output), output
     assert "Traceback" not in output
 
