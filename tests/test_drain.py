@@ -10,12 +10,18 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from prometheus_client import REGISTRY
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock, deferLater
 
-from installsure.drain import PHASE, DrainParticipant, DrainService, Phase
+from installsure.drain import DrainParticipant, DrainService, Phase
 from installsure.process import StopSignals
 from tests.http.helpers import captured_events
+
+
+def phase_metric() -> float | None:
+    """installsure_shutdown_phase as /metrics shows it."""
+    return REGISTRY.get_sample_value("installsure_shutdown_phase")
 
 
 class Recorder(DrainParticipant):
@@ -71,11 +77,11 @@ def test_phases_run_in_order_and_each_is_logged_with_its_counts() -> None:
     clock = Clock()
     with captured_events("") as events:
         service, recorder = drain_with(clock, grace=10.0, delay=2.0)
-        assert PHASE._value.get() == Phase.SERVING
+        assert phase_metric() == Phase.SERVING
         stopping = service.stopService()
         assert service.is_draining()
         assert service.phase is Phase.ANNOUNCING
-        assert PHASE._value.get() == Phase.ANNOUNCING
+        assert phase_metric() == Phase.ANNOUNCING
         assert recorder.calls == []
         clock.advance(1.9)
         assert recorder.calls == []
@@ -86,7 +92,7 @@ def test_phases_run_in_order_and_each_is_logged_with_its_counts() -> None:
             ("finish", Phase.FINISHING_WORK, 2.0),
         ]
         assert recorder.deadline == 10.0, "the grace counts from the stop, delay included"
-        assert PHASE._value.get() == Phase.FINISHING_WORK
+        assert phase_metric() == Phase.FINISHING_WORK
         assert not stopping.called
         clock.advance(3)
         recorder.finished.callback({"requests_cut": 1, "jobs_returned": 4})

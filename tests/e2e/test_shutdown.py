@@ -82,15 +82,19 @@ def unanswered(clients: list[LoopingClient]) -> list[Exchange]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_sigterm_under_load_answers_every_request_and_exits_0(tmp_path: Path) -> None:
-    """50 kept-alive connections loop GET /livez; SIGTERM with shutdown.delay 2 s: during
-    the delay /readyz answers 503 and /livez 200 on new connections while the kept-alive
-    ones are served as before (keep-alive); once the listener refuses connections every
-    request written gets Connection: close; not one request written on an open
-    connection goes unanswered; one line per phase; exit status 0."""
+async def test_sigterm_under_load_answers_every_request_and_exits_0(
+    tmp_path: Path, wire: str
+) -> None:
+    """On each HTTP wire: 50 kept-alive connections loop GET /livez; SIGTERM with
+    shutdown.delay 2 s: during the delay /readyz answers 503 and /livez 200 on new
+    connections while the kept-alive ones are served as before (keep-alive); once the
+    listener refuses connections every request written gets Connection: close; not one
+    request written on an open connection goes unanswered; /metrics counts the drain
+    until its connection's last answer; one line per phase; exit status 0."""
     delay = 2.0
     server = ServerProcess(tmp_path, "--environment", "test", env={
-        "INSTALLSURE_SHUTDOWN_DELAY": str(delay), "INSTALLSURE_SHUTDOWN_GRACE": "10"})
+        "INSTALLSURE_SHUTDOWN_DELAY": str(delay), "INSTALLSURE_SHUTDOWN_GRACE": "10",
+        "INSTALLSURE_HTTP_WIRE": wire})
     server.start()
     try:
         await server.wait_until("/readyz")

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from attrs import define, field
+from prometheus_client import REGISTRY
 from twisted.internet import defer, reactor, threads
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
@@ -24,10 +25,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from installsure.http import HttpSettings, Response, Router, build_site
-from installsure.http.connections import OPEN, QUIET_SECONDS, socket_has_bytes
+from installsure.http.connections import QUIET_SECONDS, socket_has_bytes
 from installsure.listeners import HttpListeners
 from tests.http.helpers import captured_events
 from tests.http.rawclient import RawClient
+
+
+def open_connections() -> float | None:
+    """installsure_http_connections_open as /metrics shows it."""
+    return REGISTRY.get_sample_value("installsure_http_connections_open")
 
 
 def sleep(seconds: float) -> defer.Deferred[None]:
@@ -281,14 +287,14 @@ async def test_an_upgraded_connection_leaves_the_tracker_and_is_not_waited_for(
     """A connection taken over by a WebSocket-style upgrade is no longer counted as an
     HTTP connection (tracker and /metrics gauge), keeps working, and a drain does not
     wait for it; closing it later leaves nothing behind."""
-    open_before = OPEN._value.get()
+    open_before = open_connections()
     client = await in_thread(RawClient, served.port)
     client.send(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
     switched = await in_thread(client.answer)
     assert switched.status == 101
     assert len(served.tracker) == 0
     assert served.tracker.upgrades == 1
-    assert OPEN._value.get() == open_before
+    assert open_connections() == open_before
     client.send(b"still here")
     echoed = await in_thread(client.sock.recv, 100)
     assert echoed == b"still here"
@@ -298,7 +304,7 @@ async def test_an_upgraded_connection_leaves_the_tracker_and_is_not_waited_for(
     client.close()
     await sleep(0.1)
     assert len(served.tracker) == 0
-    assert OPEN._value.get() == open_before
+    assert open_connections() == open_before
 
 
 def test_bytes_waiting_in_a_socket_are_seen_without_being_read() -> None:
