@@ -30,13 +30,12 @@ from typing import Any
 from twisted.internet import tcp
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web import http
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import INonQueuedRequestFactory
 
 from installsure._compat import raw_headers, tcp_write_pending
+from installsure.http._wire.draining import DrainingChannel
 from installsure.http._wire.head import canonical_name, parse_simple_head
-from installsure.http.connections import socket_has_bytes
 from installsure.http.deadlines import Progress, ReadDeadline, Reading
 from installsure.http.refusal import (
     BAD_REQUEST,
@@ -75,7 +74,7 @@ def _response_head(
     )
 
 
-class ApiChannel(http.HTTPChannel):
+class ApiChannel(DrainingChannel):
     """HTTP/1.1 channel that parses simple requests in one pass and answers in one ``send``.
 
     Reading: see :meth:`dataReceived`.
@@ -208,110 +207,7 @@ class ApiChannel(http.HTTPChannel):
                 self.setTimeout(saved)
         self.line_mode = 1  # setLineMode() with nothing read ahead
 
-    # -- idle timeout -------------------------------------------------------------------
-
-    # HTTPChannel switches its idle timeout off for every request and back on after it
-    # (TimeoutMixin.setTimeout(None), then setTimeout(period)), and moves it on every
-    # read: a cancelled and a new DelayedCall, or a reset, several times per request,
-    # more work than parsing the request. Here a connection keeps one DelayedCall that
-    # is not touched per request: activity only notes the time, and when the call fires
-    # it closes the connection if it has been idle for the whole period, or schedules
-    # itself for the rest of it. While the timeout is off (a request in progress) a
-    # firing call does nothing; switching the timeout back on notes the time again.
-
-    _idle_call: Any = None
-    _idle_clock: Any = None
-    _idle_since = 0.0
-    _idle_period: float | None = None
-
-    def setTimeout(self, period: float | None) -> float | None:
-        previous = self.timeOut
-        self.timeOut = period  # type: ignore[assignment]
-        if period is not None:
-            call = self._idle_call
-            if call is None or period != self._idle_period:
-                if call is not None and call.active():
-                    call.cancel()
-                self._schedule_idle_check(period)
-            self._idle_since = self._idle_clock()
-        return previous
-
-    def resetTimeout(self) -> None:
-        if self._idle_call is not None:
-            self._idle_since = self._idle_clock()
-
-    def _schedule_idle_check(self, delay: float) -> None:
-        call = self.callLater(delay, self._idle_check)  # type: ignore[no-untyped-call]
-        self._idle_call = call
-        self._idle_clock = call.seconds
-        self._idle_period = self.timeOut
-
-    def _idle_check(self) -> None:
-        self._idle_call = None
-        period = self.timeOut
-        if period is None:  # off while a request is in progress; setTimeout re-arms
-            return
-        left = self._idle_since + period - self._idle_clock()
-        if left > 0:
-            self._schedule_idle_check(left)
-        else:
-            self.timeoutConnection()  # type: ignore[no-untyped-call]
-
-    # -- draining on shutdown (installsure.http.connections) ------------------------------
-
-    _draining = False
-
-    def begin_drain(self) -> None:
-        """Every response from now on says ``Connection: close`` and ends the connection.
-
-        The request being handled gets it too, unless its answer has begun or its client
-        has sent more behind it (read ahead into ``_dataBuffer``): closing after it would
-        cut the next request, so that one is answered with ``Connection: close`` instead.
-        A request whose head is still arriving gets it when the head is in
-        (:meth:`checkPersistence`).
-        """
-        self._draining = True
-        if not self.requests or self._dataBuffer:
-            return
-        request = self.requests[-1]
-        # content is set once the head is in, when persistence has been decided.
-        if request.content is not None and not request.startedWriting:
-            self.persistent = False
-            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-
-    def checkPersistence(self, request: Any, version: bytes) -> bool:
-        if self._draining:
-            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-            return False
-        return bool(super().checkPersistence(request, version))  # type: ignore[no-untyped-call]
-
-    @staticmethod
-    def _say_close(headers: Any, stored: dict[bytes, list[bytes]] | None) -> None:
-        # A response whose headers were replaced after the request's head was read (a
-        # 500 after a failed write) must still say that the connection closes.
-        if stored is not None:
-            stored[b"Connection"] = [b"close"]
-        else:
-            headers.setRawHeaders(b"Connection", [b"close"])
-
-    def is_idle(self) -> bool:
-        return bool(
-            not self.requests
-            and self.line_mode
-            and not self._buffer
-            and not self._dataBuffer
-            and not self._refused
-        )
-
-    def last_active(self) -> float:
-        # The idle check's record of the last read or finished request.
-        return self._idle_since if self._idle_clock is not None else 0.0
-
-    def bytes_waiting(self) -> bool:
-        return socket_has_bytes(self.transport)
-
-    def close(self) -> None:
-        self.loseConnection()
+    # -- draining on shutdown: the rest is in DrainingChannel ---------------------------
 
     def cut(self, refusal: Refusal) -> None:
         if self._refused or self.transport is None:
