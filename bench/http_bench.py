@@ -3,6 +3,8 @@
     python bench/http_bench.py [--duration 10] [--connections 50] [--threads 1] [--rounds 3]
                                [--wire fast,stock] [--peers] [--url-of-running-server URL]
                                [--json FILE]
+    python bench/http_bench.py --shutdown [--shutdown-delay 2] [--shutdown-after 3]
+                               [--wire fast,stock] [--rounds 3] [--connections 50]
 
 Starts ``twistd -n installsure`` as users do (temp data dir, loopback port, logs to a
 file), once per HTTP wire (``http.wire = "fast"`` and ``"stock"``, through
@@ -11,7 +13,9 @@ fallback asyncio client when wrk is missing), and prints req/s, p50 and p99. Wit
 ``--peers`` it also installs (once, cached under ~/.cache/installsure-bench/) and runs a
 bare FastAPI and a bare Fastify app, one server at a time, alternating round by round,
 and prints the ratios fast/stock and ours/peer, the latter against the targets of the
-foundation issue. See bench/README.rst.
+foundation issue. With ``--shutdown`` it runs the shutdown run instead
+(``harness/shutdown.py``): full load, SIGTERM, then requests dropped (target 0), time from
+SIGTERM to exit and requests answered during ``shutdown.delay``. See bench/README.rst.
 
 A benchmark, not a test: it prints figures and never fails on them.
 """
@@ -43,6 +47,7 @@ from harness.servers import (
     http_get,
     running,
 )
+from harness.shutdown import run_shutdown
 from harness.tables import print_table, times
 
 # --- what is measured -------------------------------------------------------------------
@@ -600,6 +605,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "PyJWT (default on)")
     p.add_argument("--fastapi-access-log", action=argparse.BooleanOptionalAction,
                    default=True, help="uvicorn's access log (default on, as uvicorn ships)")
+    p.add_argument("--shutdown", action="store_true",
+                   help="instead of the throughput rounds: SIGTERM each of our wires under "
+                   "full load and print requests dropped, SIGTERM-to-exit time and "
+                   "requests answered during the delay")
+    p.add_argument("--shutdown-delay", type=float, default=2.0, metavar="SECONDS",
+                   help="shutdown.delay of the server in --shutdown runs (0-20, default 2)")
+    p.add_argument("--shutdown-after", type=float, default=3.0, metavar="SECONDS",
+                   help="seconds of load before SIGTERM in --shutdown runs (1-60, default 3)")
     args = p.parse_args(argv)
 
     problems = []
@@ -632,6 +645,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         problems.append(f"--wire takes {' and/or '.join(WIRES)}, comma-separated, each once "
                         f"(not {args.wire!r})")
     args.wire = wires
+    if args.shutdown:
+        if not 0 <= args.shutdown_delay <= 20:
+            problems.append("--shutdown-delay must be between 0 and 20 seconds")
+        if not 1 <= args.shutdown_after <= 60:
+            problems.append("--shutdown-after must be between 1 and 60 seconds")
+        if args.peers or args.url_of_running_server:
+            problems.append("--shutdown signals servers it started itself, ours only: drop "
+                            "--peers and --url-of-running-server")
     if problems:
         p.error("; ".join(problems))
     return args
@@ -646,12 +667,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                             current.children, current.workroot)
         auth = None
         routes = [LIVENESS_ROUTE]
-        if args.project_route:
+        if args.project_route and not args.shutdown:
             auth = prepare(current.workroot / "shared")
             routes.append(PROJECT_ROUTE)
             print(f"project route: {PROJECT_ROUTE} as a member, on {auth.database} "
                   f"({auth.counts}); HS256 token")
         specs = our_server_specs(args, auth)
+        if args.shutdown:
+            code = run_shutdown(specs, client, current, server_cpus, rounds=args.rounds,
+                                delay=args.shutdown_delay, after=args.shutdown_after)
+            current.keep = code != 0
+            return code
         if args.peers:
             specs.extend(peer_specs(args, auth))
         run = Run(args, {s.name: s for s in specs}, client, current, server_cpus,

@@ -133,7 +133,8 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
     PrivateName(
         _CHANNEL, "_dataBuffer", Kind.INSTANCE_ATTRIBUTE,
         "bytes read while a request is handled; ApiChannel.requestDone's short path "
-        "runs only when it is empty", value_type=list,
+        "runs only when it is empty, and a draining ApiChannel keeps its connection "
+        "open for the request they hold", value_type=list,
     ),
     PrivateName(
         _CHANNEL, "_transferDecoder", Kind.INSTANCE_ATTRIBUTE,

@@ -7,7 +7,9 @@ Children start in order and stop in reverse (DESIGN.md "The process"):
    storage,
 4. job workers (roles all/worker), 5. auth (password-hashing threads, the session
    revocation subscription) and the HTTP/WebSocket listeners (roles all/api),
-6. the drain service, which therefore stops first.
+6. the drain service, which therefore stops first: it takes the listeners and the
+   workers through the phases of a shutdown (installsure.drain), then the rest stops
+   one by one in reverse order.
 
 Nothing here waits for Redis or the database to answer before serving: the process
 comes up, ``/readyz`` says what is missing, and the clients reconnect when it appears.
@@ -15,7 +17,8 @@ comes up, ``/readyz`` says what is missing, and the clients reconnect when it ap
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.application.internet import TimerService
@@ -36,7 +39,7 @@ from installsure.auth.membership import DatabaseProjectAccess, MembershipSignals
 from installsure.config import Config
 from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
-from installsure.drain import DrainService
+from installsure.drain import DrainParticipant, DrainService
 from installsure.events import DomainEventPublisher, LoggingDomainEventPublisher
 from installsure.files.library import FileLibrary
 from installsure.files.processing import file_processing_job_type
@@ -47,10 +50,11 @@ from installsure.http.ratelimit import RateLimiter
 from installsure.http.routing import Router
 from installsure.http.site import ApiSite
 from installsure.jobs import JobQueue, JobRegistry, LoggingJobEventPublisher, WorkerService
+from installsure.jobs import metrics as jobs_metrics
 from installsure.jobs.admin import QueueAdmin
 from installsure.listeners import HttpListeners
 from installsure.logs import configure_logging
-from installsure.process import exit_zero_after_graceful_stop, fail_and_stop
+from installsure.process import StopSignals, exit_zero_after_graceful_stop, fail_and_stop
 from installsure.redis.client import RedisService
 from installsure.redis.embedded import EmbeddedRedisService
 from installsure.redis.target import RedisTarget
@@ -129,6 +133,43 @@ def _queues_check(admin: QueueAdmin) -> Deferred[CheckResult]:
     return admin.status().addCallback(summarize)
 
 
+def _metric_total(metric: Any) -> float:
+    """The sum of a prometheus_client metric's samples over all its labels (a counter's
+    ``_total`` samples only)."""
+    total = 0.0
+    for family in metric.collect():
+        for sample in family.samples:
+            if family.type != "counter" or sample.name.endswith("_total"):
+                total += sample.value
+    return total
+
+
+class WorkersDrain(DrainParticipant):
+    """The job workers in a shutdown: in phase 4 they stop claiming, running jobs get
+    the rest of the grace, and the rest go back to their queue without losing an
+    attempt (the worker service's own drain); counted from the job metrics."""
+
+    name = "jobs"
+
+    def __init__(self, workers: WorkerService, clock: Any) -> None:
+        self.workers = workers
+        self.clock = clock
+
+    def counts(self) -> dict[str, int]:
+        return {"jobs": int(_metric_total(jobs_metrics.IN_FLIGHT))}
+
+    def finish(self, deadline: float) -> Deferred[Mapping[str, int]]:
+        # The grace the workers' drain waits for is what is left of the shutdown's.
+        self.workers.grace = max(0.0, deadline - self.clock.seconds())
+        returned_before = _metric_total(jobs_metrics.RELEASED)
+
+        def returned(_: object) -> Mapping[str, int]:
+            return {"jobs_returned": int(_metric_total(jobs_metrics.RELEASED)
+                                         - returned_before)}
+
+        return self.workers.stopService().addCallback(returned)
+
+
 class _StopCallback(Service):
     """Calls ``fn`` when the service stops."""
 
@@ -148,17 +189,25 @@ class InstallSureService(MultiService):
     put jobs back while Redis still runs, requests must finish before the database goes.
     """
 
+    #: Set by build_service: a second stop signal during the stop goes to the drain.
+    stop_signals: StopSignals | None = None
+
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)  # type: ignore[no-untyped-call]
         return Deferred.fromCoroutine(self._stop_in_reverse_order())
 
     async def _stop_in_reverse_order(self) -> None:
+        started = time.monotonic()
         for service in reversed(list(self)):
             log.debug("stopping {service}", service=service.name or type(service).__name__)
             try:
                 await maybeDeferred(service.stopService)
             except Exception:  # one part failing to stop must not keep the rest running
                 log.failure("stopping {service} failed", service=service.name or service)
+        if self.stop_signals is not None:
+            self.stop_signals.release()
+        log.info("stopped: every service is down, {seconds:.2f} s after the stop began",
+                 seconds=time.monotonic() - started)
 
     redis: RedisService
     database: Database
@@ -183,9 +232,11 @@ AuthenticatorFactory = Callable[[RedisService, Config], Authenticator]
 def build_service(
     config: Config, options: object = None, reactor: Any = None, *,
     authenticator: AuthenticatorFactory | None = None,
+    routers: Sequence[Router] = (),
 ) -> IService:
     """The whole process as a service tree (see module docstring). ``authenticator``
-    replaces the operator-token authenticator (the benchmark's token verifier)."""
+    replaces the user-token authenticator (the benchmark's token verifier); ``routers``
+    are served beside the built-in ones (an embedding program's, a test's)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -252,12 +303,16 @@ def build_service(
     else:
         jobs_drain = None
 
-    drain = DrainService(grace=config.shutdown.grace)
+    signals = StopSignals(reactor)
+    services.stop_signals = signals
+    reactor.callWhenRunning(signals.install)
+    drain = DrainService(grace=config.shutdown.grace, delay=config.shutdown_delay,
+                         reactor=reactor, on_begin=signals.catch)
     services.drain = drain
     if jobs_drain is not None:
         # Jobs drain alongside HTTP, so a stop takes one grace period, not two; the
         # workers' own stop later in the sequence is the same stop and waits for it.
-        drain.add_hook("jobs", lambda _grace: jobs_drain.stopService())
+        drain.add(WorkersDrain(jobs_drain, reactor))
 
     if config.runs_http:
         checks: dict[str, Any] = {
@@ -296,12 +351,17 @@ def build_service(
                               processing=config.features.file_processing)
         router = api_router(config, redis, sources, admin, database, auth, library,
                             events=services.events)
+        for extra in routers:
+            router.include(extra)
         site = build_site(config, router, limiter,
                           authenticator(redis, config) if authenticator else auth.authenticator)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
-        drain.add_hook("http", listeners.drain)
+        drain.add(listeners)
+        # The realtime broker joins the drain here when it comes, as a DrainParticipant
+        # whose drain_connections sends its sessions GOODBYE (wamp.close.system_shutdown)
+        # and whose finish waits for them until the deadline.
 
     drain.setServiceParent(services)  # type: ignore[no-untyped-call]
     log.info(

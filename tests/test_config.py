@@ -456,3 +456,42 @@ def test_every_refused_value_is_reported_in_one_go() -> None:
     ]
     assert found["queues.email-send.attempts"].endswith(": must be greater than 0, got 0")
     assert len(excinfo.value.problems) == len(found)  # each reported once
+
+
+@pytest.mark.parametrize(
+    ("environ", "delay"),
+    [
+        ({}, 0.0),
+        ({"INSTALLSURE_ENVIRONMENT": "test"}, 0.0),
+        ({"NODE_ENV": "production", "JWT_SECRET": STRONG}, 5.0),
+        ({"NODE_ENV": "production", "JWT_SECRET": STRONG,
+          "INSTALLSURE_SHUTDOWN_DELAY": "0"}, 0.0),
+        ({"INSTALLSURE_SHUTDOWN_DELAY": "1500ms"}, 1.5),
+        ({"INSTALLSURE_SHUTDOWN_DELAY": "3", "INSTALLSURE_ROLE": "worker"}, 0.0),
+    ],
+)
+def test_shutdown_delay_defaults_by_environment_and_role(
+    environ: dict[str, str], delay: float
+) -> None:
+    """shutdown.delay (INSTALLSURE_SHUTDOWN_DELAY) is 5 s in production and 0 in
+    development and test unless set; a worker, with no /readyz to announce on, has none."""
+    assert load_config(environ=environ).shutdown_delay == delay
+
+
+def test_a_delay_not_shorter_than_the_grace_is_refused() -> None:
+    """The delay is spent out of shutdown.grace: a delay as long as the grace (set, or
+    production's default against a short grace) is a config error naming both."""
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"INSTALLSURE_SHUTDOWN_DELAY": "30s"})
+    problem = problems_of(excinfo)["shutdown.delay"]
+    assert problem.startswith("environment variable INSTALLSURE_SHUTDOWN_DELAY")
+    assert "shorter than shutdown.grace (25 s)" in problem
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ={"NODE_ENV": "production", "JWT_SECRET": STRONG,
+                             "INSTALLSURE_SHUTDOWN_GRACE": "4"})
+    problem = problems_of(excinfo)["shutdown.delay"]
+    assert "the production default" in problem
+    assert "Lower shutdown.delay or raise shutdown.grace" in problem
+    # A worker has no delay, so a short grace is fine there.
+    load_config(environ={"NODE_ENV": "production", "JWT_SECRET": STRONG,
+                         "INSTALLSURE_SHUTDOWN_GRACE": "4", "INSTALLSURE_ROLE": "worker"})

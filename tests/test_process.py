@@ -73,3 +73,38 @@ def test_a_failing_handler_does_not_change_the_exit_code() -> None:
     assert "ZeroDivisionError" in result.stderr
     assert "handler registered at start" in result.stdout.splitlines()
 
+
+
+GRACEFUL = textwrap.dedent("""
+    import atexit
+
+    class Lingering:
+        def __del__(self):
+            print("interpreter torn down", flush=True)
+
+    kept = Lingering()
+    atexit.register(lambda: print("handler registered at start", flush=True))
+    from twisted.internet import reactor
+    from installsure.process import exit_zero_after_graceful_stop
+
+    exit_zero_after_graceful_stop(reactor)
+    reactor.addSystemEventTrigger(
+        "before", "shutdown",
+        lambda: atexit.register(lambda: print("handler registered while stopping", flush=True)))
+    reactor.callWhenRunning(reactor.stop)
+    reactor.run()
+    print("reactor stopped", flush=True)
+""")
+
+
+def test_a_graceful_stop_exits_0_after_every_handler_without_tearing_down() -> None:
+    """After a stop that was not a failure the process exits 0 once every atexit handler
+    has run (once each), without the interpreter's teardown (the object finalised only
+    by it never says so): the services have closed what they hold already."""
+    result = run_child(GRACEFUL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "reactor stopped"
+    assert sorted(lines[1:]) == ["handler registered at start",
+                                 "handler registered while stopping"]
+    assert "Traceback" not in result.stderr

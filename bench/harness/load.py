@@ -58,6 +58,12 @@ class Measurement:
     server_cpu_s: float | None = None
     #: CPU seconds the load generator used during the measured run.
     client_cpu_s: float | None = None
+    #: Requests written and never answered: the read and timeout errors (a connection
+    #: broken or silent while a request was out). Not the write errors: wrk connects
+    #: without blocking and meets a refused connection at its first write, so those are
+    #: mostly connections refused (the fallback client counts those as connect errors),
+    #: on which nothing was written.
+    dropped: int = 0
 
     @property
     def rps(self) -> float:
@@ -133,6 +139,7 @@ class LoadRun:
                     p99_ms=d["p99_us"] / 1000,
                     client=self.client,
                     client_cpu_s=usage.ru_utime + usage.ru_stime,
+                    dropped=d["errors_read"] + d["errors_timeout"],
                 )
         raise BenchError(
             f"{self.client} printed no figures (exit {self.proc.returncode}):\n{text[-2000:]}"

@@ -72,6 +72,17 @@ def check_combinations(config: Config, layers: Layers) -> None:
             "redis.url", layers.source_of(("redis", "url")),
             "set either redis.url or redis.sentinels, not both",
         ))
+    if config.shutdown_delay >= config.shutdown.grace and config.shutdown_delay > 0:
+        set_here = config.shutdown.delay is not None
+        layers.problems.append(ConfigProblem(
+            "shutdown.delay",
+            layers.source_of(("shutdown", "delay" if set_here else "grace")),
+            f"the delay ({config.shutdown_delay:g} s"
+            f"{'' if set_here else f', the {config.environment} default'}) must be shorter "
+            f"than shutdown.grace ({config.shutdown.grace:g} s): it is spent out of the "
+            "grace, and requests need the rest to finish. Lower shutdown.delay or raise "
+            "shutdown.grace",
+        ))
     if config.storage.backend == "s3" and not config.storage.s3_bucket:
         layers.problems.append(ConfigProblem(
             "storage.s3_bucket", layers.source_of(("storage", "backend")),

@@ -44,10 +44,25 @@ class FeaturesSettings:
     email_notifications: bool = True
 
 
+#: ``shutdown.delay`` when it is not set, by environment: long enough in production for
+#: a load balancer to see ``/readyz`` fail and stop sending; none elsewhere, so that
+#: Ctrl-C stays instant.
+DEFAULT_SHUTDOWN_DELAY = {"production": Seconds(5.0), "development": Seconds(0.0),
+                          "test": Seconds(0.0)}
+
+
 @frozen
 class ShutdownSettings:
+    """What SIGTERM does (README.rst, "Stopping")."""
+
     grace: Seconds = Seconds(25.0)
-    """How long in-flight requests and jobs may take to finish on SIGTERM."""
+    """How long the whole drain may take, from SIGTERM: the delay below, then in-flight
+    requests and jobs finish; what still runs after it is answered 503 or put back."""
+    delay: Seconds | None = None
+    """How long ``/readyz`` answers 503 before the listeners close, while every other
+    request is served as usual (a second SIGTERM or SIGINT cuts it short). Spent out
+    of ``grace``, so it must be shorter. None: 5 s in production, 0 in development and
+    test. Processes without HTTP (role worker) have none."""
 
 
 @frozen
@@ -79,6 +94,15 @@ class Config:
         if self.database.auto_migrate is None:
             return self.environment != "production"
         return self.database.auto_migrate
+
+    @property
+    def shutdown_delay(self) -> Seconds:
+        """``shutdown.delay``, or its environment's default; 0 without HTTP to announce on."""
+        if not self.runs_http:
+            return Seconds(0.0)
+        if self.shutdown.delay is None:
+            return DEFAULT_SHUTDOWN_DELAY[self.environment]
+        return self.shutdown.delay
 
     @property
     def runs_http(self) -> bool:

@@ -104,9 +104,18 @@ class ApiResource(Resource):
         return self._in_flight.count
 
     def drain(self, grace: float, clock: IReactorTime | None = None) -> defer.Deferred[int]:
-        """A drain hook: fires with 0 once no request is in flight, or after ``grace``
-        seconds with the number still running (the caller then closes connections)."""
+        """Fires with 0 once no request is in flight, or after ``grace`` seconds with the
+        number still running (the caller then closes connections)."""
         return self._in_flight.drain(grace, clock)
+
+    def when_idle(self) -> defer.Deferred[int]:
+        """Fires once no request is in flight."""
+        return self._in_flight.when_idle()
+
+    def cut_running(self) -> int:
+        """The shutdown's grace is over: answer every request still running 503 (and
+        log each); how many there were."""
+        return self._in_flight.cut()
 
     @property
     def security_headers(self) -> list[tuple[bytes, list[bytes]]]:
@@ -226,24 +235,36 @@ class ApiResource(Resource):
     # -- responses --------------------------------------------------------------------
 
     def _finish_later(self, ctx: RequestContext, d: defer.Deferred[Any], started: float) -> None:
-        gone: list[bool] = []
+        # "gone": the client left; "cut": answered 503 at the end of a shutdown's grace.
+        # Either way the handler's Deferred is cancelled, and its outcome is not sent.
+        ended: list[str] = []
 
         def disconnected(_: object) -> None:
-            gone.append(True)
+            ended.append("gone")
+            d.cancel()
+
+        def cut() -> None:
+            ended.append("cut")
+            self._cut(ctx, started)
             d.cancel()
 
         request: Any = ctx.request
         request.notifyFinish().addErrback(disconnected)
+        self._in_flight.later(cut)
 
         def done(result: Any) -> None:
-            if gone:
-                self._count(ctx, _CLIENT_CLOSED, 0, started)
+            self._in_flight.answered(cut)
+            if ended:
+                if ended[0] == "gone":
+                    self._count(ctx, _CLIENT_CLOSED, 0, started)
                 return
             self._send_result(ctx, result, started)
 
         def failed(failure: Failure) -> None:
-            if gone:
-                self._count(ctx, _CLIENT_CLOSED, 0, started)
+            self._in_flight.answered(cut)
+            if ended:
+                if ended[0] == "gone":
+                    self._count(ctx, _CLIENT_CLOSED, 0, started)
                 return
             if isinstance(failure.value, ApiError):
                 self._send_error(ctx, failure.value, started)
@@ -251,6 +272,24 @@ class ApiResource(Resource):
                 self._send_crash(ctx, failure, started)
 
         d.addCallbacks(done, failed)
+
+    def _cut(self, ctx: RequestContext, started: float) -> None:
+        request: Any = ctx.request
+        log.warn(
+            "shutdown: {method} {path} (request {request_id}) still running after "
+            "{seconds:.1f} s at the end of the grace: answered 503",
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1"),
+            request_id=ctx.request_id,
+            seconds=perf_counter() - started,
+        )
+        body = error_body(
+            "UNAVAILABLE",
+            "The server is shutting down and this request did not finish within its "
+            "grace period; it may or may not have taken effect.",
+            ctx.request_id,
+        )
+        self._write(ctx, (503, body, JSON_UTF8, ()), started)
 
     def _send_result(self, ctx: RequestContext, result: Any, started: float) -> None:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.web import http, resource, server
+from twisted.web import resource, server
 from twisted.web.resource import IResource
 
 from installsure import logs
@@ -24,7 +24,7 @@ from installsure.http.deadlines import RequestDeadlines
 from installsure.http.errors import error_body
 from installsure.http.refusal import RefusalRecord, WireHooks
 from installsure.http.settings import WIRES
-from installsure.http.stock import StockConnection, stock_request
+from installsure.http.stock import StockChannel, StockConnection, stock_request
 
 
 def wire_hooks(api: ApiResource) -> WireHooks:
@@ -69,7 +69,7 @@ class ApiSite(server.Site):
 
     Speaks HTTP/1.1 only (no HTTP/2 negotiation), on the ``wire`` chosen: ``"fast"``
     through :class:`ApiChannel` and :class:`ApiRequest`, ``"stock"`` through
-    twisted.web's own ``HTTPChannel`` and ``server.Request`` (see
+    twisted.web's own ``HTTPChannel`` (see StockChannel) and ``server.Request`` (see
     :mod:`installsure.http.stock`).
     """
 
@@ -92,20 +92,22 @@ class ApiSite(server.Site):
         self.mounts = dict(mounts or {})
         self.wire = wire
         if wire == "stock":
-            self.protocol = http.HTTPChannel  # type: ignore[assignment]
+            self.protocol = StockChannel  # type: ignore[assignment]
             self.requestFactory = stock_request  # type: ignore[assignment]
         self.wire_hooks = wire_hooks(api)
-        self.connections = ConnectionTracker()
+        self.connections = ConnectionTracker(self.reactor)
 
     def buildProtocol(self, addr: Any) -> Any:
         channel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         if channel is None:
             return None
-        # Discarded again when its connection goes: by ApiChannel.connectionLost, or
-        # by the StockConnection around a stock channel.
-        self.connections.add(channel)
+        # Discarded again when its connection goes or is upgraded, by ApiChannel or by
+        # the StockConnection around a stock channel.
         if self.wire == "stock":
-            return StockConnection(channel, self.connections, self.wire_hooks)
+            connection = StockConnection(channel, self.connections, self.wire_hooks)
+            self.connections.add(connection)
+            return connection
+        self.connections.add(channel)
         return channel
 
     def log(self, request: Any) -> None:

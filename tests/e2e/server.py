@@ -38,7 +38,7 @@ class ServerProcess:
 
     def __init__(self, directory: Path, *args: str, port: int | None = None,
                  env: dict[str, str] | None = None, twistd_args: Sequence[str] = (),
-                 default_data_dir: bool = False) -> None:
+                 default_data_dir: bool = False, test_routes: bool = False) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.args = args
@@ -48,6 +48,12 @@ class ServerProcess:
         self.default_data_dir = default_data_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = directory / "stdout.log"
+        #: twistd itself, or twistd's entry point with the test-only routes of
+        #: tests/e2e/twistd_with_routes.py.
+        self.launcher = (
+            [sys.executable, "-m", "tests.e2e.twistd_with_routes"] if test_routes
+            else [str(TWISTD)]
+        )
 
     @property
     def base(self) -> str:
@@ -55,7 +61,7 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         return [
-            str(TWISTD), *self.twistd_args, "--pidfile=", "-n", "installsure",
+            *self.launcher, *self.twistd_args, "--pidfile=", "-n", "installsure",
             *([] if self.default_data_dir else ["--data-dir", str(self.directory / "data")]),
             "--listen", f"tcp:{self.port}:interface=127.0.0.1",
             *self.args,

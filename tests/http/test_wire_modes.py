@@ -20,6 +20,7 @@ from installsure.http import ApiError, HttpSettings, Router, build_site
 from installsure.http._wire import ApiChannel, ApiRequest
 from installsure.http.incoming import StreamingRequest
 from installsure.http.site import ApiSite
+from installsure.http.stock import StockChannel
 
 
 def test_the_wire_is_a_setting_with_its_own_variable() -> None:
@@ -84,7 +85,8 @@ def _ask(port: int, requests: bytes) -> tuple[bytes, float]:
 async def test_each_wire_serves_with_its_own_channel_and_request(served: Served, wire: str) -> None:
     """The fast wire serves through ApiChannel and ApiRequest, the stock one through
     twisted.web's own HTTPChannel and server.Request, nothing of ours in between but
-    the two methods by which a streamed route (uploads) gets its body as it arrives."""
+    StockChannel's one public override (no keep-alive while draining) and the two
+    methods by which a streamed route (uploads) gets its body as it arrives."""
     answer, _ = await threads.deferToThread(
         _ask, served.number, b"GET /api/who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
@@ -92,11 +94,14 @@ async def test_each_wire_serves_with_its_own_channel_and_request(served: Served,
     if wire == "fast":
         assert served.seen == [(ApiRequest, ApiChannel)]
     else:
-        assert served.seen == [(StreamingRequest, http.HTTPChannel)]
+        assert served.seen == [(StreamingRequest, StockChannel)]
         assert StreamingRequest.__bases__ == (server.Request,)
         overridden = {name for name in vars(StreamingRequest) if callable(
             getattr(StreamingRequest, name)) and not name.startswith("__")}
         assert overridden == {"gotLength", "requestReceived"}
+        assert StockChannel.__bases__ == (http.HTTPChannel,)
+        own = {name for name in vars(StockChannel) if not name.startswith("__")}
+        assert own == {"draining", "checkPersistence"}
 
 
 @pytest_twisted.ensureDeferred

@@ -539,7 +539,9 @@ async def test_drain_hook_and_service_tree_stop_the_workers_once(harness: Harnes
     stops: list[str] = []
 
     def observer(event: dict[str, Any]) -> None:
-        if str(event.get("log_format")).startswith(("worker {worker_id} stopped", "draining")):
+        if str(event.get("log_format")).startswith(
+            ("worker {worker_id} stopped", "draining", "shutdown 4/4")
+        ):
             stops.append(event["log_format"])
 
     tree.startService()  # type: ignore[no-untyped-call]
@@ -554,7 +556,7 @@ async def test_drain_hook_and_service_tree_stop_the_workers_once(harness: Harnes
     finally:
         globalLogPublisher.removeObserver(observer)
     assert stops == [
-        "draining: not ready any more, finishing in-flight work within {grace}s",
+        "shutdown 4/4, finish work: {left:.1f} s of the grace left; {summary}",
         "draining {queue}: waiting up to {grace} s for {count} running jobs",
         "worker {worker_id} stopped",
     ]

@@ -11,8 +11,10 @@ What it overrides, and where:
 
 * :mod:`.channel`, ``ApiChannel(twisted.web.http.HTTPChannel)``: ``dataReceived``
   (one-pass parsing of simple heads, see :mod:`.head`), ``requestDone`` (a short path
-  for the usual case), ``setTimeout``/``resetTimeout``/``connectionLost`` (one idle
-  DelayedCall per connection), ``getHost``/``getPeer`` (asked once),
+  for the usual case), ``setTimeout``/``resetTimeout`` (in :mod:`.idle`) and
+  ``connectionLost`` (one idle DelayedCall per connection), ``checkPersistence`` (in
+  :mod:`.draining`: no keep-alive while the server drains), ``getHost``/``getPeer``
+  (asked once),
   ``writeHeaders``/``write``/``writeSequence``/``loseConnection`` (head and body in one
   ``send``), ``_respondToBadRequestAndDisconnect`` and ``lineLengthExceeded`` (the
   parser's refusals, answered in the envelope: 400, or 431 for a head over its limits),

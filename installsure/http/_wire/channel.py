@@ -30,11 +30,11 @@ from typing import Any
 from twisted.internet import tcp
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web import http
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import INonQueuedRequestFactory
 
 from installsure._compat import raw_headers, tcp_write_pending
+from installsure.http._wire.draining import DrainingChannel
 from installsure.http._wire.head import canonical_name, parse_simple_head
 from installsure.http.deadlines import Progress, ReadDeadline, Reading
 from installsure.http.refusal import (
@@ -75,7 +75,7 @@ def _response_head(
     )
 
 
-class ApiChannel(http.HTTPChannel):
+class ApiChannel(DrainingChannel):
     """HTTP/1.1 channel that parses simple requests in one pass and answers in one ``send``.
 
     Reading: see :meth:`dataReceived`.
@@ -152,8 +152,8 @@ class ApiChannel(http.HTTPChannel):
         # header lookups only for headers that are there ...
         if b"Cookie" in stored:
             request.parseCookies()
-        if version != b"HTTP/1.1" or b"Connection" in stored:
-            self.persistent = self.checkPersistence(request, version)  # type: ignore[no-untyped-call]
+        if version != b"HTTP/1.1" or b"Connection" in stored or self._draining:
+            self.persistent = self.checkPersistence(request, version)
         request.gotLength(0)
         # ... and HTTPChannel.allContentReceived's for the empty line that ends the head.
         # The line parser never ran, so its header counters and first-line flag are
@@ -208,54 +208,33 @@ class ApiChannel(http.HTTPChannel):
                 self.setTimeout(saved)
         self.line_mode = 1  # setLineMode() with nothing read ahead
 
-    # -- idle timeout -------------------------------------------------------------------
+    # -- draining on shutdown: the rest is in DrainingChannel ---------------------------
 
-    # HTTPChannel switches its idle timeout off for every request and back on after it
-    # (TimeoutMixin.setTimeout(None), then setTimeout(period)), and moves it on every
-    # read: a cancelled and a new DelayedCall, or a reset, several times per request,
-    # more work than parsing the request. Here a connection keeps one DelayedCall that
-    # is not touched per request: activity only notes the time, and when the call fires
-    # it closes the connection if it has been idle for the whole period, or schedules
-    # itself for the rest of it. While the timeout is off (a request in progress) a
-    # firing call does nothing; switching the timeout back on notes the time again.
-
-    _idle_call: Any = None
-    _idle_clock: Any = None
-    _idle_since = 0.0
-    _idle_period: float | None = None
-
-    def setTimeout(self, period: float | None) -> float | None:
-        previous = self.timeOut
-        self.timeOut = period  # type: ignore[assignment]
-        if period is not None:
-            call = self._idle_call
-            if call is None or period != self._idle_period:
-                if call is not None and call.active():
-                    call.cancel()
-                self._schedule_idle_check(period)
-            self._idle_since = self._idle_clock()
-        return previous
-
-    def resetTimeout(self) -> None:
-        if self._idle_call is not None:
-            self._idle_since = self._idle_clock()
-
-    def _schedule_idle_check(self, delay: float) -> None:
-        call = self.callLater(delay, self._idle_check)  # type: ignore[no-untyped-call]
-        self._idle_call = call
-        self._idle_clock = call.seconds
-        self._idle_period = self.timeOut
-
-    def _idle_check(self) -> None:
-        self._idle_call = None
-        period = self.timeOut
-        if period is None:  # off while a request is in progress; setTimeout re-arms
+    def cut(self, refusal: Refusal) -> None:
+        if self._refused or self.transport is None:
             return
-        left = self._idle_since + period - self._idle_clock()
-        if left > 0:
-            self._schedule_idle_check(left)
+        if self._reading_progress() is not None:
+            self.refuse(refusal)
         else:
-            self.timeoutConnection()  # type: ignore[no-untyped-call]
+            self.loseConnection()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def taken_over(self) -> None:
+        """A WebSocket upgrade took the transport (``transport`` is None now): this
+        channel serves no more; stop its clocks and leave the tracker."""
+        if self._deadline is not None:
+            self._deadline.stop()
+        for call in (self._idle_call, self._linger):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._linger = None
+        self.timeOut = None
+        connections = getattr(getattr(self, "site", None), "connections", None)
+        if connections is not None:
+            connections.upgraded(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._deadline is not None:
@@ -394,6 +373,8 @@ class ApiChannel(http.HTTPChannel):
     def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
         self.flush_head()
         stored = raw_headers(headers) if type(headers) is Headers else None
+        if self._draining and not self.persistent:
+            self._say_close(headers, stored)
         if stored is None:
             super().writeHeaders(version, code, reason, headers)  # type: ignore[no-untyped-call]
             return
@@ -415,6 +396,8 @@ class ApiChannel(http.HTTPChannel):
             self.writeHeaders(version, code, reason, headers)
             self.write(body)
             return
+        if self._draining and not self.persistent:
+            self._say_close(headers, stored)
         self._send(_response_head(version, code, reason, stored) + body)
 
     def writeSequence(self, iovec: list[bytes]) -> None:

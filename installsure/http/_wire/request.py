@@ -182,6 +182,11 @@ class ApiRequest(server.Request):
                 application.render(self)  # type: ignore[no-untyped-call]
             else:
                 self.render(resrc)  # type: ignore[no-untyped-call]
+                taken_over = getattr(self.channel, "taken_over", None)
+                if self.channel.transport is None and taken_over is not None:
+                    # A WebSocket upgrade (autobahn's WebSocketResource, for one) took
+                    # the connection over: the channel never hears of it again.
+                    taken_over()
         except BaseException:
             self.processingFailed(failure.Failure())  # type: ignore[no-untyped-call]
 
