@@ -1,0 +1,232 @@
+"""The Redis pub/sub backplane: publications, retained events and the domain's signals
+shared by every process.
+
+* Publications: each process PUBLISHes the ones made on it (tagged with its node id) on
+  one channel and delivers those of the other nodes to its own subscribers, so a
+  subscription anywhere gets each event once. When Redis is away the PUBLISH fails at
+  once and the event is counted as dropped for the other nodes (never buffered), while
+  local subscribers still get it; the subscription comes back with the connection.
+* Retained events: a hash in Redis (topic -> latest publication) and a sorted set of
+  when each was stored, pruned after ``retained_ttl``; every node loads the hash at start
+  and mirrors later ones from the channel, so any node serves them at once.
+* Signals from the domain: "memberships changed" (``{"userId"?, "projectId"?}``)
+  and "sessions revoked" (``{"userId"?, "sessionId"?}``), handled by ``on_membership``
+  and ``on_revocation``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from installsure.realtime.broker import Broker
+from installsure.realtime.publication import Publication
+from installsure.redis.interfaces import RedisCommands, Subscription
+
+log = Logger(namespace="installsure.realtime.backplane")
+
+SignalHandler = Callable[[dict[str, Any]], object]
+
+#: Seconds between attempts to subscribe while Redis does not answer at start.
+RETRY_SECONDS = 1.0
+PRUNE_SECONDS = 60.0
+
+
+class Backplane:
+    def __init__(
+        self,
+        broker: Broker,
+        redis: RedisCommands,
+        reactor: IReactorTime,
+        *,
+        channel: str = "realtime",
+        membership_channel: str = "auth:membership-changed",
+        revocation_channel: str = "auth:sessions-revoked",
+        on_membership: SignalHandler | None = None,
+        on_revocation: SignalHandler | None = None,
+        retained_ttl: float = 86400.0,
+    ) -> None:
+        self.broker = broker
+        self.redis = redis
+        self.reactor = reactor
+        self.node = secrets.token_hex(8)
+        self.channel = redis.key(channel)
+        self.retained_key = redis.key(channel, "retained")
+        self.retained_times_key = redis.key(channel, "retained-at")
+        self.signals: dict[str, SignalHandler] = {}
+        if on_membership is not None:
+            self.signals[redis.key(membership_channel)] = on_membership
+        if on_revocation is not None:
+            self.signals[redis.key(revocation_channel)] = on_revocation
+        self.retained_ttl = retained_ttl
+        self._subscriptions: list[Subscription] = []
+        self._pending: dict[str, Any] = {}
+        self._running = False
+        self._down_reported = False
+        self._timers: list[Any] = []
+        self.ready: Deferred[None] = Deferred()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._running = True
+        self.broker.relay = self.relay
+        self._subscribe_all()
+        self._schedule(PRUNE_SECONDS, self._prune)
+
+    def stop(self) -> Deferred[None]:
+        self._running = False
+        if self.broker.relay == self.relay:
+            self.broker.relay = None
+        for call in self._timers:
+            if call.active():
+                call.cancel()
+        self._timers = []
+        subscriptions, self._subscriptions = self._subscriptions, []
+        done = [s.cancel() for s in subscriptions]
+        return DeferredList(done, consumeErrors=True).addCallback(lambda _: None)
+
+    def _schedule(self, seconds: float, fn: Callable[[], object]) -> None:
+        self._timers = [c for c in self._timers if c.active()]
+        self._timers.append(self.reactor.callLater(seconds, fn))
+
+    def _subscribe_all(self) -> None:
+        if not self._running:
+            return
+        wanted = {self.channel: self._received, **{
+            name: (lambda _c, text, handler=handler: self._signal(handler, text))
+            for name, handler in self.signals.items()}}
+        calls = []
+        for name, callback in wanted.items():
+            if name in self._pending:
+                continue
+            self._pending[name] = True
+            d = self.redis.subscribe(name, callback)
+            d.addCallbacks(self._subscribed, self._subscribe_failed, errbackArgs=(name,))
+            calls.append(d)
+        if calls:
+            DeferredList(calls).addCallback(self._maybe_ready)
+
+    def _subscribed(self, subscription: Subscription) -> None:
+        if not self._running:
+            subscription.cancel()
+            return
+        self._subscriptions.append(subscription)
+
+    def _subscribe_failed(self, failure: Failure, name: str) -> None:
+        self._pending.pop(name, None)
+        if self._running:
+            log.warn("realtime backplane: cannot subscribe to {channel} yet ({error}); "
+                     "retrying", channel=name, error=failure.getErrorMessage())
+            self._schedule(RETRY_SECONDS, self._subscribe_all)
+
+    def _maybe_ready(self, _: object) -> None:
+        expected = 1 + len(self.signals)
+        if len(self._subscriptions) >= expected and not self.ready.called:
+            self._load_retained().addBoth(lambda _: self.ready.callback(None)
+                                          if not self.ready.called else None)
+
+    # -- publications -------------------------------------------------------------------
+
+    def relay(self, publication: Publication) -> None:
+        data = publication.to_wire()
+        data["n"] = self.node
+        try:
+            text = json.dumps(data, separators=(",", ":"))
+        except (TypeError, ValueError):
+            log.warn("event on {topic} has a payload JSON cannot carry; other nodes miss it",
+                     topic=publication.topic)
+            self.broker.stats.drop("not_json")
+            return
+        d = self.redis.publish(self.channel, text)
+        d.addCallbacks(self._relayed, self._relay_failed)
+        if publication.retain:
+            stored = self.redis.execute("HSET", self.retained_key, publication.topic, text)
+            stored.addErrback(self._retain_failed, publication.topic)
+            when = self.redis.execute("ZADD", self.retained_times_key, publication.timestamp,
+                                      publication.topic)
+            when.addErrback(lambda _f: None)  # pruning is best effort
+
+    def _relayed(self, _receivers: int) -> None:
+        if self._down_reported:
+            self._down_reported = False
+            log.info("realtime backplane: Redis takes events again")
+
+    def _relay_failed(self, failure: Failure) -> None:
+        self.broker.stats.drop("backplane_down")
+        if not self._down_reported:
+            self._down_reported = True
+            log.warn("realtime backplane: cannot publish to Redis ({error}); events reach "
+                     "this node's subscribers only and are counted as dropped",
+                     error=failure.getErrorMessage())
+
+    def _retain_failed(self, failure: Failure, topic: str) -> None:
+        log.warn("could not store the retained event of {topic}: {error}", topic=topic,
+                 error=failure.getErrorMessage())
+
+    def _received(self, _channel: str, text: str) -> None:
+        try:
+            data = json.loads(text)
+            if data.get("n") == self.node:
+                return  # ours: delivered when it was published
+            publication = Publication.from_wire(data)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warn("realtime backplane: ignored a message that is not a publication")
+            return
+        if publication.retain:
+            self.broker.remember(publication)
+        self.broker.deliver(publication)
+
+    def _signal(self, handler: SignalHandler, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            data = {}  # unreadable: treat as "something changed for everyone"
+        handler(data)
+
+    # -- retained events ----------------------------------------------------------------
+
+    def _load_retained(self) -> Deferred[None]:
+        d = self.redis.execute("HGETALL", self.retained_key)
+
+        def loaded(reply: Any) -> None:
+            pairs = reply.items() if isinstance(reply, dict) else zip(
+                reply[::2], reply[1::2], strict=True)
+            now = self.broker.now()
+            for _topic, text in pairs:
+                try:
+                    raw = text.decode() if isinstance(text, bytes) else text
+                    publication = Publication.from_wire(json.loads(raw))
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if now - publication.timestamp <= self.retained_ttl:
+                    self.broker.remember(publication)
+
+        def failed(failure: Failure) -> None:
+            log.warn("could not load retained events: {error}", error=failure.getErrorMessage())
+
+        return d.addCallbacks(loaded, failed)
+
+    def _prune(self) -> Deferred[None]:
+        if not self._running:
+            return succeed(None)
+        self._schedule(PRUNE_SECONDS, self._prune)
+        cutoff = self.broker.now() - self.retained_ttl
+        d = self.redis.execute("ZRANGEBYSCORE", self.retained_times_key, "-inf", cutoff)
+
+        def old(topics: list[Any]) -> Deferred[Any] | None:
+            if not topics:
+                return None
+            self.redis.execute("HDEL", self.retained_key, *topics)
+            return self.redis.execute("ZREM", self.retained_times_key, *topics)
+
+        return d.addCallback(old).addErrback(lambda _f: None)
