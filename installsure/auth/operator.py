@@ -11,32 +11,13 @@ from __future__ import annotations
 
 import hmac
 
-from attrs import frozen
-
+from installsure.auth.policy import allows_global
+from installsure.auth.principal import Principal
 from installsure.http.context import RequestContext
 from installsure.http.errors import ApiError
 
-ROLES = ("admin", "manager", "member", "viewer")
-
-
-@frozen
-class Principal:
-    """Who is calling: ``id`` for logs and rate limits, ``role`` for authorization."""
-
-    id: str
-    role: str
-
-
-OPERATOR = Principal(id="operator", role="admin")
-
-
-def allows(principal: Principal, requirement: str) -> bool:
-    """``"user"``: anyone signed in; a role name: that role or a stronger one."""
-    if requirement == "user":
-        return True
-    if requirement not in ROLES or principal.role not in ROLES:
-        return False
-    return ROLES.index(principal.role) <= ROLES.index(requirement)
+#: The service principal: automation that holds ``API_SECRET`` acts as an admin.
+OPERATOR = Principal(id="operator", role="admin", kind="service", name="operator")
 
 
 class OperatorAuthenticator:
@@ -60,6 +41,6 @@ class OperatorAuthenticator:
                 "UNAUTHENTICATED",
                 "Missing or wrong credentials: send 'Authorization: Bearer <API_SECRET>'.",
             )
-        if not allows(OPERATOR, requirement):
+        if not allows_global(OPERATOR, requirement):
             raise ApiError("FORBIDDEN", f"This endpoint needs the {requirement} role.")
         return OPERATOR

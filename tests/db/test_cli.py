@@ -163,16 +163,18 @@ def test_runs_as_a_command_in_a_subprocess(
 def test_revision_autogenerate_writes_the_next_numbered_migration(
     scratch_migrations: Path,
 ) -> None:
-    """A table added to tables.py becomes migration 0002 with its create_table, found by
-    comparing against a scratch database at head."""
+    """A table added to tables.py becomes the next numbered migration with its
+    create_table, found by comparing against a scratch database at head."""
+    head = head_revision()
+    following = f"{int(head) + 1:04d}"
     widgets = Table("widgets", metadata, Column("id", Integer, primary_key=True))
     try:
         code, out, err = run("revision", "-m", "add widgets", "--autogenerate")
     finally:
         metadata.remove(widgets)
     assert (code, err) == (0, ""), err
-    assert "Created migration 0002" in out
-    created = scratch_migrations / "versions" / "0002_add_widgets.py"
+    assert f"Created migration {following}" in out
+    created = scratch_migrations / "versions" / f"{following}_add_widgets.py"
     source = created.read_text()
     assert "op.create_table('widgets'" in source or 'op.create_table("widgets"' in source
-    assert "down_revision: str | None = '0001'" in source
+    assert f"down_revision: str | None = '{head}'" in source

@@ -17,6 +17,10 @@ from installsure.db import (
 )
 from installsure.db.engine import create_engine_for
 
+#: The newest migration the package ships; test migrations are numbered 9001 onwards
+#: and follow it.
+PACKAGE_HEAD = head_revision()
+
 
 def add_migration(directory: Path, revision: str, down: str, upgrade_body: str) -> None:
     """Write a migration file into a scratch migrations directory."""
@@ -62,6 +66,8 @@ op.execute("INSERT INTO parent (id, name) VALUES (1, 'p')")
 op.execute("INSERT INTO child (id, parent_id) VALUES (10, 1), (11, 1)")
 """
 
+FAILING_SQL = 'op.execute("SELECT * FROM no_such_table")'
+
 ORPHAN = 'op.execute("INSERT INTO child (id, parent_id) VALUES (12, 99)")'
 
 ALTER_PARENT = """
@@ -85,10 +91,10 @@ def test_batch_alter_keeps_rows_that_reference_the_table(
 ) -> None:
     """An ALTER that SQLite can only do by copying the table (batch mode) neither
     cascades deletes into referencing rows nor breaks their references."""
-    add_migration(scratch_migrations, "0002", "0001", PARENT_AND_CHILD)
-    add_migration(scratch_migrations, "0003", "0002", ALTER_PARENT)
+    add_migration(scratch_migrations, "9001", PACKAGE_HEAD, PARENT_AND_CHILD)
+    add_migration(scratch_migrations, "9002", "9001", ALTER_PARENT)
     result = upgrade(database_url)
-    assert result.after == "0003"
+    assert result.after == "9002"
     assert scalar(database_url, "SELECT count(*) FROM child") == 2
     assert scalar(database_url, "SELECT count(*) FROM parent WHERE note IS NULL") == 1
 
@@ -98,7 +104,7 @@ def test_foreign_keys_are_enforced_again_after_a_migration(
 ) -> None:
     """Switching enforcement off for a SQLite migration does not leak into the pooled
     connection used afterwards."""
-    add_migration(scratch_migrations, "0002", "0001", PARENT_AND_CHILD)
+    add_migration(scratch_migrations, "9001", PACKAGE_HEAD, PARENT_AND_CHILD)
     url = parse_database_url(f"sqlite:///{tmp_path / 'db.sqlite'}")
     engine = create_engine_for(url, pool_size=1)
     try:
@@ -118,8 +124,8 @@ def test_sqlite_migration_leaving_dangling_references_is_rolled_back(
     catches orphans: the whole upgrade is rolled back with a clear message."""
     add_migration(
         scratch_migrations,
-        "0002",
-        "0001",
+        "9001",
+        PACKAGE_HEAD,
         "\n".join([PARENT_AND_CHILD, ORPHAN]),
     )
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
@@ -133,18 +139,19 @@ def test_failing_migration_is_rolled_back_entirely(
 ) -> None:
     """A migration whose SQL fails leaves the database exactly as before (one
     transaction, DDL included) and says which upgrade failed."""
-    add_migration(scratch_migrations, "0002", "0001", 'op.execute("SELECT * FROM no_such_table")')
-    upgrade(database_url, "0001")
-    with pytest.raises(MigrationError, match=r"from 0001 towards head failed and was rolled back"):
+    add_migration(scratch_migrations, "9001", PACKAGE_HEAD, FAILING_SQL)
+    upgrade(database_url, PACKAGE_HEAD)
+    expected = rf"from {PACKAGE_HEAD} towards head failed and was rolled back"
+    with pytest.raises(MigrationError, match=expected):
         upgrade(database_url)
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == PACKAGE_HEAD
 
 
 def test_failed_first_migration_leaves_no_tables(
     scratch_migrations: Path, database_url: str
 ) -> None:
     """Even the very first upgrade is atomic: a failure leaves no half-created schema."""
-    add_migration(scratch_migrations, "0002", "0001", 'op.execute("SELECT * FROM no_such_table")')
+    add_migration(scratch_migrations, "9001", PACKAGE_HEAD, FAILING_SQL)
     with pytest.raises(MigrationError):
         upgrade(database_url)
     assert current_revision(database_url) is None
@@ -159,14 +166,14 @@ def test_failed_first_migration_leaves_no_tables(
 
 def test_head_follows_the_migrations_directory(scratch_migrations: Path) -> None:
     """head_revision() is read from the migration files, not hard-coded."""
-    assert head_revision() == "0001"
-    add_migration(scratch_migrations, "0002", "0001", "pass")
-    assert head_revision() == "0002"
+    assert head_revision() == PACKAGE_HEAD
+    add_migration(scratch_migrations, "9001", PACKAGE_HEAD, "pass")
+    assert head_revision() == "9001"
 
 
 def test_branching_migrations_are_reported(scratch_migrations: Path, tmp_path: Path) -> None:
     """Two migrations claiming the same parent (a merge mistake) give a clear error."""
-    add_migration(scratch_migrations, "0002", "0001", "pass")
-    add_migration(scratch_migrations, "0003", "0001", "pass")
+    add_migration(scratch_migrations, "9001", PACKAGE_HEAD, "pass")
+    add_migration(scratch_migrations, "9002", PACKAGE_HEAD, "pass")
     with pytest.raises(DatabaseConfigError, match="migration failed"):
         upgrade(f"sqlite:///{tmp_path / 'db.sqlite'}")
