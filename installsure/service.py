@@ -4,8 +4,10 @@ Children start in order and stop in reverse (DESIGN.md "The process"):
 
 1. embedded redis-server (only without ``redis.url``/``redis.sentinels``),
 2. Redis client, 3. database (migrations at start when ``auto_migrate``),
-4. job workers (roles all/worker), 5. HTTP/WebSocket listeners (roles all/api),
-6. the drain service, which therefore stops first.
+4. the realtime broker and its backplane (every role: workers publish job events),
+5. job workers (roles all/worker), 6. HTTP/WebSocket listeners (roles all/api; ``/ws``
+is served by the same site as the API), 7. the drain service, which therefore stops
+first.
 
 Nothing here waits for Redis or the database to answer before serving: the process
 comes up, ``/readyz`` says what is missing, and the clients reconnect when it appears.
@@ -39,11 +41,13 @@ from installsure.http.factory import rate_rules
 from installsure.http.ratelimit import RateLimiter
 from installsure.http.routing import Router
 from installsure.http.site import ApiSite
-from installsure.jobs import JobQueue, JobRegistry, LoggingJobEventPublisher, WorkerService
+from installsure.jobs import JobQueue, JobRegistry, WorkerService
 from installsure.jobs.admin import QueueAdmin
 from installsure.listeners import HttpListeners
 from installsure.logs import configure_logging
 from installsure.process import exit_zero_after_graceful_stop, fail_and_stop
+from installsure.realtime.principal import NoProjectAccess, RefuseAllTokens
+from installsure.realtime.service import RealtimeJobEventPublisher, RealtimeService
 from installsure.redis.client import RedisService
 from installsure.redis.embedded import EmbeddedRedisService
 from installsure.redis.target import RedisTarget
@@ -163,6 +167,7 @@ class InstallSureService(MultiService):
     database: Database
     drain: DrainService
     queue: JobQueue
+    realtime: RealtimeService
     embedded_redis: EmbeddedRedisService | None = None
     workers: WorkerService | None = None
     http: HttpListeners | None = None
@@ -211,10 +216,17 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     services.database = database
     database.started().addErrback(_stop_on_unusable_database, reactor)
 
+    # Until the accounts part provides them, every ticket is refused and no project is
+    # visible (anonymous sessions only where realtime.allow_anonymous says so).
+    realtime = RealtimeService(config.realtime, redis, RefuseAllTokens(), NoProjectAccess(),
+                               reactor, allowed_origins=config.http.cors_origins)
+    realtime.setServiceParent(services)  # type: ignore[no-untyped-call]
+    services.realtime = realtime
+
     # Processors register their job types here (file processing, e-mail, push).
     registry = JobRegistry()
-    queue = JobQueue(redis, registry, config.queues, publisher=LoggingJobEventPublisher(),
-                     reactor=reactor)
+    queue = JobQueue(redis, registry, config.queues,
+                     publisher=RealtimeJobEventPublisher(realtime), reactor=reactor)
     services.queue = queue
     # Added before the workers, so it stops after them: the drain's last transitions
     # still reach the status topic.
@@ -253,8 +265,7 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
             version=__version__,
             environment=config.environment,
             features={
-                # Nothing serves realtime events yet, whatever ENABLE_REAL_TIME_SYNC says.
-                "realTimeSync": False,
+                "realTimeSync": config.features.real_time_sync and config.realtime.enabled,
                 "fileProcessing": config.features.file_processing,
                 "emailNotifications": config.features.email_notifications,
             },
@@ -263,11 +274,15 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         refresh = TimerService(  # type: ignore[no-untyped-call]
             HEALTH_REFRESH_SECONDS, run_checks, sources, reactor)
         refresh.setServiceParent(services)  # type: ignore[no-untyped-call]
-        site = build_site(config, redis, sources, admin)
+        site = build_site(config, redis, sources, admin,
+                          realtime if config.realtime.enabled else None)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
         drain.add_hook("http", listeners.drain)
+        # GOODBYE wamp.close.system_shutdown, then close 1001: bounded by the close
+        # timeouts, well within the grace.
+        drain.add_hook("realtime", lambda _grace: realtime.goodbye_all())
 
     drain.setServiceParent(services)  # type: ignore[no-untyped-call]
     log.info(
@@ -281,17 +296,21 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
 
 
 def build_site(
-    config: Config, redis: RedisService, sources: HealthSources, admin: QueueAdmin
+    config: Config, redis: RedisService, sources: HealthSources, admin: QueueAdmin,
+    realtime: RealtimeService | None = None,
 ) -> ApiSite:
-    """The HTTP API: health routes, every resource module's routes and the built-ins."""
+    """The HTTP API: health routes, every resource module's routes and the built-ins,
+    and the realtime endpoint at ``/ws`` when given."""
     router = Router()
     router.include(health_router(sources))
     router.include(queue_router(admin))
     limiter = None
     if config.http.rate_limit_enabled:
         limiter = RateLimiter(redis, rate_rules(config.http))
+    mounts = {b"ws": realtime.resource} if realtime is not None else None
     site = http_site(router, config.http, environment=config.environment,
                      rate_limiter=limiter,
-                     authenticate=OperatorAuthenticator(config.auth.api_secret))
+                     authenticate=OperatorAuthenticator(config.auth.api_secret),
+                     mounts=mounts)
     site.noisy = False  # "Starting factory" lines say nothing an operator needs
     return site

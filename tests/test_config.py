@@ -89,16 +89,16 @@ def test_old_variable_names_are_understood() -> None:
 def test_sections_nothing_reads_yet_are_unknown_but_old_switches_are_checked(
     tmp_path: Path,
 ) -> None:
-    """Sections for parts that do not exist yet (realtime, upload, e-mail, push, forge,
-    qb) are unknown settings; the old ENABLE_REAL_TIME_SYNC is still accepted, and a value
-    that is not a boolean is still refused."""
+    """Sections for parts that do not exist yet (upload, e-mail, push, forge, qb) are
+    unknown settings while realtime's is read; the old ENABLE_REAL_TIME_SYNC is still
+    accepted, and a value that is not a boolean is still refused."""
     path = write(tmp_path, "[realtime]\nenabled = true\n[email]\nsmtp_host = 'mail'\n")
     with pytest.raises(ConfigError) as excinfo:
         load_config(config_file=path, environ={"INSTALLSURE_UPLOAD_MAX_SIZE": "1",
                                                "INSTALLSURE_QB_CLIENT_ID": "x"})
     found = problems_of(excinfo)
     assert sorted(found) == ["INSTALLSURE_QB_CLIENT_ID", "INSTALLSURE_UPLOAD_MAX_SIZE",
-                             "email", "realtime"]
+                             "email"]
     assert all("no such setting" in m or "unknown setting" in m for m in found.values())
     assert load_config(environ={"ENABLE_REAL_TIME_SYNC": "on"}).features.real_time_sync
     with pytest.raises(ConfigError) as excinfo:

@@ -2,8 +2,8 @@
 
 Each part keeps its own settings class beside its code (``http.settings``,
 ``jobs.settings``, ``redis.settings``, ``db.settings``, ``auth.settings``,
-``logs.settings``); the few sections that belong to the process as a whole are here.
-A section joins when the code that reads it does: realtime, uploads, e-mail, push and
+``logs.settings``, ``realtime.settings``); the few sections that belong to the process as a whole are here.
+A section joins when the code that reads it does: uploads, e-mail, push and
 the outside services come with the issues that build them.
 """
 
@@ -20,6 +20,7 @@ from installsure.db.settings import DatabaseSettings
 from installsure.http.settings import HttpSettings
 from installsure.jobs.settings import JobsSettings
 from installsure.logs.settings import LoggingSettings
+from installsure.realtime.settings import RealtimeSettings
 from installsure.redis.settings import RedisSettings
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -50,8 +51,8 @@ class FeaturesSettings:
     """The old system's ``ENABLE_*`` switches, still accepted and checked."""
 
     real_time_sync: bool = True
-    """Realtime events. There is no realtime endpoint yet, so ``/info`` reports
-    ``realTimeSync`` false whatever this says."""
+    """Realtime events; ``/info`` reports ``realTimeSync`` true when this and
+    ``realtime.enabled`` are both on."""
     file_processing: bool = True
     email_notifications: bool = True
 
@@ -73,6 +74,7 @@ class Config:
     auth: AuthSettings = Factory(AuthSettings)
     storage: StorageSettings = Factory(StorageSettings)
     queues: JobsSettings = Factory(JobsSettings)
+    realtime: RealtimeSettings = Factory(RealtimeSettings)
     logging: LoggingSettings = Factory(LoggingSettings)
     features: FeaturesSettings = Factory(FeaturesSettings)
     shutdown: ShutdownSettings = Factory(ShutdownSettings)

@@ -17,9 +17,10 @@ from installsure.realtime.authorizer import SessionAuthorizer
 from installsure.realtime.metrics import REALTIME_STATS, RealtimeStats
 from installsure.realtime.principal import (
     AccessTokenVerifier,
-    AuthenticationFailed,
+    AuthenticationError,
     Principal,
     ProjectAccess,
+    token_expiry,
 )
 from installsure.realtime.rules import Rule
 
@@ -36,6 +37,8 @@ class Identity:
     authrole: str
     authmethod: str
     principal: Principal | None
+    #: When the ticket expires (UNIX time); None: never (anonymous).
+    expires_at: float | None = None
 
 
 class Gatekeeper:
@@ -58,19 +61,22 @@ class Gatekeeper:
         return Identity(f"anonymous-{session_id}", ANONYMOUS, ANONYMOUS, None)
 
     def verify_ticket(self, ticket: object) -> Deferred[Identity]:
-        """The identity of an access token; fails with AuthenticationFailed."""
+        """The identity of an access token; fails with AuthenticationError."""
         if not isinstance(ticket, str) or not ticket or len(ticket) > MAX_TICKET_LENGTH:
             self.stats.auth_failed("malformed")
             failed: Deferred[Identity] = Deferred()
-            failed.errback(AuthenticationFailed("the ticket must be an access token string"))
+            failed.errback(AuthenticationError("the ticket must be an access token string"))
             return failed
         d = self.verifier.verify(ticket)
 
         def known(principal: Principal) -> Identity:
-            return Identity(principal.user_id, principal.role, "ticket", principal)
+            if principal.is_service:
+                raise AuthenticationError("the operator token cannot open realtime sessions")
+            return Identity(principal.id, principal.role, "ticket", principal,
+                            token_expiry(ticket))
 
         def refused(failure: Failure) -> Failure:
-            reason = "refused" if failure.check(AuthenticationFailed) else "error"  # type: ignore[no-untyped-call]
+            reason = "refused" if failure.check(AuthenticationError) else "error"  # type: ignore[no-untyped-call]
             self.stats.auth_failed(reason)
             return failure
 

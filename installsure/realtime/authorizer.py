@@ -1,5 +1,10 @@
 """Authorization of one session's requests: static rules, then the membership check.
 
+For a ``member`` rule the domain decides: ``may_subscribe(principal, uri)`` for project
+and file topics (a prefix or wildcard subscription is asked about with its URI as
+given: ``installsure.project.<id>.`` names the project, ``installsure.project..updated``
+names none and is refused), ``project_role`` for presence topics.
+
 Decisions are cached per session (a dashboard subscribes to the same few topics again
 and again) and the cache is dropped when the domain says memberships changed.
 """
@@ -77,11 +82,13 @@ class SessionAuthorizer:
         if principal is None:
             return succeed(False)
         if rule.decision == "self":
-            return succeed(component(uri, 2) == principal.user_id)
+            return succeed(component(uri, 2) == principal.id)
         scope = scope_of(uri)
         if scope is None:
             return succeed(False)
         kind, target = scope
-        if kind == "project":
-            return self._access.may_see_project(principal, target)
-        return self._access.may_see_file(principal, target)
+        if uri.startswith("installsure.presence."):
+            # Presence is not an event topic the domain knows: any project role will do.
+            role = self._access.project_role(principal, target)
+            return role.addCallback(lambda found: found is not None)
+        return self._access.may_subscribe(principal, uri)

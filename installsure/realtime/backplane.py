@@ -9,9 +9,9 @@ shared by every process.
 * Retained events: a hash in Redis (topic -> latest publication) and a sorted set of
   when each was stored, pruned after ``retained_ttl``; every node loads the hash at start
   and mirrors later ones from the channel, so any node serves them at once.
-* Signals from the domain: "memberships changed" (``{"userId"?, "projectId"?}``)
-  and "sessions revoked" (``{"userId"?, "sessionId"?}``), handled by ``on_membership``
-  and ``on_revocation``.
+* Signals from the domain (the channels of :mod:`installsure.auth.interfaces`):
+  "membership changed" and "session revoked", whose messages go as they came to
+  ``on_membership`` and ``on_revocation``.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from installsure.auth.interfaces import MEMBERSHIP_CHANGED_CHANNEL, SESSION_REVOKED_CHANNEL
 from installsure.realtime.broker import Broker
 from installsure.realtime.publication import Publication
 from installsure.redis.interfaces import RedisCommands, Subscription
 
 log = Logger(namespace="installsure.realtime.backplane")
 
-SignalHandler = Callable[[dict[str, Any]], object]
+SignalHandler = Callable[[str], object]
 
 #: Seconds between attempts to subscribe while Redis does not answer at start.
 RETRY_SECONDS = 1.0
@@ -47,8 +48,8 @@ class Backplane:
         reactor: IReactorTime,
         *,
         channel: str = "realtime",
-        membership_channel: str = "auth:membership-changed",
-        revocation_channel: str = "auth:sessions-revoked",
+        membership_channel: str = MEMBERSHIP_CHANGED_CHANNEL,
+        revocation_channel: str = SESSION_REVOKED_CHANNEL,
         on_membership: SignalHandler | None = None,
         on_revocation: SignalHandler | None = None,
         retained_ttl: float = 86400.0,
@@ -62,9 +63,9 @@ class Backplane:
         self.retained_times_key = redis.key(channel, "retained-at")
         self.signals: dict[str, SignalHandler] = {}
         if on_membership is not None:
-            self.signals[redis.key(membership_channel)] = on_membership
+            self.signals[membership_channel] = on_membership
         if on_revocation is not None:
-            self.signals[redis.key(revocation_channel)] = on_revocation
+            self.signals[revocation_channel] = on_revocation
         self.retained_ttl = retained_ttl
         self._subscriptions: list[Subscription] = []
         self._pending: dict[str, Any] = {}
@@ -186,12 +187,9 @@ class Backplane:
 
     def _signal(self, handler: SignalHandler, text: str) -> None:
         try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            data = {}  # unreadable: treat as "something changed for everyone"
-        handler(data)
+            handler(text)
+        except Exception:
+            log.failure("handling a signal from the domain failed")
 
     # -- retained events ----------------------------------------------------------------
 

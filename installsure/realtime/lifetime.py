@@ -80,9 +80,8 @@ class SessionLifetime:
 
     def watch_expiry(self, identity: Identity) -> None:
         """End the session when its token expires (unless re-authenticated before)."""
-        principal = identity.principal
-        if principal is not None and principal.expires_at is not None:
-            left = principal.expires_at - self.reactor.seconds()
+        if identity.expires_at is not None:
+            left = identity.expires_at - self.reactor.seconds()
             self.start_timer("expiry", left, self.expired)
         else:
             self.cancel_timer("expiry")

@@ -35,7 +35,7 @@ from installsure.realtime.lifetime import (
     Channel,
     SessionLifetime,
 )
-from installsure.realtime.principal import AuthenticationFailed
+from installsure.realtime.principal import AuthenticationError
 from installsure.realtime.publication import OutgoingEvent
 from installsure.realtime.subscriptions import Subscription
 from installsure.realtime.uris import MATCH_POLICIES
@@ -178,10 +178,10 @@ class PlainSession(SessionLifetime):
         self._verifying = False
         if self.closed:
             return
-        if not failure.check(AuthenticationFailed):  # type: ignore[no-untyped-call]
+        if not failure.check(AuthenticationError):  # type: ignore[no-untyped-call]
             log.failure("verifying a token failed", failure)
         message = failure.getErrorMessage() if failure.check(  # type: ignore[no-untyped-call]
-            AuthenticationFailed) else "the token could not be checked right now; try again"
+            AuthenticationError) else "the token could not be checked right now; try again"
         if self._joined:  # a renewal that failed: the old token still holds until it expires
             self._error("UNAUTHENTICATED", message)
         else:

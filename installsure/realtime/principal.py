@@ -1,63 +1,60 @@
-"""Who a session is, and what the realtime layer asks of the domain about it.
+"""What the realtime layer asks of the domain, and stand-ins until an implementation is
+wired in.
 
-The domain (accounts, projects) provides the implementations: verifying an access token
-exactly as the HTTP API does (signature, expiry, revocation) and answering whether a
-user may see a project or a file. The broker knows only these protocols.
+The interfaces are auth's (:mod:`installsure.auth.interfaces`): verifying an access
+token exactly as the HTTP API does (signature, expiry, revocation) and the membership
+check for project and file topics. The stand-ins refuse everything, so a process that
+has no implementation yet serves nothing it should not.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import base64
+import binascii
+import json
 
-from attrs import frozen
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 
+from installsure.auth.interfaces import AccessTokenVerifier, AuthenticationError, ProjectAccess
+from installsure.auth.principal import Principal
 
-class AuthenticationFailed(Exception):  # noqa: N818 - reads as the event it reports
-    """The ticket is not a valid, unrevoked access token; the message says why."""
-
-
-@frozen
-class Principal:
-    """An authenticated user as the realtime layer sees it."""
-
-    user_id: str
-    """The session's authid."""
-    role: str
-    """The session's authrole: ``admin``, ``manager``, ``member``, ``viewer``."""
-    session_id: str | None = None
-    """The login session (refresh-token family) the token belongs to, so that its
-    revocation closes exactly the WAMP sessions opened with it."""
-    expires_at: float | None = None
-    """When the access token expires (UNIX time): the WAMP session ends then unless the
-    client re-authenticates."""
+__all__ = [
+    "AccessTokenVerifier",
+    "AuthenticationError",
+    "NoProjectAccess",
+    "Principal",
+    "ProjectAccess",
+    "RefuseAllTokens",
+    "token_expiry",
+]
 
 
-class AccessTokenVerifier(Protocol):
-    def verify(self, token: str) -> Deferred[Principal]:
-        """The principal of ``token``; fails with :class:`AuthenticationFailed`."""
-        ...
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT the verifier has accepted (None if it has none).
 
-
-class ProjectAccess(Protocol):
-    """The domain's membership check."""
-
-    def may_see_project(self, principal: Principal, project_id: str) -> Deferred[bool]: ...
-
-    def may_see_file(self, principal: Principal, file_id: str) -> Deferred[bool]: ...
+    Read without checking the signature: only called after the verifier did, to know
+    when the WAMP session must end.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        return float(exp)
+    return None
 
 
 class NoProjectAccess:
     """Nobody may see any project: the answer until a membership check is wired in."""
 
-    def may_see_project(self, principal: Principal, project_id: str) -> Deferred[bool]:
-        from twisted.internet.defer import succeed
+    def project_role(self, principal: Principal, project_id: str) -> Deferred[str | None]:
+        return succeed(None)
 
-        return succeed(False)
-
-    def may_see_file(self, principal: Principal, file_id: str) -> Deferred[bool]:
-        from twisted.internet.defer import succeed
-
+    def may_subscribe(self, principal: Principal, topic: str) -> Deferred[bool]:
         return succeed(False)
 
 
@@ -65,6 +62,4 @@ class RefuseAllTokens:
     """Refuses every ticket: the verifier until the accounts part provides one."""
 
     def verify(self, token: str) -> Deferred[Principal]:
-        from twisted.internet.defer import fail
-
-        return fail(AuthenticationFailed("this server cannot verify access tokens yet"))
+        return fail(AuthenticationError("this server cannot verify access tokens yet"))

@@ -61,8 +61,6 @@ class RealtimeService(Service):
         self.resource = WebSocketEndpoint(self.factory)
         self.backplane = Backplane(
             self.broker, redis, reactor, channel=settings.backplane_channel,
-            membership_channel=settings.membership_channel,
-            revocation_channel=settings.revocation_channel,
             on_membership=self.memberships_changed, on_revocation=self.sessions_revoked,
             retained_ttl=settings.retained_ttl,
         )
@@ -103,10 +101,14 @@ class RealtimeService(Service):
 
     # -- the domain's signals ---------------------------------------------------------------
 
-    def memberships_changed(self, data: dict[str, Any]) -> Deferred[None]:
-        """Drop cached decisions (of ``userId`` or of everyone) and revoke subscriptions
-        that are no longer allowed."""
-        user_id = data.get("userId")
+    def memberships_changed(self, text: str) -> Deferred[None]:
+        """Drop cached decisions (of the message's ``userId``, or of everyone when it
+        names none, e.g. a deleted project) and revoke subscriptions no longer allowed."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        user_id = data.get("userId") if isinstance(data, dict) else None
         checks = []
         for peer in list(self.broker.sessions.values()):
             authorizer = getattr(peer, "authorizer", None)
@@ -128,37 +130,23 @@ class RealtimeService(Service):
                      authid=peer.authid, uri=subscription.uri)
             self.broker.revoke(peer, subscription, SUBSCRIPTION_REVOKED)
 
-    def sessions_revoked(self, data: dict[str, Any]) -> Deferred[None]:
-        """Close the sessions opened with a revoked login session, or all of a user's."""
-        session_id, user_id = data.get("sessionId"), data.get("userId")
-        if session_id is None and user_id is None:
+    def sessions_revoked(self, session_id: str) -> Deferred[None]:
+        """Close the sessions opened with a token of the revoked login session."""
+        session_id = session_id.strip()
+        if not session_id:
             return succeed(None)
         closing = []
         for peer in list(self.broker.sessions.values()):
             identity = getattr(peer, "identity", None)
             principal = getattr(identity, "principal", None)
-            if principal is None:
-                continue
-            if (session_id is not None and principal.session_id == session_id) or (
-                    session_id is None and principal.user_id == user_id):
+            if principal is not None and principal.session_id == session_id:
+                log.info("closing realtime session {session} of {authid}: its login "
+                         "session was revoked", session=peer.session_id, authid=peer.authid)
                 closing.append(peer.close(REVOKED, "this login session was revoked"))
         if not closing:
             return succeed(None)
         return DeferredList(closing).addCallback(lambda _: None)
 
-    def announce_revocation(self, *, session_id: str | None = None,
-                            user_id: str | None = None) -> Deferred[int]:
-        """For the domain: tell every node to close these sessions (``sessions_revoked``)."""
-        body = {k: v for k, v in (("sessionId", session_id), ("userId", user_id)) if v}
-        return self.redis.publish(self.redis.key(self.settings.revocation_channel),
-                                  json.dumps(body))
-
-    def announce_membership_change(self, *, user_id: str | None = None,
-                                   project_id: str | None = None) -> Deferred[int]:
-        """For the domain: tell every node that memberships changed."""
-        body = {k: v for k, v in (("userId", user_id), ("projectId", project_id)) if v}
-        return self.redis.publish(self.redis.key(self.settings.membership_channel),
-                                  json.dumps(body))
 
 
 class RealtimeJobEventPublisher:

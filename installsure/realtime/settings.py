@@ -40,6 +40,13 @@ def _window_bits(_: object, attribute: Attribute[Any], value: int) -> None:
         )
 
 
+def _mem_level(_: object, attribute: Attribute[Any], value: int) -> None:
+    if not 1 <= value <= 9:
+        raise InvalidSettingError(
+            attribute.name, f"{attribute.name} must be between 1 and 9, got {value!r}"
+        )
+
+
 def _rules(_: object, attribute: Attribute[Any], value: tuple[str, ...]) -> None:
     try:
         parse_rules(value)
@@ -75,20 +82,25 @@ class RealtimeSettings:
     open_handshake_timeout: Seconds = field(default=Seconds(10.0), validator=_positive)
     """Seconds a client has to finish the WebSocket opening handshake."""
     close_handshake_timeout: Seconds = field(default=Seconds(2.0), validator=_positive)
+    """Seconds a client has to answer a GOODBYE or a WebSocket close before the
+    connection is cut."""
     hello_timeout: Seconds = field(default=Seconds(10.0), validator=_positive)
     """Seconds from the WebSocket opening to a completed WAMP HELLO/AUTHENTICATE (or
     the plain protocol's ``auth``)."""
     max_message_size: int = field(default=MIB, validator=_positive)
     """Largest message a client may send, in bytes."""
     max_frame_size: int = field(default=MIB, validator=_positive)
+    """Largest WebSocket frame a client may send, in bytes (at most max_message_size)."""
     max_connections: int = field(default=10_000, validator=_not_negative)
     """WebSocket connections per process (0: no limit); one more gets HTTP 503."""
     max_subscriptions_per_session: int = field(default=1000, validator=_positive)
+    """Subscriptions one session may hold; more are refused with an error."""
     permessage_deflate: bool = False
     """Accept permessage-deflate when a client offers it (costs memory per connection)."""
     deflate_window_bits: int = field(default=11, validator=_window_bits)
     """zlib window of an accepted permessage-deflate (2^bits bytes each way)."""
-    deflate_mem_level: int = field(default=4, validator=_positive)
+    deflate_mem_level: int = field(default=4, validator=_mem_level)
+    """zlib memLevel (1-9) of an accepted permessage-deflate: lower uses less memory."""
     outbound_max_bytes: int = field(default=MIB, validator=_positive)
     """Bytes waiting for a slow client, beyond the socket's own buffer, before it is
     disconnected."""
@@ -97,13 +109,8 @@ class RealtimeSettings:
     retained_ttl: Seconds = field(default=Seconds(86400.0), validator=_positive)
     """How long a retained event (a file's latest progress) is kept."""
     backplane_channel: str = "realtime"
-    """Redis pub/sub channel name (after ``redis.key_prefix``) shared by every node."""
-    membership_channel: str = "auth:membership-changed"
-    """Redis channel (after ``redis.key_prefix``) on which the domain announces that a
-    project's members changed: authorization decisions are dropped and re-checked."""
-    revocation_channel: str = "auth:sessions-revoked"
-    """Redis channel (after ``redis.key_prefix``) on which the domain announces revoked
-    sessions or users (logout, password change, deactivation)."""
+    """Redis pub/sub channel name (after ``redis.key_prefix``) shared by every node; the
+    retained events are kept under keys beginning with it."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_frame_size > self.max_message_size:

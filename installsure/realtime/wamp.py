@@ -30,7 +30,7 @@ from installsure.realtime.lifetime import (
     SessionLifetime,
 )
 from installsure.realtime.meta import META_PROCEDURES, MetaError
-from installsure.realtime.principal import AuthenticationFailed
+from installsure.realtime.principal import AuthenticationError
 from installsure.realtime.publication import OutgoingEvent
 from installsure.realtime.subscriptions import Subscription
 
@@ -216,7 +216,7 @@ class WampSession(SessionLifetime):
     def _refused(self, failure: Failure) -> None:
         if self.closed:
             return
-        if failure.check(AuthenticationFailed):  # type: ignore[no-untyped-call]
+        if failure.check(AuthenticationError):  # type: ignore[no-untyped-call]
             self._abort("wamp.error.authentication_failed", failure.getErrorMessage())
             return
         log.failure("verifying a ticket failed", failure)
@@ -380,8 +380,8 @@ class WampSession(SessionLifetime):
             if self.authorizer is not None:
                 self.authorizer.principal = identity.principal
             self.watch_expiry(identity)
-            expires = identity.principal.expires_at if identity.principal else None
-            self.channel.send_message(m.Result(call.request, args=[{"expiresAt": expires}]))
+            self.channel.send_message(
+                m.Result(call.request, args=[{"expiresAt": identity.expires_at}]))
 
         def refused(failure: Failure) -> None:
             if not self.closed:

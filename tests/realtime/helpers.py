@@ -29,21 +29,27 @@ from twisted.internet.endpoints import TCP4ClientEndpoint  # noqa: E402
 from installsure.http.factory import build_site  # noqa: E402
 from installsure.http.routing import Router  # noqa: E402
 from installsure.http.settings import HttpSettings  # noqa: E402
-from installsure.realtime.principal import AuthenticationFailed, Principal  # noqa: E402
+from installsure.auth.interfaces import AuthenticationError  # noqa: E402
+from installsure.auth.principal import Principal  # noqa: E402
 from installsure.realtime.service import RealtimeService  # noqa: E402
 from installsure.realtime.settings import RealtimeSettings  # noqa: E402
 
 SECRET = b"test-secret-for-realtime-tokens-0123456789"
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
 def make_token(user_id: str, role: str = "member", *, session_id: str = "s1",
                ttl: float = 900.0, secret: bytes = SECRET) -> str:
-    """An HMAC-signed token carrying a user, role, login session and expiry."""
-    body = json.dumps({"sub": user_id, "role": role, "sid": session_id,
-                       "exp": time.time() + ttl}).encode()
-    encoded = base64.urlsafe_b64encode(body).decode().rstrip("=")
-    signature = hmac.new(secret, encoded.encode(), hashlib.sha256).hexdigest()
-    return f"{encoded}.{signature}"
+    """An HS256 JWT (signed with the standard library) carrying a user, role, login
+    session and expiry."""
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = _b64(json.dumps({"sub": user_id, "role": role, "sid": session_id,
+                              "exp": time.time() + ttl}).encode())
+    signature = hmac.new(secret, f"{header}.{claims}".encode(), hashlib.sha256).digest()
+    return f"{header}.{claims}.{_b64(signature)}"
 
 
 class SignedTokenVerifier:
@@ -55,36 +61,47 @@ class SignedTokenVerifier:
         self.revoked: set[str] = set()
 
     def verify(self, token: str) -> Deferred[Principal]:
-        encoded, _, signature = token.partition(".")
-        expected = hmac.new(self.secret, encoded.encode(), hashlib.sha256).hexdigest()
+        header, _, rest = token.partition(".")
+        claims, _, signature = rest.partition(".")
+        expected = _b64(hmac.new(self.secret, f"{header}.{claims}".encode(),
+                                 hashlib.sha256).digest())
         if not hmac.compare_digest(signature, expected):
-            return fail(AuthenticationFailed("the access token is not valid"))
-        body = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+            return fail(AuthenticationError("invalid or expired token"))
+        body = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
         if body["exp"] < time.time():
-            return fail(AuthenticationFailed("the access token has expired"))
+            return fail(AuthenticationError("invalid or expired token"))
         if body["sid"] in self.revoked:
-            return fail(AuthenticationFailed("the session was revoked"))
-        return succeed(Principal(body["sub"], body["role"], body["sid"], body["exp"]))
+            return fail(AuthenticationError("invalid or expired token"))
+        return succeed(Principal(body["sub"], body["role"], session_id=body["sid"]))
 
 
 class Memberships:
-    """project id -> member user ids; files belong to projects."""
+    """project id -> {user id: project role}; files belong to projects. Answers as
+    auth's ProjectAccess does: members, admins and managers see a project."""
 
     def __init__(self) -> None:
-        self.members: dict[str, set[str]] = {}
+        self.members: dict[str, dict[str, str]] = {}
         self.files: dict[str, str] = {}
         self.asked = 0
 
-    def may_see_project(self, principal: Principal, project_id: str) -> Deferred[bool]:
-        self.asked += 1
-        return succeed(principal.role == "admin"
-                       or principal.user_id in self.members.get(project_id, set()))
+    def project_role(self, principal: Principal, project_id: str) -> Deferred[str | None]:
+        return succeed(self.members.get(project_id, {}).get(principal.id))
 
-    def may_see_file(self, principal: Principal, file_id: str) -> Deferred[bool]:
-        project = self.files.get(file_id)
-        if project is None:
-            return succeed(principal.role == "admin")
-        return self.may_see_project(principal, project)
+    def may_subscribe(self, principal: Principal, topic: str) -> Deferred[bool]:
+        self.asked += 1
+        parts = topic.split(".")
+        if len(parts) < 3 or parts[0] != "installsure" or not parts[2]:
+            return succeed(False)
+        if parts[1] == "project":
+            project: str | None = parts[2]
+        elif parts[1] == "file":
+            project = self.files.get(parts[2])
+        else:
+            return succeed(False)
+        if principal.role in ("admin", "manager"):
+            return succeed(True)
+        return succeed(project is not None
+                       and principal.id in self.members.get(project, {}))
 
 
 def realtime_service(redis: Any, *, verifier: Any = None, access: Any = None,
