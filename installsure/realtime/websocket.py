@@ -28,6 +28,7 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from installsure._compat import websocket_close
 from installsure.realtime.authn import Gatekeeper
 from installsure.realtime.broker import Broker
 from installsure.realtime.publication import OutgoingEvent
@@ -146,7 +147,7 @@ class RealtimeProtocol(WebSocketServerProtocol):
 
     def close(self, code: int, reason: str) -> None:
         if self.state == self.STATE_OPEN:
-            self.sendClose(code, reason[:100] or None)
+            websocket_close(self, code, reason)
 
     def abort(self) -> None:
         if self.state != self.STATE_CLOSED:

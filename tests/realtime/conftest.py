@@ -61,4 +61,11 @@ def make_node(make_redis: Callable[[], RedisService]) -> Iterator[Callable[..., 
 
 @pytest.fixture
 def node(make_node: Callable[..., Node]) -> Node:
+    """One realtime node on the fast HTTP wire."""
     return make_node()
+
+
+@pytest.fixture
+def wire_node(make_node: Callable[..., Node], wire: str) -> Node:
+    """One realtime node on each HTTP wire in turn."""
+    return make_node(wire=wire)

@@ -165,7 +165,7 @@ class Client(ApplicationSession):
             self.joined.errback(RuntimeError(f"{details.reason}: {details.message}"))
         if not self.left.called:
             self.left.callback(details)
-        self.disconnect()
+        # The router closes the WebSocket itself after GOODBYE (with 1001 on shutdown).
 
     def record(self, *args: Any, **kwargs: Any) -> None:
         details = kwargs.pop("details", None)
