@@ -49,6 +49,20 @@ SERIALIZERS: dict[str, Any] = {
 SUBPROTOCOLS = tuple(SERIALIZERS)
 
 
+def origin_patterns(origins: tuple[str, ...]) -> list[str]:
+    """autobahn matches ``scheme://host:port``: an origin written without its port (as
+    CORS allowlists are) gets its scheme's default one."""
+    patterns = []
+    for origin in origins:
+        scheme, _, rest = origin.partition("://")
+        if rest and ":" not in rest.rsplit("]", 1)[-1]:
+            default = {"https": 443, "http": 80}.get(scheme.lower())
+            if default is not None:
+                origin = f"{origin}:{default}"
+        patterns.append(origin)
+    return patterns
+
+
 class RealtimeProtocol(WebSocketServerProtocol):
     factory: RealtimeFactory
     session: Any = None
@@ -242,10 +256,13 @@ class RealtimeFactory(WebSocketServerFactory):
             "openHandshakeTimeout": float(settings.open_handshake_timeout),
             "closeHandshakeTimeout": float(settings.close_handshake_timeout),
             "maxConnections": settings.max_connections,
-            # Browsers on another origin than the CORS allowlist's are refused (pages
-            # on this server's own origin and clients that send no Origin are not).
-            "allowedOrigins": list(allowed_origins),
+            # A browser page whose origin is not on the CORS allowlist is refused;
+            # clients that send no Origin (apps, services) are not browsers and pass.
+            "allowedOrigins": origin_patterns(allowed_origins),
             "allowNullOrigin": False,
+            # A client that breaks the WebSocket protocol (or sends too big a message)
+            # gets a close frame with the reason's code, not just a dropped connection.
+            "failByDrop": False,
         }
         if settings.permessage_deflate:
             options["perMessageCompressionAccept"] = self._accept_deflate

@@ -23,11 +23,12 @@ def make_redis(redis_server: RedisServerProcess) -> Iterator[Callable[[], RedisS
     made: list[RedisService] = []
 
     def make() -> RedisService:
+        # Not waited for: commands issued while it connects wait for the connection, so
+        # this may be called from inside a running test too.
         service = RedisService(RedisTarget.from_url(redis_server.url), command_timeout=1.0,
                                connect_timeout=1.0)
         service.startService()
         made.append(service)
-        pytest_twisted.blockon(service.when_connected(5))
         return service
 
     yield make
@@ -41,14 +42,13 @@ Node = tuple[RealtimeService, int]
 @pytest.fixture
 def make_node(make_redis: Callable[[], RedisService]) -> Iterator[Callable[..., Node]]:
     """A realtime service (its own Redis client, as another process would have) served
-    by the HTTP site on a free port; ``(service, port)``. Everything stops afterwards."""
+    by the HTTP site on a free port; ``(service, port)``. Everything stops afterwards.
+    Called inside a test, ``await service.backplane.ready`` before relying on Redis."""
     started: list[tuple[RealtimeService, Any]] = []
 
-    def make(*, wire: str = "fast", ready: bool = True, **kw: Any) -> Node:
+    def make(*, wire: str = "fast", **kw: Any) -> Node:
         service = realtime_service(make_redis(), **kw)
         service.startService()
-        if ready:
-            pytest_twisted.blockon(service.backplane.ready)
         port = reactor.listenTCP(0, site_for(service, wire), interface="127.0.0.1")  # type: ignore[attr-defined]
         started.append((service, port))
         return service, port.getHost().port
@@ -61,11 +61,15 @@ def make_node(make_redis: Callable[[], RedisService]) -> Iterator[Callable[..., 
 
 @pytest.fixture
 def node(make_node: Callable[..., Node]) -> Node:
-    """One realtime node on the fast HTTP wire."""
-    return make_node()
+    """One realtime node on the fast HTTP wire, its backplane subscribed."""
+    made = make_node()
+    pytest_twisted.blockon(made[0].backplane.ready)
+    return made
 
 
 @pytest.fixture
 def wire_node(make_node: Callable[..., Node], wire: str) -> Node:
     """One realtime node on each HTTP wire in turn."""
-    return make_node(wire=wire)
+    made = make_node(wire=wire)
+    pytest_twisted.blockon(made[0].backplane.ready)
+    return made

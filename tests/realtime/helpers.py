@@ -105,11 +105,11 @@ class Memberships:
 
 
 def realtime_service(redis: Any, *, verifier: Any = None, access: Any = None,
-                     **settings: Any) -> RealtimeService:
+                     allowed_origins: tuple[str, ...] = (), **settings: Any) -> RealtimeService:
     settings.setdefault("auto_ping_interval", 0)
     service = RealtimeService(
         RealtimeSettings(**settings), redis, verifier or SignedTokenVerifier(),
-        access or Memberships(), reactor,
+        access or Memberships(), reactor, allowed_origins=allowed_origins,
     )
     return service
 
@@ -226,13 +226,34 @@ class PlainClient(WebSocketClientProtocol):
         return await wait_for(find, timeout)  # type: ignore[no-any-return]
 
 
-async def connect_plain(port: int, *, headers: dict[str, str] | None = None) -> PlainClient:
-    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws", headers=headers)
-    factory.protocol = PlainClient
+async def connect_plain(port: int, *, headers: dict[str, str] | None = None,
+                        protocols: list[str] | None = None,
+                        client: type[PlainClient] | None = None) -> PlainClient:
+    """A WebSocket client on /ws, offering ``protocols`` (none: the plain protocol);
+    returns once open, or raises with the handshake's failure."""
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws", headers=headers,
+                                     protocols=protocols)
+    factory.protocol = client or PlainClient
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
     protocol: PlainClient = await endpoint.connect(factory)
-    await protocol.opened
+    opened_or_closed = defer.DeferredList([protocol.opened, protocol.closed],
+                                          fireOnOneCallback=True, consumeErrors=True)
+    await opened_or_closed
+    if not protocol.opened.called:
+        code, reason = protocol.closed.result
+        raise ConnectionError(f"WebSocket not opened: {code} {reason}")
     return protocol
+
+
+class RawClient(PlainClient):
+    """Records raw payloads instead of parsing them (for WAMP subprotocols)."""
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N803
+        self.raw.append(payload)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[bytes] = []
 
 
 def gather(*ds: Deferred[Any]) -> Deferred[list[Any]]:
