@@ -3,9 +3,11 @@ shared by every process.
 
 * Publications: each process PUBLISHes the ones made on it (tagged with its node id) on
   one channel and delivers those of the other nodes to its own subscribers, so a
-  subscription anywhere gets each event once. When Redis is away the PUBLISH fails at
-  once and the event is counted as dropped for the other nodes (never buffered), while
-  local subscribers still get it; the subscription comes back with the connection.
+  subscription anywhere gets each event once. They go out on a connection of their own,
+  one after the other, so that other nodes see one publisher's events in the order it
+  made them (the shared pool's connections would race). When Redis is away an event is
+  counted as dropped for the other nodes at once (never buffered), while local
+  subscribers still get it; the subscription comes back with the connection.
 * Retained events: a hash in Redis (topic -> latest publication) and a sorted set of
   when each was stored, pruned after ``retained_ttl``; every node loads the hash at start
   and mirrors later ones from the channel, so any node serves them at once.
@@ -29,7 +31,12 @@ from twisted.python.failure import Failure
 from installsure.auth.interfaces import MEMBERSHIP_CHANGED_CHANNEL, SESSION_REVOKED_CHANNEL
 from installsure.realtime.broker import Broker
 from installsure.realtime.publication import Publication
-from installsure.redis.interfaces import RedisCommands, Subscription
+from installsure.redis.interfaces import (
+    BlockingRedis,
+    RedisCommands,
+    RedisUnavailable,
+    Subscription,
+)
 
 log = Logger(namespace="installsure.realtime.backplane")
 
@@ -37,6 +44,8 @@ SignalHandler = Callable[[str], object]
 
 #: Seconds between attempts to subscribe while Redis does not answer at start.
 RETRY_SECONDS = 1.0
+#: Seconds Redis has to take one publication.
+COMMAND_TIMEOUT = 2.0
 PRUNE_SECONDS = 60.0
 
 
@@ -68,6 +77,7 @@ class Backplane:
             self.signals[revocation_channel] = on_revocation
         self.retained_ttl = retained_ttl
         self._subscriptions: list[Subscription] = []
+        self._ordered: BlockingRedis | None = None
         self._pending: dict[str, Any] = {}
         self._running = False
         self._down_reported = False
@@ -78,6 +88,7 @@ class Backplane:
 
     def start(self) -> None:
         self._running = True
+        self._ordered = self.redis.blocking_connection()
         self.broker.relay = self.relay
         self._subscribe_all()
         self._schedule(PRUNE_SECONDS, self._prune)
@@ -92,6 +103,9 @@ class Backplane:
         self._timers = []
         subscriptions, self._subscriptions = self._subscriptions, []
         done = [s.cancel() for s in subscriptions]
+        if self._ordered is not None:
+            done.append(self._ordered.close())
+            self._ordered = None
         return DeferredList(done, consumeErrors=True).addCallback(lambda _: None)
 
     def _schedule(self, seconds: float, fn: Callable[[], object]) -> None:
@@ -130,9 +144,14 @@ class Backplane:
 
     def _maybe_ready(self, _: object) -> None:
         expected = 1 + len(self.signals)
-        if len(self._subscriptions) >= expected and not self.ready.called:
-            self._load_retained().addBoth(lambda _: self.ready.callback(None)
-                                          if not self.ready.called else None)
+        if len(self._subscriptions) < expected or self.ready.called:
+            return
+        d = self._load_retained()
+        if self._ordered is not None:  # and the publishing connection is up too
+            ordered = self._ordered
+            d.addCallback(lambda _: ordered.execute("PING", timeout=COMMAND_TIMEOUT))
+        d.addErrback(lambda _f: None)
+        d.addCallback(lambda _: self.ready.callback(None) if not self.ready.called else None)
 
     # -- publications -------------------------------------------------------------------
 
@@ -146,14 +165,19 @@ class Backplane:
                      topic=publication.topic)
             self.broker.stats.drop("not_json")
             return
-        d = self.redis.publish(self.channel, text)
-        d.addCallbacks(self._relayed, self._relay_failed)
+        ordered = self._ordered
+        if ordered is None or not ordered.is_connected:
+            self._relay_failed(Failure(RedisUnavailable("the backplane's connection is down")))
+            return
         if publication.retain:
-            stored = self.redis.execute("HSET", self.retained_key, publication.topic, text)
+            stored = ordered.execute("HSET", self.retained_key, publication.topic, text,
+                                     timeout=COMMAND_TIMEOUT)
             stored.addErrback(self._retain_failed, publication.topic)
-            when = self.redis.execute("ZADD", self.retained_times_key, publication.timestamp,
-                                      publication.topic)
+            when = ordered.execute("ZADD", self.retained_times_key, publication.timestamp,
+                                   publication.topic, timeout=COMMAND_TIMEOUT)
             when.addErrback(lambda _f: None)  # pruning is best effort
+        d = ordered.execute("PUBLISH", self.channel, text, timeout=COMMAND_TIMEOUT)
+        d.addCallbacks(self._relayed, self._relay_failed)
 
     def _relayed(self, _receivers: int) -> None:
         if self._down_reported:

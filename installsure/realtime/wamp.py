@@ -95,7 +95,11 @@ class WampSession(SessionLifetime):
             self.channel.send_event(event)
 
     def revoke(self, subscription: Subscription, reason: str) -> None:
-        self.channel.send_message(m.Unsubscribed(0, subscription=subscription.id, reason=reason))
+        # Only a subscriber that announced the feature may be told (WAMP's subscription
+        # revocation); to the others the subscription just falls silent.
+        if self._hears_revocation:
+            self.channel.send_message(
+                m.Unsubscribed(0, subscription=subscription.id, reason=reason))
 
     def details(self) -> dict[str, Any]:
         return {"session": self.session_id, "authid": self.authid, "authrole": self.authrole,
@@ -189,8 +193,11 @@ class WampSession(SessionLifetime):
     # -- opening ---------------------------------------------------------------------------
 
     _challenged = False
+    _hears_revocation = False
 
     def _hello(self, hello: m.Hello) -> None:
+        subscriber = (hello.roles or {}).get("subscriber")
+        self._hears_revocation = bool(getattr(subscriber, "subscription_revocation", False))
         if hello.realm != REALM:
             self._abort("wamp.error.no_such_realm", f"the realm here is {REALM!r}")
             return

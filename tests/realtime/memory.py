@@ -92,7 +92,8 @@ class MemoryRouter:
                                                                            RecordingChannel]:
         """A session that went through HELLO, CHALLENGE, AUTHENTICATE and WELCOME."""
         session, channel = self.session()
-        session.received([m.Hello("installsure", {"subscriber": RoleSubscriberFeatures()},
+        session.received([m.Hello("installsure", {"subscriber": RoleSubscriberFeatures(
+                                      subscription_revocation=True)},
                                   authmethods=["ticket"], authid=user)])
         assert isinstance(channel.last(), m.Challenge), channel.sent
         session.received([m.Authenticate(make_token(user, role, **token))])
