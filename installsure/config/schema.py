@@ -2,9 +2,9 @@
 
 Each part keeps its own settings class beside its code (``http.settings``,
 ``jobs.settings``, ``redis.settings``, ``db.settings``, ``auth.settings``,
-``logs.settings``, ``realtime.settings``); the few sections that belong to the process as a whole are here.
-A section joins when the code that reads it does: uploads, e-mail, push and
-the outside services come with the issues that build them.
+``logs.settings``, ``realtime.settings``); the few sections that belong to the process
+as a whole are here. A section joins when the code that reads it does: uploads, e-mail,
+push and the outside services come with the issues that build them.
 """
 
 from __future__ import annotations

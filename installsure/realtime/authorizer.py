@@ -86,7 +86,7 @@ class SessionAuthorizer:
         scope = scope_of(uri)
         if scope is None:
             return succeed(False)
-        kind, target = scope
+        _kind, target = scope
         if uri.startswith("installsure.presence."):
             # Presence is not an event topic the domain knows: any project role will do.
             role = self._access.project_role(principal, target)

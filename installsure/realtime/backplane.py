@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -115,9 +116,9 @@ class Backplane:
     def _subscribe_all(self) -> None:
         if not self._running:
             return
-        wanted = {self.channel: self._received, **{
-            name: (lambda _c, text, handler=handler: self._signal(handler, text))
-            for name, handler in self.signals.items()}}
+        wanted: dict[str, Callable[[str, str], object]] = {self.channel: self._received}
+        for name, handler in self.signals.items():
+            wanted[name] = partial(self._signal_received, handler)
         calls = []
         for name, callback in wanted.items():
             if name in self._pending:
@@ -167,7 +168,8 @@ class Backplane:
             return
         ordered = self._ordered
         if ordered is None or not ordered.is_connected:
-            self._relay_failed(Failure(RedisUnavailable("the backplane's connection is down")))
+            down = RedisUnavailable("the backplane's connection is down")
+            self._relay_failed(Failure(down))  # type: ignore[no-untyped-call]
             return
         if publication.retain:
             stored = ordered.execute("HSET", self.retained_key, publication.topic, text,
@@ -209,7 +211,7 @@ class Backplane:
             self.broker.remember(publication)
         self.broker.deliver(publication)
 
-    def _signal(self, handler: SignalHandler, text: str) -> None:
+    def _signal_received(self, handler: SignalHandler, _channel: str, text: str) -> None:
         try:
             handler(text)
         except Exception:

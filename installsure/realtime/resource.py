@@ -76,7 +76,7 @@ class WebSocketEndpoint:
                            "/ws speaks WebSocket: open it with a WebSocket client "
                            "(WAMP subprotocols wamp.2.json, wamp.2.msgpack, wamp.2.cbor, "
                            "or none for the plain JSON protocol)")
-        protocol = self.factory.buildProtocol(transport.getPeer())
+        protocol: Any = self.factory.buildProtocol(transport.getPeer())
         head = _replayed_head(request)
         # The HTTP channel is the transport's producer; the WebSocket registers itself.
         transport.unregisterProducer()
@@ -85,7 +85,8 @@ class WebSocketEndpoint:
         else:
             transport.protocol = protocol
         channel.transport = None
-        channel.connectionLost(Failure(ConnectionDone("the connection speaks WebSocket now")))
+        upgraded = Failure(ConnectionDone("the connection speaks WebSocket now"))  # type: ignore[no-untyped-call]
+        channel.connectionLost(upgraded)
         protocol.makeConnection(transport)
         resume = getattr(transport, "resumeProducing", None)
         if resume is not None:  # HTTP may have paused reading while the request was served

@@ -17,10 +17,6 @@ from collections import deque
 from typing import Any
 
 import txaio
-
-# autobahn's serializers and protocols need txaio told which framework runs them.
-txaio.use_twisted()
-
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.wamp.exception import ProtocolError
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
@@ -35,6 +31,9 @@ from installsure.realtime.publication import OutgoingEvent
 from installsure.realtime.settings import RealtimeSettings
 
 log = Logger(namespace="installsure.realtime.websocket")
+
+# autobahn's serializers and protocols need txaio told which framework runs them.
+txaio.use_twisted()
 
 #: Subprotocol -> serializer, one shared instance each: autobahn caches a message's
 #: bytes per serializer instance, so an EVENT shared by many sessions is encoded once.
@@ -55,16 +54,17 @@ def origin_patterns(origins: tuple[str, ...]) -> list[str]:
     patterns = []
     for origin in origins:
         scheme, _, rest = origin.partition("://")
-        if rest and ":" not in rest.rsplit("]", 1)[-1]:
-            default = {"https": 443, "http": 80}.get(scheme.lower())
-            if default is not None:
-                origin = f"{origin}:{default}"
-        patterns.append(origin)
+        default = {"https": 443, "http": 80}.get(scheme.lower())
+        if rest and default is not None and ":" not in rest.rsplit("]", 1)[-1]:
+            patterns.append(f"{origin}:{default}")
+        else:
+            patterns.append(origin)
     return patterns
 
 
 class RealtimeProtocol(WebSocketServerProtocol):
     factory: RealtimeFactory
+    peer: str  # set by autobahn when the connection is made
     session: Any = None
     subprotocol: str | None = None
     _serializer: Any = None
@@ -77,9 +77,10 @@ class RealtimeProtocol(WebSocketServerProtocol):
     def onConnect(self, request: Any) -> str | None:
         for offered in request.protocols:
             if offered in SERIALIZERS:
-                self.subprotocol = offered
-                self._serializer = SERIALIZERS[offered]
-                return offered
+                chosen = str(offered)
+                self.subprotocol = chosen
+                self._serializer = SERIALIZERS[chosen]
+                return chosen
         # No (known) WAMP subprotocol: the plain JSON protocol, without a header.
         return None
 
@@ -113,7 +114,7 @@ class RealtimeProtocol(WebSocketServerProtocol):
 
     # -- reading -----------------------------------------------------------------------
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N803 - autobahn's
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
         if session is None or session.closed:
             return
@@ -130,7 +131,7 @@ class RealtimeProtocol(WebSocketServerProtocol):
             return
         session.received(messages)
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._queue = None
         if self.session is not None:
             self.session.connection_lost()
@@ -151,12 +152,13 @@ class RealtimeProtocol(WebSocketServerProtocol):
             frame = event.publication.plain_frame()
             self._write((frame, False), len(frame))
             return
-        prepared = event.frames.get(self.subprotocol)
+        key = self.subprotocol or ""
+        prepared = event.frames.get(key)
         if prepared is None:
             payload, binary = serializer.serialize(event.message)
             prepared = self.factory.prepareMessage(payload, binary)
             prepared.size = len(payload)
-            event.frames[self.subprotocol] = prepared
+            event.frames[key] = prepared
         self._write(prepared, prepared.size)
 
     def close(self, code: int, reason: str) -> None:
@@ -187,7 +189,7 @@ class RealtimeProtocol(WebSocketServerProtocol):
     def _emit(self, item: Any, size: int) -> None:
         self.factory.broker.stats.bytes_out += size
         if isinstance(item, tuple):
-            self.sendMessage(item[0], item[1])
+            self.sendMessage(item[0], item[1])  # type: ignore[no-untyped-call]
         else:
             self.sendPreparedMessage(item)
 
@@ -230,7 +232,7 @@ class RealtimeProtocol(WebSocketServerProtocol):
 class RealtimeFactory(WebSocketServerFactory):
     """Makes :class:`RealtimeProtocol`; ``connections`` are the open ones (for a drain)."""
 
-    protocol = RealtimeProtocol
+    protocol = RealtimeProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -242,7 +244,8 @@ class RealtimeFactory(WebSocketServerFactory):
         allowed_origins: tuple[str, ...] = (),
         url: str | None = None,
     ) -> None:
-        super().__init__(url, protocols=list(SUBPROTOCOLS), server="installsure")
+        super().__init__(  # type: ignore[no-untyped-call]
+            url, protocols=list(SUBPROTOCOLS), server="installsure")
         self.broker = broker
         self.gatekeeper = gatekeeper
         self.settings = settings
@@ -266,7 +269,7 @@ class RealtimeFactory(WebSocketServerFactory):
         }
         if settings.permessage_deflate:
             options["perMessageCompressionAccept"] = self._accept_deflate
-        self.setProtocolOptions(**options)
+        self.setProtocolOptions(**options)  # type: ignore[no-untyped-call]
         self.noisy = False
 
     def _accept_deflate(self, offers: list[Any]) -> Any:

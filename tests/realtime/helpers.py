@@ -26,11 +26,11 @@ from twisted.internet import defer, reactor  # noqa: E402
 from twisted.internet.defer import Deferred, fail, succeed  # noqa: E402
 from twisted.internet.endpoints import TCP4ClientEndpoint  # noqa: E402
 
+from installsure.auth.interfaces import AuthenticationError  # noqa: E402
+from installsure.auth.principal import Principal  # noqa: E402
 from installsure.http.factory import build_site  # noqa: E402
 from installsure.http.routing import Router  # noqa: E402
 from installsure.http.settings import HttpSettings  # noqa: E402
-from installsure.auth.interfaces import AuthenticationError  # noqa: E402
-from installsure.auth.principal import Principal  # noqa: E402
 from installsure.realtime.service import RealtimeService  # noqa: E402
 from installsure.realtime.settings import RealtimeSettings  # noqa: E402
 
@@ -107,11 +107,10 @@ class Memberships:
 def realtime_service(redis: Any, *, verifier: Any = None, access: Any = None,
                      allowed_origins: tuple[str, ...] = (), **settings: Any) -> RealtimeService:
     settings.setdefault("auto_ping_interval", 0)
-    service = RealtimeService(
+    return RealtimeService(
         RealtimeSettings(**settings), redis, verifier or SignedTokenVerifier(),
         access or Memberships(), reactor, allowed_origins=allowed_origins,
     )
-    return service
 
 
 def site_for(service: RealtimeService, wire: str = "fast") -> Any:
@@ -125,7 +124,7 @@ def sleep(seconds: float) -> Deferred[None]:
     return d
 
 
-async def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+async def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -204,17 +203,17 @@ class PlainClient(WebSocketClientProtocol):
     def onOpen(self) -> None:
         self.opened.callback(None)
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N803
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.received.append(json.loads(payload))
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N803
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not self.closed.called:
             self.closed.callback((code, reason))
 
     def send(self, message: dict[str, Any]) -> None:
         self.sendMessage(json.dumps(message).encode())
 
-    async def next(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+    async def next(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
         """The first received message of ``kind`` (removed from ``received``)."""
         def find() -> dict[str, Any] | None:
             for message in self.received:
@@ -248,7 +247,7 @@ async def connect_plain(port: int, *, headers: dict[str, str] | None = None,
 class RawClient(PlainClient):
     """Records raw payloads instead of parsing them (for WAMP subprotocols)."""
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N803
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.raw.append(payload)
 
     def __init__(self) -> None:

@@ -32,7 +32,7 @@ async def two_nodes(make_node: Any) -> tuple[Any, Any]:
 async def test_event_published_on_one_node_reaches_both_once(make_node: Any) -> None:
     """The server publishes on node A: subscribers on A and on B each get it exactly once
     (A delivers its own at once and ignores its echo from Redis)."""
-    (a, a_port), (b, b_port) = await two_nodes(make_node)
+    (a, a_port), (_b, b_port) = await two_nodes(make_node)
     on_a = await connect(a_port, make_token("x", "admin"))
     on_b = await connect(b_port, make_token("y", "admin"))
     for client in (on_a, on_b):
@@ -77,7 +77,7 @@ async def test_client_publication_crosses_with_its_options(make_node: Any) -> No
 async def test_retained_event_is_served_by_a_node_started_later(make_node: Any) -> None:
     """File progress published (retained) on A is served at once to a subscriber of a
     node that started after it, from Redis."""
-    a, a_port = make_node()
+    a, _a_port = make_node()
     await a.backplane.ready
     a.publish("installsure.file.f1.progress", {"stage": "parse", "percent": 30})
     a.publish("installsure.file.f1.progress", {"stage": "parse", "percent": 55})
@@ -177,7 +177,7 @@ async def test_backplane_survives_a_redis_restart(make_node: Any, redis_server: 
     """While Redis is down, events still reach local subscribers and the ones for other
     nodes are counted as dropped; after Redis is back the nodes subscribe again and
     events cross again."""
-    (a, a_port), (b, b_port) = await two_nodes(make_node)
+    (a, a_port), (_b, b_port) = await two_nodes(make_node)
     local = await connect(a_port, make_token("x", "admin"))
     remote = await connect(b_port, make_token("y", "admin"))
     for client in (local, remote):

@@ -108,7 +108,7 @@ async def test_connections_over_the_cap_get_503(make_node: Any) -> None:
     """realtime.max_connections: the next opening handshake is refused."""
     _service, port = make_node(max_connections=2)
     first, second = await connect_plain(port), await connect_plain(port)
-    with pytest.raises(ConnectionError, match="503|1006|None"):
+    with pytest.raises(ConnectionError, match=r"503|1006|None"):
         await connect_plain(port)
     first.transport.loseConnection()
     second.transport.loseConnection()
@@ -158,7 +158,8 @@ async def test_slow_consumer_is_disconnected_and_memory_stays_bounded(
     assert not any(p.session.authid == "slow" for p in service.factory.connections
                    if p.session is not None)
     warnings = [e for e in log_events if "slow consumer" in e.get("log_format", "")]
-    assert warnings and warnings[0]["authid"] == "slow"
+    assert warnings
+    assert warnings[0]["authid"] == "slow"
     await wait_for(lambda: len(fast.events) == published, timeout=30)
     assert not tracebacks(log_events)
     fast.leave()

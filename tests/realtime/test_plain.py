@@ -19,7 +19,8 @@ async def test_auth_subscribe_event_ping(node: Any) -> None:
     client = await connect_plain(port)
     client.send({"type": "auth", "token": make_token("u1")})
     welcome = await client.next("welcome")
-    assert welcome["authid"] == "u1" and welcome["authrole"] == "member"
+    assert welcome["authid"] == "u1"
+    assert welcome["authrole"] == "member"
     client.send({"type": "subscribe", "topic": "installsure.project.p1.", "match": "prefix"})
     assert (await client.next("subscribed"))["topic"] == "installsure.project.p1."
     service.publish("installsure.project.p1.updated", {"name": "Tower"})

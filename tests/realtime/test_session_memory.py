@@ -30,7 +30,8 @@ def test_ticket_opening_welcomes_with_the_token_identity() -> None:
     session, channel = router.session()
     session.received([hello(["ticket"])])
     challenge = channel.take()[0]
-    assert isinstance(challenge, m.Challenge) and challenge.method == "ticket"
+    assert isinstance(challenge, m.Challenge)
+    assert challenge.method == "ticket"
     session.received([m.Authenticate(make_token("u1", "manager"))])
     welcome = channel.take()[0]
     assert isinstance(welcome, m.Welcome)
@@ -61,7 +62,8 @@ def test_bad_ticket_is_aborted_and_counted() -> None:
     session.received([hello(["ticket"])])
     session.received([m.Authenticate(make_token("u1", secret=b"not-the-server-secret"))])
     abort = channel.last()
-    assert isinstance(abort, m.Abort) and abort.reason == "wamp.error.authentication_failed"
+    assert isinstance(abort, m.Abort)
+    assert abort.reason == "wamp.error.authentication_failed"
     assert channel.closed is not None
     assert not router.broker.sessions
     assert router.stats.auth_failures == {"refused": 1}
@@ -88,7 +90,8 @@ def test_anonymous_only_where_allowed() -> None:
     session, channel = router.session()
     session.received([hello(["anonymous"])])
     welcome = channel.last()
-    assert isinstance(welcome, m.Welcome) and welcome.authrole == "anonymous"
+    assert isinstance(welcome, m.Welcome)
+    assert welcome.authrole == "anonymous"
 
 
 def test_wrong_realm_is_aborted() -> None:
@@ -106,7 +109,8 @@ def test_no_hello_in_time_is_aborted() -> None:
     router.clock.advance(4.9)
     assert channel.closed is None
     router.clock.advance(0.2)
-    assert isinstance(channel.last(), m.Abort) and channel.closed is not None
+    assert isinstance(channel.last(), m.Abort)
+    assert channel.closed is not None
 
 
 # -- protocol violations ----------------------------------------------------------------
@@ -172,7 +176,8 @@ def test_unauthorized_subscription_gets_an_error() -> None:
     router = MemoryRouter()
     session, channel = router.joined("u1", "member")
     error = subscribe(session, channel, "installsure.queue.q.status")[0]
-    assert isinstance(error, m.Error) and error.error == "wamp.error.not_authorized"
+    assert isinstance(error, m.Error)
+    assert error.error == "wamp.error.not_authorized"
     assert len(router.broker.subscriptions) == 0
 
 
@@ -237,9 +242,11 @@ def test_acknowledged_publish_and_publisher_exclusion() -> None:
     a.received([m.Publish(7, "installsure.presence.p1", args=["here"], acknowledge=True)])
     published = a_channel.take()
     assert [type(x) for x in published] == [m.Published]
-    assert published[0].request == 7 and 1 <= published[0].publication <= MAX_ID
+    assert published[0].request == 7
+    assert 1 <= published[0].publication <= MAX_ID
     event = b_channel.take()[0]
-    assert isinstance(event, m.Event) and event.args == ["here"]
+    assert isinstance(event, m.Event)
+    assert event.args == ["here"]
     assert event.publication == published[0].publication
     a.received([m.Publish(8, "installsure.presence.p1", args=["me too"], exclude_me=False)])
     assert [x.args for x in a_channel.take()] == [["me too"]]
@@ -402,9 +409,11 @@ def test_rpc_is_out_of_scope_with_clear_errors() -> None:
     session, channel = MemoryRouter().joined("u1")
     session.received([m.Register(1, "com.example.add")])
     error = channel.take()[0]
-    assert error.error == "wamp.error.feature_not_supported" and "RPC" in error.args[0]
+    assert error.error == "wamp.error.feature_not_supported"
+    assert "RPC" in error.args[0]
     reply = call(session, channel, "com.example.add", 1, 2, request=2)
-    assert reply.error == "wamp.error.no_such_procedure" and "RPC" in reply.args[0]
+    assert reply.error == "wamp.error.no_such_procedure"
+    assert "RPC" in reply.args[0]
 
 
 # -- lifetime ----------------------------------------------------------------------------
@@ -414,10 +423,11 @@ def test_expired_token_ends_the_session_with_goodbye_expired() -> None:
     """When the ticket's token expires the session gets GOODBYE wamp.close.expired and
     the transport closes after the close timeout if the client does not answer."""
     router = MemoryRouter()
-    session, channel = router.joined("u1", ttl=30)
+    _session, channel = router.joined("u1", ttl=30)
     router.clock.advance(31)
     goodbye = channel.last()
-    assert isinstance(goodbye, m.Goodbye) and goodbye.reason == "wamp.close.expired"
+    assert isinstance(goodbye, m.Goodbye)
+    assert goodbye.reason == "wamp.close.expired"
     router.clock.advance(3)
     assert channel.closed is not None
 
@@ -429,12 +439,14 @@ def test_reauthentication_extends_the_session() -> None:
     session, channel = router.joined("u1", ttl=30)
     reply = call(session, channel, "installsure.session.reauthenticate",
                  make_token("u1", ttl=600))
-    assert isinstance(reply, m.Result) and reply.args[0]["expiresAt"] > 500
+    assert isinstance(reply, m.Result)
+    assert reply.args[0]["expiresAt"] > 500
     refused = call(session, channel, "installsure.session.reauthenticate",
                    make_token("u2", ttl=600), request=2)
     assert refused.error == "wamp.error.not_authorized"
     router.clock.advance(100)
-    assert session.state == OPEN and channel.closed is None
+    assert session.state == OPEN
+    assert channel.closed is None
 
 
 def test_client_goodbye_is_answered_and_closes() -> None:
@@ -459,7 +471,8 @@ def test_goodbye_all_says_system_shutdown_and_closes_1001() -> None:
     assert not done.called
     for session, _channel in peers:
         session.connection_lost()
-    assert done.called and not router.broker.sessions
+    assert done.called
+    assert not router.broker.sessions
 
 
 def test_membership_removed_revokes_subscriptions() -> None:

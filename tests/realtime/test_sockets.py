@@ -42,8 +42,10 @@ async def test_every_serializer_subscribes_publishes_and_receives(node: Any,
     service.publish("installsure.project.p1.updated", {"name": "Tower"})
     await wait_for(lambda: len(a.events) == 2)
     (_t1, args1, _k1, details1), (_t2, args2, _k2, details2) = a.events
-    assert args1 == [{"here": True}] and details1.publisher_authid == "b"
-    assert args2 == [{"name": "Tower"}] and details2.publisher is None
+    assert args1 == [{"here": True}]
+    assert details1.publisher_authid == "b"
+    assert args2 == [{"name": "Tower"}]
+    assert details2.publisher is None
     a.leave()
     b.leave()
 
@@ -135,5 +137,6 @@ async def test_plain_http_on_ws_gets_426_envelope(node: Any) -> None:
     response = await treq.get(f"http://127.0.0.1:{port}/ws")
     body = json.loads(await response.content())
     assert response.code == 426
-    assert body["success"] is False and body["code"] == "UPGRADE_REQUIRED"
+    assert body["success"] is False
+    assert body["code"] == "UPGRADE_REQUIRED"
     assert body["requestId"]
