@@ -155,6 +155,7 @@ class Client(ApplicationSession):
         return self.ticket or ""
 
     def onJoin(self, details: Any) -> None:
+        self.welcome = details
         if not self.joined.called:
             self.joined.callback(details)
 
@@ -165,6 +166,9 @@ class Client(ApplicationSession):
         if not self.left.called:
             self.left.callback(details)
         # The router closes the WebSocket itself after GOODBYE (with 1001 on shutdown).
+
+    def details_role(self) -> str:
+        return str(self.welcome.authrole)
 
     def record(self, *args: Any, **kwargs: Any) -> None:
         details = kwargs.pop("details", None)
