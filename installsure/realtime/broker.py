@@ -182,13 +182,20 @@ class Broker:
     def deliver(self, publication: Publication) -> int:
         """Hand ``publication`` to this process's matching subscribers; returns how many."""
         delivered = 0
+        filtered = publication.filtered
+        # Without black- or white-lists only the publisher itself may be left out.
+        excluded = publication.publisher if publication.exclude_me else None
+        may_disclose = publication.publisher is not None
         for subscription in self.subscriptions.matching(publication.topic):
             plain: OutgoingEvent | None = None
             disclosed: OutgoingEvent | None = None
             for session_id, peer in list(subscription.subscribers.items()):
-                if not publication.admits(session_id, peer.authid, peer.authrole):
+                if filtered:
+                    if not publication.admits(session_id, peer.authid, peer.authrole):
+                        continue
+                elif session_id == excluded:
                     continue
-                if publication.publisher is not None and self.discloses_to(peer.authrole):
+                if may_disclose and self.discloses_to(peer.authrole):
                     if disclosed is None:
                         disclosed = event_for(subscription.id, subscription.match,
                                               publication, disclose=True)
