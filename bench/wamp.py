@@ -152,7 +152,7 @@ class Load:
         out = subprocess.run(
             ["node", str(self.script), "fanout", url, str(subscribers), str(rate),
              str(seconds)], env=self.env, capture_output=True, text=True,
-            timeout=seconds + 120, check=False, preexec_fn=self._preexec,  # noqa: PLW1509
+            timeout=seconds + 120, check=False, preexec_fn=self._preexec,
         )
         lines = out.stdout.strip().splitlines()
         result = json.loads(lines[-1]) if lines else {"error": out.stderr[-2000:]}
@@ -184,7 +184,7 @@ class Load:
         return (after - before) / sessions
 
 
-def run_contender(name: str, spec: Any, args: argparse.Namespace, load: Load,
+def run_contender(name: str, spec: Any, args: argparse.Namespace, *, load: Load,
                   server_cpus: set[int] | None, bench: Any, index: int,
                   figures: Figures[float]) -> None:
     port = free_port()
@@ -246,8 +246,8 @@ def main() -> int:
     with session("installsure-bench-wamp-") as bench:
         for index, name in rounds:
             print(rounds.label(index, name), flush=True)
-            run_contender(name, contenders[name], args, load, server_cpus, bench, index,
-                          figures)
+            run_contender(name, contenders[name], args, load=load, server_cpus=server_cpus,
+                          bench=bench, index=index, figures=figures)
         bench.keep = False
     report(list(contenders), figures, args)
     return 0

@@ -47,7 +47,11 @@ from installsure.listeners import HttpListeners
 from installsure.logs import configure_logging
 from installsure.process import exit_zero_after_graceful_stop, fail_and_stop
 from installsure.realtime.principal import NoProjectAccess, RefuseAllTokens
-from installsure.realtime.service import RealtimeJobEventPublisher, RealtimeService
+from installsure.realtime.service import (
+    HealthAnnouncer,
+    RealtimeJobEventPublisher,
+    RealtimeService,
+)
 from installsure.redis.client import RedisService
 from installsure.redis.embedded import EmbeddedRedisService
 from installsure.redis.target import RedisTarget
@@ -270,9 +274,12 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
                 "emailNotifications": config.features.email_notifications,
             },
         )
-        # Refresh the health gauges of /metrics even when nobody polls /api/health.
+        # Refresh the health gauges of /metrics even when nobody polls /api/health, and
+        # tell admins on installsure.system.health when the verdict changes.
+        announce = HealthAnnouncer(realtime)
         refresh = TimerService(  # type: ignore[no-untyped-call]
-            HEALTH_REFRESH_SECONDS, run_checks, sources, reactor)
+            HEALTH_REFRESH_SECONDS,
+            lambda: run_checks(sources, reactor).addCallback(announce))
         refresh.setServiceParent(services)  # type: ignore[no-untyped-call]
         site = build_site(config, redis, sources, admin,
                           realtime if config.realtime.enabled else None)

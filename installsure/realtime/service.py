@@ -149,6 +149,27 @@ class RealtimeService(Service):
 
 
 
+HEALTH_TOPIC = "installsure.system.health"
+
+
+class HealthAnnouncer:
+    """Publishes the health checks' verdict on ``installsure.system.health`` (retained)
+    when it changes: ``{"status": "healthy"|"degraded", "checks": {name: ok}}``."""
+
+    def __init__(self, realtime: RealtimeService) -> None:
+        self.realtime = realtime
+        self.last: dict[str, Any] | None = None
+
+    def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
+        checks = {name: bool(getattr(result, "ok", False)) for name, result in results.items()}
+        verdict = {"status": "healthy" if all(checks.values()) else "degraded",
+                   "checks": checks}
+        if verdict != self.last:
+            self.last = verdict
+            self.realtime.publish(HEALTH_TOPIC, verdict, retain=True)
+        return results
+
+
 class RealtimeJobEventPublisher:
     """The job runner's publisher (``installsure.jobs.events.JobEventPublisher``)."""
 

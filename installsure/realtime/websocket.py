@@ -168,7 +168,8 @@ class RealtimeProtocol(WebSocketServerProtocol):
             # subscribers, straight to the socket (autobahn's sendData would format
             # a debug line for each).
             self.factory.broker.stats.bytes_out += prepared.size
-            self.transport.write(prepared.payloadHybi)
+            transport: Any = self.transport
+            transport.write(prepared.payloadHybi)
             return
         self._write(prepared, prepared.size)
 
@@ -202,7 +203,8 @@ class RealtimeProtocol(WebSocketServerProtocol):
         if isinstance(item, tuple):
             self.sendMessage(item[0], item[1])  # type: ignore[no-untyped-call]
         elif self._raw_frames and not self.send_queue:
-            self.transport.write(item.payloadHybi)
+            transport: Any = self.transport
+            transport.write(item.payloadHybi)
         else:
             self.sendPreparedMessage(item)
 

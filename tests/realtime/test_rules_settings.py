@@ -11,12 +11,17 @@ from autobahn.wamp import message as m
 from autobahn.wamp.role import RoleSubscriberFeatures
 from twisted.internet.testing import MemoryReactorClock
 
+from installsure.api.health import CheckResult
 from installsure.config import load_config
 from installsure.config.errors import ConfigError
 from installsure.jobs.events import QueueJobEvents, file_progress_topic
 from installsure.realtime.principal import token_expiry
 from installsure.realtime.rules import DEFAULT_RULES, RuleError, deciding_rule, parse_rules
-from installsure.realtime.service import RealtimeJobEventPublisher, RealtimeService
+from installsure.realtime.service import (
+    HealthAnnouncer,
+    RealtimeJobEventPublisher,
+    RealtimeService,
+)
 from installsure.realtime.settings import RealtimeSettings
 from installsure.realtime.subscriptions import SubscriptionTable
 from installsure.realtime.wamp import WampSession
@@ -156,3 +161,20 @@ def test_job_events_reach_subscribers_through_the_broker() -> None:
     publisher.publish(file_progress_topic("f1"), {"stage": "thumbnail", "percent": 50})
     assert service.broker.retained["installsure.file.f1.progress"].args == [
         {"stage": "thumbnail", "percent": 50}]
+
+
+def test_health_verdict_is_published_when_it_changes() -> None:
+    """The health refresh publishes healthy/degraded on installsure.system.health
+    (retained), only when the verdict changes."""
+    clock = MemoryReactorClock()
+    redis = RedisService(RedisTarget.from_url("redis://127.0.0.1:1/0"), reactor=clock)
+    service = RealtimeService(RealtimeSettings(), redis, SignedTokenVerifier(), Memberships(),
+                              clock)
+    announce = HealthAnnouncer(service)
+    published = service.broker.stats.published
+    announce({"redis": CheckResult(ok=True), "database": CheckResult(ok=True)})
+    announce({"redis": CheckResult(ok=True), "database": CheckResult(ok=True)})
+    announce({"redis": CheckResult(ok=False), "database": CheckResult(ok=True)})
+    assert service.broker.stats.published - published == 2
+    latest = service.broker.retained["installsure.system.health"]
+    assert latest.args == [{"status": "degraded", "checks": {"redis": False, "database": True}}]
