@@ -171,3 +171,84 @@ async def test_slow_consumer_is_disconnected_and_memory_stays_bounded(
                              ) from None
     assert not tracebacks(log_events)
     fast.leave()
+
+
+class DeflateClient(PlainClient):
+    """A plain-protocol client that remembers which extensions were agreed."""
+
+    def onOpen(self) -> None:
+        self.extensions = list(self.websocket_extensions_in_use)
+        super().onOpen()
+
+
+async def deflate_client(port: int) -> DeflateClient:
+    from autobahn.twisted.websocket import WebSocketClientFactory
+    from autobahn.websocket.compress import (
+        PerMessageDeflateOffer,
+        PerMessageDeflateResponse,
+        PerMessageDeflateResponseAccept,
+    )
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+
+    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws")
+    factory.protocol = DeflateClient
+
+    def accept(response: Any) -> Any:
+        assert isinstance(response, PerMessageDeflateResponse)
+        return PerMessageDeflateResponseAccept(response)
+
+    factory.setProtocolOptions(perMessageCompressionOffers=[PerMessageDeflateOffer()],
+                               perMessageCompressionAccept=accept)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    client: DeflateClient = await endpoint.connect(factory)
+    await client.opened
+    return client
+
+
+@pytest_twisted.ensureDeferred
+async def test_permessage_deflate_only_when_enabled(make_node: Any) -> None:
+    """A client offering permessage-deflate gets it only with realtime.permessage_deflate,
+    then told to compress with the configured small window (what the server must keep
+    to inflate), and messages still flow."""
+    _service, off_port = make_node()
+    off = await deflate_client(off_port)
+    assert off.extensions == []
+    off.transport.loseConnection()
+
+    service, port = make_node(permessage_deflate=True, deflate_window_bits=10)
+    on = await deflate_client(port)
+    assert len(on.extensions) == 1
+    assert on.extensions[0].client_max_window_bits == 10
+    on.send({"type": "auth", "token": make_token("a", "admin")})
+    await on.next("welcome")
+    on.send({"type": "subscribe", "topic": "installsure.system.health"})
+    await on.next("subscribed")
+    service.publish("installsure.system.health", {"text": "x" * 5000})
+    assert (await on.next("event"))["payload"] == {"text": "x" * 5000}
+    on.transport.loseConnection()
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_are_exposed(node: Any) -> None:
+    """/metrics' exposition carries the realtime families with live values."""
+    from installsure.metrics import exposition
+
+    service, port = node
+    client = await connect(port, make_token("a", "admin"))
+    await client.subscribe(client.record, "installsure.system.health")
+    service.publish("installsure.system.health", {"ok": True})
+    await wait_for(lambda: client.events)
+    text = exposition()[0].decode()
+    for family in ("installsure_realtime_sessions", "installsure_realtime_subscriptions",
+                   "installsure_realtime_events_published_total",
+                   "installsure_realtime_events_delivered_total",
+                   "installsure_realtime_events_dropped_total",
+                   "installsure_realtime_slow_consumer_disconnects_total",
+                   "installsure_realtime_bytes_out_total",
+                   "installsure_realtime_auth_failures_total"):
+        assert family in text, family
+    sessions = next(line for line in text.splitlines()
+                    if line.startswith("installsure_realtime_sessions "))
+    assert float(sessions.split()[1]) >= 1
+    client.leave()
