@@ -44,8 +44,8 @@ async def test_sigterm_says_goodbye_to_sessions(tmp_path: Path) -> None:
         code = await server.wait_exit()
     finally:
         server.kill()
-    assert client.goodbye.reason == "wamp.close.system_shutdown"
-    assert codes == [1001]
+    assert client.goodbye.reason == "wamp.close.system_shutdown", server.output()
+    assert codes == [1001], server.output()
     assert code == 0, server.output()
 
 
