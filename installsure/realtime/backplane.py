@@ -244,6 +244,7 @@ class Backplane:
         if not self._running:
             return succeed(None)
         self._schedule(PRUNE_SECONDS, self._prune)
+        self.broker.prune_retained()
         cutoff = self.broker.now() - self.retained_ttl
         d = self.redis.execute("ZRANGEBYSCORE", self.retained_times_key, "-inf", cutoff)
 

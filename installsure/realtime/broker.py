@@ -225,9 +225,14 @@ class Broker:
         """The retained events a new subscriber of ``subscription`` gets at once."""
         now = self._clock()
         found = []
-        for topic, publication in list(self.retained.items()):
+        if subscription.match == "exact":  # the usual case: one lookup, not a scan
+            exact = self.retained.get(subscription.uri)
+            candidates = [(subscription.uri, exact)] if exact is not None else []
+        else:
+            candidates = list(self.retained.items())
+        for topic, publication in candidates:
             if now - publication.timestamp > self.retained_ttl:
-                del self.retained[topic]
+                self.retained.pop(topic, None)
                 continue
             if not matches(subscription.uri, subscription.match, topic):
                 continue
@@ -237,6 +242,14 @@ class Broker:
             found.append(event_for(subscription.id, subscription.match, publication,
                                    disclose=disclose, retained=True))
         return found
+
+    def prune_retained(self) -> int:
+        """Forget retained publications older than ``retained_ttl``; how many."""
+        cutoff = self._clock() - self.retained_ttl
+        old = [t for t, p in self.retained.items() if p.timestamp < cutoff]
+        for topic in old:
+            del self.retained[topic]
+        return len(old)
 
     # -- meta events -----------------------------------------------------------------
 

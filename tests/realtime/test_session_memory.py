@@ -341,14 +341,22 @@ def test_retained_event_is_sent_to_a_new_subscriber() -> None:
 
 
 def test_retained_events_expire() -> None:
-    """A retained event older than retained_ttl is not served."""
+    """A retained event older than retained_ttl is not served, and pruning forgets
+    expired ones while keeping fresh ones."""
     router = MemoryRouter()
     router.broker.retained_ttl = 60.0
     router.broker.publish("installsure.queue.q.status", [1], retain=True)
+    router.broker.publish("installsure.queue.r.status", [1], retain=True)
     router.clock.advance(61)
+    router.broker.publish("installsure.queue.s.status", [1], retain=True)
     session, channel = router.joined("a", "admin")
     assert len(subscribe(session, channel, "installsure.queue.q.status",
                          get_retained=True)) == 1
+    assert router.broker.prune_retained() == 1
+    assert list(router.broker.retained) == ["installsure.queue.s.status"]
+    replies = subscribe(session, channel, "installsure.queue.", match="prefix",
+                        get_retained=True, request=2)
+    assert [e.topic for e in replies[1:]] == ["installsure.queue.s.status"]
 
 
 # -- meta -----------------------------------------------------------------------------------
