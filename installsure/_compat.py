@@ -14,6 +14,8 @@ tests/test_compat.py checks that each name still exists with the shape we rely o
 real objects, so an upgrade fails CI instead of a request in production. setup.cfg's
 ceilings for twisted and txredisapi exist because of this list.
 
+autobahn: one method, for close codes its public API refuses (see PRIVATE_NAMES).
+
 Klein: nothing. InstallSure uses only its public API (``Klein()``, ``route``,
 ``url_map``, ``endpoints``).
 
@@ -219,6 +221,13 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "our slot hands it to its ClientService as the retry policy",
         params=("attempt",),
     ),
+    # -- autobahn: the WebSocket closing handshake ---------------------------------------
+    PrivateName(
+        "autobahn.websocket.protocol.WebSocketProtocol", "sendCloseFrame", Kind.METHOD,
+        "autobahn's public sendClose takes only 1000 and 3000-4999; a shutting-down server "
+        "must close with 1001 and a protocol violation with 1002 (websocket_close)",
+        params=("code", "reasonUtf8", "isReply"),
+    ),
     PrivateName(
         "txredisapi._PoolSlot", "_prepareConnection", Kind.METHOD,
         "our slot hands it to its ClientService as prepareConnection",
@@ -295,6 +304,12 @@ def raw_headers(headers: Headers) -> dict[bytes, list[bytes]] | None:
 def site_parses_post_forms(site: server.Site) -> bool:
     """Whether ``site`` has its requests parse form bodies of POSTs into ``args``."""
     return site._parsePOSTFormSubmission
+
+
+def websocket_close(protocol: Any, code: int, reason: str) -> None:
+    """Begin the WebSocket closing handshake of an autobahn protocol with any RFC 6455
+    close code (1001 going away, 1002 protocol error, 1008 policy violation)."""
+    protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:120], isReply=False)
 
 
 def tcp_write_pending(transport: tcp.Server) -> bool:

@@ -5,11 +5,13 @@ Children start in order and stop in reverse (DESIGN.md "The process"):
 1. embedded redis-server (only without ``redis.url``/``redis.sentinels``),
 2. Redis client, 3. database (migrations at start when ``auto_migrate``) and file
    storage,
-4. job workers (roles all/worker), 5. auth (password-hashing threads, the session
-   revocation subscription) and the HTTP/WebSocket listeners (roles all/api),
-6. the drain service, which therefore stops first: it takes the listeners and the
-   workers through the phases of a shutdown (installsure.drain), then the rest stops
-   one by one in reverse order.
+4. auth (password-hashing threads, the session revocation subscription) and the
+   realtime broker with its backplane (every role: workers publish job events),
+5. job workers (roles all/worker), 6. the HTTP/WebSocket listeners (roles all/api;
+   ``/ws`` is served by the same site as the API),
+7. the drain service, which therefore stops first: it takes the listeners, the broker's
+   sessions and the workers through the phases of a shutdown (installsure.drain), then
+   the rest stops one by one in reverse order.
 
 Nothing here waits for Redis or the database to answer before serving: the process
 comes up, ``/readyz`` says what is missing, and the clients reconnect when it appears.
@@ -40,7 +42,7 @@ from installsure.config import Config
 from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
 from installsure.drain import DrainParticipant, DrainService
-from installsure.events import DomainEventPublisher, LoggingDomainEventPublisher
+from installsure.events import DomainEventPublisher
 from installsure.files.library import FileLibrary
 from installsure.files.processing import file_processing_job_type
 from installsure.http.app import Authenticator
@@ -49,12 +51,18 @@ from installsure.http.factory import rate_rules
 from installsure.http.ratelimit import RateLimiter
 from installsure.http.routing import Router
 from installsure.http.site import ApiSite
-from installsure.jobs import JobQueue, JobRegistry, LoggingJobEventPublisher, WorkerService
+from installsure.jobs import JobQueue, JobRegistry, WorkerService
 from installsure.jobs import metrics as jobs_metrics
 from installsure.jobs.admin import QueueAdmin
 from installsure.listeners import HttpListeners
 from installsure.logs import configure_logging
 from installsure.process import StopSignals, exit_zero_after_graceful_stop, fail_and_stop
+from installsure.realtime.drain import RealtimeDrain
+from installsure.realtime.service import (
+    HealthAnnouncer,
+    RealtimeJobEventPublisher,
+    RealtimeService,
+)
 from installsure.redis.client import RedisService
 from installsure.redis.embedded import EmbeddedRedisService
 from installsure.redis.target import RedisTarget
@@ -216,9 +224,9 @@ class InstallSureService(MultiService):
     queue: JobQueue
     #: Project membership, for the realtime broker's subscription checks.
     project_access: DatabaseProjectAccess
-    #: Where domain events (installsure.project.<id>.*) go: logged until the realtime
-    #: broker provides its publisher here.
+    #: Where domain events (installsure.project.<id>.*, .file) go: the realtime broker.
     events: DomainEventPublisher
+    realtime: RealtimeService
     embedded_redis: EmbeddedRedisService | None = None
     workers: WorkerService | None = None
     http: HttpListeners | None = None
@@ -278,18 +286,31 @@ def build_service(
     services.database = database
     database.started().addErrback(_stop_on_unusable_database, reactor)
     services.project_access = DatabaseProjectAccess(database)
-    services.events = LoggingDomainEventPublisher()
 
     storage = Storage(build_backend(config.storage, config.data_path),
                       threads=config.storage.threads, reactor=reactor)
     storage.setServiceParent(services)  # type: ignore[no-untyped-call]
     services.storage = storage
 
+    limiter = rate_limiter(config, redis)
+    # Every role: the broker checks WAMP tickets and memberships with these.
+    auth = build_auth(config.auth, redis=redis, database=database, limiter=limiter,
+                      reactor=reactor)
+    auth.service.setServiceParent(services)  # type: ignore[no-untyped-call]
+    services.auth = auth
+
+    realtime = RealtimeService(config.realtime, redis, auth.verifier, services.project_access,
+                               reactor, allowed_origins=config.http.cors_origins)
+    realtime.setServiceParent(services)  # type: ignore[no-untyped-call]
+    services.realtime = realtime
+    # Domain events (projects, files) have the job events' shape: publish(topic, payload).
+    services.events = RealtimeJobEventPublisher(realtime)
+
     # Processors register their job types here (file processing, e-mail, push).
     registry = JobRegistry()
     registry.register(file_processing_job_type())
-    queue = JobQueue(redis, registry, config.queues, publisher=LoggingJobEventPublisher(),
-                     reactor=reactor)
+    queue = JobQueue(redis, registry, config.queues,
+                     publisher=RealtimeJobEventPublisher(realtime), reactor=reactor)
     services.queue = queue
     # Added before the workers, so it stops after them: the drain's last transitions
     # still reach the status topic.
@@ -330,22 +351,18 @@ def build_service(
             version=__version__,
             environment=config.environment,
             features={
-                # Nothing serves realtime events yet, whatever ENABLE_REAL_TIME_SYNC says.
-                "realTimeSync": False,
+                "realTimeSync": config.features.real_time_sync and config.realtime.enabled,
                 "fileProcessing": config.features.file_processing,
                 "emailNotifications": config.features.email_notifications,
             },
         )
-        # Refresh the health gauges of /metrics even when nobody polls /api/health.
+        # Refresh the health gauges of /metrics even when nobody polls /api/health, and
+        # tell admins on installsure.system.health when the verdict changes.
+        announce = HealthAnnouncer(realtime)
         refresh = TimerService(  # type: ignore[no-untyped-call]
-            HEALTH_REFRESH_SECONDS, run_checks, sources, reactor)
+            HEALTH_REFRESH_SECONDS,
+            lambda: run_checks(sources, reactor).addCallback(announce))
         refresh.setServiceParent(services)  # type: ignore[no-untyped-call]
-        limiter = rate_limiter(config, redis)
-        auth = build_auth(config.auth, redis=redis, database=database, limiter=limiter,
-                          reactor=reactor)
-        # Before the listeners, so it stops after them.
-        auth.service.setServiceParent(services)  # type: ignore[no-untyped-call]
-        services.auth = auth
         library = FileLibrary(database, storage, services.project_access,
                               events=services.events, queue=queue,
                               processing=config.features.file_processing)
@@ -354,14 +371,14 @@ def build_service(
         for extra in routers:
             router.include(extra)
         site = build_site(config, router, limiter,
-                          authenticator(redis, config) if authenticator else auth.authenticator)
+                          authenticator(redis, config) if authenticator else auth.authenticator,
+                          realtime if config.realtime.enabled else None)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
         drain.add(listeners)
-        # The realtime broker joins the drain here when it comes, as a DrainParticipant
-        # whose drain_connections sends its sessions GOODBYE (wamp.close.system_shutdown)
-        # and whose finish waits for them until the deadline.
+        # Phase 3 of the drain: GOODBYE wamp.close.system_shutdown to every session.
+        drain.add(RealtimeDrain(realtime))
 
     drain.setServiceParent(services)  # type: ignore[no-untyped-call]
     log.info(
@@ -405,15 +422,18 @@ def api_router(  # noqa: PLR0917 - one argument per part the routes serve
 
 
 def build_site(
-    config: Config, router: Router, limiter: RateLimiter | None, authenticate: Authenticator
+    config: Config, router: Router, limiter: RateLimiter | None, authenticate: Authenticator,
+    realtime: RealtimeService | None = None,
 ) -> ApiSite:
-    """The HTTP API: the routes and the built-ins.
+    """The HTTP API: the routes and the built-ins, and the realtime endpoint at ``/ws``
+    when given.
 
     Requests authenticate with a user's access token or the operator token
     (``API_SECRET``, the service principal); ``build_service``'s ``authenticator``
     replaces that (the benchmark's token verifier).
     """
+    mounts = {b"ws": realtime.resource} if realtime is not None else None
     site = http_site(router, config.http, environment=config.environment,
-                     rate_limiter=limiter, authenticate=authenticate)
+                     rate_limiter=limiter, authenticate=authenticate, mounts=mounts)
     site.noisy = False  # "Starting factory" lines say nothing an operator needs
     return site

@@ -89,8 +89,8 @@ def test_old_variable_names_are_understood() -> None:
 def test_sections_nothing_reads_yet_are_unknown_but_old_switches_are_checked(
     tmp_path: Path,
 ) -> None:
-    """Sections for parts that do not exist yet (realtime, e-mail, push, forge, qb) are
-    unknown settings, while upload's are read; the old ENABLE_REAL_TIME_SYNC is still
+    """Sections for parts that do not exist yet (e-mail, push, forge, qb) are unknown
+    settings, while upload's and realtime's are read; the old ENABLE_REAL_TIME_SYNC is still
     accepted, and a value that is not a boolean is still refused."""
     path = write(tmp_path, "[realtime]\nenabled = true\n[email]\nsmtp_host = 'mail'\n")
     with pytest.raises(ConfigError) as excinfo:
@@ -98,7 +98,7 @@ def test_sections_nothing_reads_yet_are_unknown_but_old_switches_are_checked(
                                                "INSTALLSURE_QB_CLIENT_ID": "x"})
     found = problems_of(excinfo)
     assert sorted(found) == ["INSTALLSURE_PUSH_VAPID_KEY", "INSTALLSURE_QB_CLIENT_ID",
-                             "email", "realtime"]
+                             "email"]
     assert load_config(environ={"INSTALLSURE_UPLOAD_MAX_SIZE": "1"}).upload.max_size == 1
     assert all("no such setting" in m or "unknown setting" in m for m in found.values())
     assert load_config(environ={"ENABLE_REAL_TIME_SYNC": "on"}).features.real_time_sync

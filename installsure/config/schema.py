@@ -2,10 +2,10 @@
 
 Each part keeps its own settings class beside its code (``http.settings``,
 ``jobs.settings``, ``redis.settings``, ``db.settings``, ``auth.settings``,
-``logs.settings``, ``storage.settings``, ``files.settings``); the few sections that
-belong to the process as a whole are here.
-A section joins when the code that reads it does: realtime, e-mail, push and the
-outside services come with the issues that build them.
+``logs.settings``, ``storage.settings``, ``files.settings``, ``realtime.settings``);
+the few sections that belong to the process as a whole are here. A section joins when
+the code that reads it does: e-mail, push and the outside services come with the issues
+that build them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from installsure.files.settings import UploadSettings
 from installsure.http.settings import HttpSettings
 from installsure.jobs.settings import JobsSettings
 from installsure.logs.settings import LoggingSettings
+from installsure.realtime.settings import RealtimeSettings
 from installsure.redis.settings import RedisSettings
 from installsure.storage.settings import StorageSettings
 
@@ -38,8 +39,8 @@ class FeaturesSettings:
     """The old system's ``ENABLE_*`` switches, still accepted and checked."""
 
     real_time_sync: bool = True
-    """Realtime events. There is no realtime endpoint yet, so ``/info`` reports
-    ``realTimeSync`` false whatever this says."""
+    """Realtime events; ``/info`` reports ``realTimeSync`` true when this and
+    ``realtime.enabled`` are both on."""
     file_processing: bool = True
     email_notifications: bool = True
 
@@ -77,6 +78,7 @@ class Config:
     storage: StorageSettings = Factory(StorageSettings)
     upload: UploadSettings = Factory(UploadSettings)
     queues: JobsSettings = Factory(JobsSettings)
+    realtime: RealtimeSettings = Factory(RealtimeSettings)
     logging: LoggingSettings = Factory(LoggingSettings)
     features: FeaturesSettings = Factory(FeaturesSettings)
     shutdown: ShutdownSettings = Factory(ShutdownSettings)

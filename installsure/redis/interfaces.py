@@ -56,6 +56,11 @@ class BlockingRedis(Protocol):
 
     def close(self) -> Deferred[None]: ...
 
+    @property
+    def is_connected(self) -> bool:
+        """Whether the connection is up right now (a command would not wait for it)."""
+        ...
+
 
 class Subscription(Protocol):
     def cancel(self) -> Deferred[None]: ...

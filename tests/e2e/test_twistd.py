@@ -166,22 +166,28 @@ def test_runs_under_the_asyncio_reactor(tmp_path: Path):
 
 
 @pytest_twisted.inlineCallbacks
-def test_info_does_not_advertise_realtime_before_it_exists(tmp_path: Path):
-    """The old ``ENABLE_REAL_TIME_SYNC=true`` is accepted, but ``/info`` reports
-    ``realTimeSync`` false: nothing serves realtime events yet. The other switches are
-    reported as set."""
-    server = ServerProcess(tmp_path, "--environment", "test", env={
-        "ENABLE_REAL_TIME_SYNC": "true", "ENABLE_FILE_PROCESSING": "false",
-    })
-    server.start()
-    try:
-        response = yield server.wait_until("/info")
-        features = (yield response.json())["features"]
-    finally:
-        code = yield server.stop()
-    assert code == 0, server.output()
-    assert features == {"realTimeSync": False, "fileProcessing": False,
-                        "emailNotifications": True}
+def test_info_advertises_realtime_only_when_it_is_served(tmp_path: Path):
+    """The old ``ENABLE_REAL_TIME_SYNC=true`` is accepted and ``/info`` reports
+    ``realTimeSync`` true while ``/ws`` is served; with ``realtime.enabled`` off it says
+    false whatever the old switch says. The other switches are reported as set."""
+    found = []
+    for enabled in ("true", "false"):
+        server = ServerProcess(tmp_path / enabled, "--environment", "test", env={
+            "ENABLE_REAL_TIME_SYNC": "true", "ENABLE_FILE_PROCESSING": "false",
+            "INSTALLSURE_REALTIME_ENABLED": enabled,
+        })
+        (tmp_path / enabled).mkdir()
+        server.start()
+        try:
+            response = yield server.wait_until("/info")
+            found.append((yield response.json())["features"])
+        finally:
+            code = yield server.stop()
+        assert code == 0, server.output()
+    assert found == [
+        {"realTimeSync": True, "fileProcessing": False, "emailNotifications": True},
+        {"realTimeSync": False, "fileProcessing": False, "emailNotifications": True},
+    ]
 
 
 @pytest_twisted.inlineCallbacks

@@ -181,9 +181,12 @@ class ApiRequest(server.Request):
                 # server.Request.render's fallbacks never apply.
                 application.render(self)  # type: ignore[no-untyped-call]
             else:
+                # Kept before rendering: a takeover may leave the request without
+                # its channel (self.channel is None afterwards).
+                channel = self.channel
                 self.render(resrc)  # type: ignore[no-untyped-call]
-                taken_over = getattr(self.channel, "taken_over", None)
-                if self.channel.transport is None and taken_over is not None:
+                taken_over = getattr(channel, "taken_over", None)
+                if channel.transport is None and taken_over is not None:
                     # A WebSocket upgrade (autobahn's WebSocketResource, for one) took
                     # the connection over: the channel never hears of it again.
                     taken_over()
