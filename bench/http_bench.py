@@ -31,11 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from harness import BenchError, run_cli
+from harness.authroute import PROJECT_ROUTE, AuthFixture, check_answers, prepare
 from harness.children import Session, choose_cpus, session
 from harness.load import LoadClient, Measurement, choose_load_client
 from harness.peers import npm_folder, pip_venv
 from harness.rounds import Figures, Ratio, Rounds
-from harness.servers import ServerExitedError, ServerSpec, check_loopback_url, http_get, running
+from harness.servers import (
+    ServerExitedError,
+    ServerSpec,
+    check_loopback_url,
+    http_get,
+    running,
+)
 from harness.tables import print_table, times
 
 # --- what is measured -------------------------------------------------------------------
@@ -48,6 +55,10 @@ SMALL_JSON_ROUTES = ("/info", "/live")
 
 #: Targets from the foundation issue, for /livez: ours / peer >= factor.
 TARGETS = {"fastapi": 2.0, "fastify": 0.3}
+#: Targets of the domain issue for the authenticated project read: ours / FastAPI's
+#: route doing the same work >= 2, and ours' p99 at most this at 50 connections.
+PROJECT_TARGETS = {"fastapi": 2.0}
+PROJECT_P99_MS = 25.0
 
 #: Our server's HTTP wires (setting ``http.wire``) and the variable that chooses one.
 WIRES = ("fast", "stock")
@@ -55,12 +66,17 @@ WIRE_ENV = "INSTALLSURE_HTTP_WIRE"
 
 #: What the FastAPI peer installs: FastAPI with uvicorn as its docs recommend
 #: (``uvicorn[standard]`` brings uvloop and httptools, which uvicorn then picks itself).
-FASTAPI_REQUIREMENTS = ("fastapi>=0.115,<1", "uvicorn[standard]>=0.30,<1")
+FASTAPI_REQUIREMENTS = ("fastapi>=0.115,<1", "uvicorn[standard]>=0.30,<1",
+                        # its authenticated project route: the ORM and the JWT library
+                        # its documentation uses
+                        "SQLAlchemy>=2,<3", "PyJWT>=2.8,<3")
 #: What the Fastify peer installs.
 FASTIFY_REQUIREMENTS = ("fastify@^5",)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = Path(__file__).resolve().parent / "_peers"
+#: The bench-only twistd plugin (installsure-bench) and its token authenticator.
+OURS_DIR = Path(__file__).resolve().parent / "_ours"
 
 #: Environment variables our server reads as configuration. They are removed from its
 #: environment so the benchmark measures the defaults whatever the shell exported (and
@@ -77,8 +93,12 @@ STARVED_CPU_PERCENT = 85.0
 # --- servers ----------------------------------------------------------------------------
 
 
-def our_server_specs(args: argparse.Namespace) -> list[ServerSpec]:
-    """One contender per wire (``ours-fast``, ``ours-stock``), or the running server."""
+def our_server_specs(args: argparse.Namespace, auth: AuthFixture | None) -> list[ServerSpec]:
+    """One contender per wire (``ours-fast``, ``ours-stock``), or the running server.
+
+    With the project route (``auth``), the server is ``twistd -n installsure-bench``:
+    installsure with the benchmark's HS256 token authenticator, until the server
+    verifies access tokens itself, on the shared SQLite file."""
     if args.url_of_running_server:
         return [ServerSpec(
             name="ours",
@@ -99,22 +119,32 @@ def our_server_specs(args: argparse.Namespace) -> list[ServerSpec]:
     }
     # The checkout under test wins over any installed copy; twistd finds the plugin in
     # <repo>/twisted/plugins through the same path.
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
-    )
+    paths = [str(REPO_ROOT), *([str(OURS_DIR)] if auth else []),
+             os.environ.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    plugin, extra, what = "installsure", [], "installsure"
+    if auth is not None:
+        plugin, what = "installsure-bench", "installsure-bench (HS256 bench authenticator)"
+        extra = ["--database-url", f"sqlite:///{auth.database}"]
+        env["JWT_SECRET"] = auth.secret
+        # One user's 50 connections would spend the default 300 requests a minute in
+        # a tenth of a second: the limit stays on (its Redis check is part of the work
+        # measured) but out of reach. FastAPI's route has no limit at all.
+        env["INSTALLSURE_HTTP_RATE_LIMIT_DEFAULT"] = "1000000000/60"
     argv = [
         str(twistd), "-n",
         "--logfile", "{workdir}/twistd.log",
         "--pidfile", "{workdir}/twistd.pid",
-        "installsure",
+        plugin,
         "--listen", "tcp:{port}:interface=127.0.0.1",
         "--data-dir", "{workdir}/data",
+        *extra,
         *args.server_arg,
     ]
     return [
         ServerSpec(
             name=f"ours-{wire}",
-            description=f"twistd -n installsure, {WIRE_ENV}={wire} (defaults otherwise: "
+            description=f"twistd -n {what}, {WIRE_ENV}={wire} (defaults otherwise: "
             "embedded Redis, SQLite, access log on)",
             argv=argv,
             env=env | {WIRE_ENV: wire},
@@ -145,7 +175,8 @@ def without_wire(spec: ServerSpec) -> ServerSpec:
         f"{WIRE_ENV}=fast", f"no {WIRE_ENV} (this checkout has one wire, the fast one)"))
 
 
-def fastapi_spec(python: Path, versions: str, *, access_log: bool) -> ServerSpec:
+def fastapi_spec(python: Path, versions: str, *, access_log: bool,
+                 auth: AuthFixture | None) -> ServerSpec:
     argv = [
         str(python), "-m", "uvicorn", "fastapi_app:app",
         "--host", "127.0.0.1", "--port", "{port}",
@@ -155,6 +186,9 @@ def fastapi_spec(python: Path, versions: str, *, access_log: bool) -> ServerSpec
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     # Keep bench/_peers/ free of __pycache__ folders.
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if auth is not None:
+        env["BENCH_DATABASE"] = str(auth.database)
+        env["BENCH_JWT_SECRET"] = auth.secret
     return ServerSpec(
         name="fastapi",
         description=(
@@ -179,14 +213,16 @@ def fastify_spec(app_dir: Path, versions: str) -> ServerSpec:
         cwd=app_dir,
         env=env,
         log_name="node.log",
+        skip_routes=(PROJECT_ROUTE,),
     )
 
 
-def peer_specs(args: argparse.Namespace) -> list[ServerSpec]:
+def peer_specs(args: argparse.Namespace, auth: AuthFixture | None) -> list[ServerSpec]:
     def fastapi() -> ServerSpec:
         python, versions = pip_venv("fastapi", FASTAPI_REQUIREMENTS,
-                                    ("fastapi", "uvicorn", "uvloop", "httptools"))
-        return fastapi_spec(python, versions, access_log=args.fastapi_access_log)
+                                    ("fastapi", "uvicorn", "uvloop", "httptools",
+                                     "SQLAlchemy", "PyJWT"))
+        return fastapi_spec(python, versions, access_log=args.fastapi_access_log, auth=auth)
 
     def fastify() -> ServerSpec:
         folder, versions = npm_folder("fastify", FASTIFY_REQUIREMENTS, ("fastify",))
@@ -235,6 +271,15 @@ class Run:
     figures: Figures[Measurement]
     routes: list[str]
     failures: dict[str, list[str]]
+    #: the authenticated project read, when measured
+    auth: AuthFixture | None = None
+    small_route_chosen: bool = False
+
+    def request_of(self, route: str) -> tuple[str, dict[str, str]]:
+        """(URL path, headers) of a route as the tables name it."""
+        if self.auth is not None and route == PROJECT_ROUTE:
+            return self.auth.path, self.auth.headers
+        return route, {}
 
     @property
     def ours(self) -> list[str]:
@@ -248,21 +293,28 @@ class Run:
         """Start ``name`` fresh, load each route once, stop it."""
         with running(self.specs[name], self.session.children, self.session.workroot,
                      self.server_cpus) as server:
-            if len(self.routes) == 1:
+            if not self.small_route_chosen:
                 # Ours decides the route (peers serve the same paths).
-                self.routes.append(pick_small_json_route(server.base_url))
+                self.routes.insert(1, pick_small_json_route(server.base_url))
+                self.small_route_chosen = True
                 print(f"  small JSON route: {self.routes[1]} "
                       f"(first of {', '.join(SMALL_JSON_ROUTES)} that answers)")
             for route in self.routes:
-                m = self.client.measure(server.base_url + route, duration=self.args.duration,
-                                        warmup=self.args.warmup, server_pgid=server.pgid)
+                if route in self.specs[name].skip_routes:
+                    continue
+                path, headers = self.request_of(route)
+                if headers:
+                    check_answers(server, path, headers)
+                m = self.client.measure(server.base_url + path, duration=self.args.duration,
+                                        warmup=self.args.warmup, server_pgid=server.pgid,
+                                        headers=headers)
                 self.figures.record(name, route, index, m)
                 note = f", {m.errors} ERRORS" if m.errors else ""
                 if m.cpu_percent is not None:
                     note += f"  server CPU {m.cpu_percent:.0f} %"
                 if m.client_cpu_percent is not None:
                     note += f", {m.client} CPU {m.client_cpu_percent:.0f} %"
-                print(f"  {route:<8} {m.rps:>9.0f} req/s  p50 {m.p50_ms:.2f} ms  "
+                print(f"  {route:<18} {m.rps:>9.0f} req/s  p50 {m.p50_ms:.2f} ms  "
                       f"p99 {m.p99_ms:.2f} ms{note}", flush=True)
 
 
@@ -310,6 +362,9 @@ def measure_all(run: Run) -> int:
     print_medians(run, rounds.skipped)
     rows = ratio_rows(run)
     print_ratios(rows)
+    latency = latency_verdicts(run)
+    for line in latency:
+        print(line)
     if args.json:
         write_json(run, rows, rounds.skipped)
         print(f"\nfigures written to {args.json}")
@@ -345,6 +400,8 @@ def print_medians(run: Run, skipped: dict[str, str]) -> None:
         if name in skipped:
             continue
         for route in run.routes:
+            if route in run.specs[name].skip_routes:
+                continue
             med = medians(run.figures, name, route)
             if med is None:
                 rows.append([name, route, "-", "-", "-", "-", "-", "-", "not measured"])
@@ -411,7 +468,8 @@ def ratio_rows(run: Run) -> list[RatioRow]:
             rps = run.figures.ratio(top, bottom, route, lambda m: m.rps)
             if rps is None:
                 continue
-            target = TARGETS.get(bottom) if route == LIVENESS_ROUTE else None
+            target = (TARGETS.get(bottom) if route == LIVENESS_ROUTE
+                      else PROJECT_TARGETS.get(bottom) if route == PROJECT_ROUTE else None)
             rows.append(RatioRow(
                 route, top, bottom, rps,
                 run.figures.ratio(top, bottom, route, lambda m: m.per_cpu_s), target,
@@ -433,8 +491,31 @@ def print_ratios(rows: Sequence[RatioRow]) -> None:
     )
 
 
+def latency_verdicts(run: Run) -> list[str]:
+    """Our p99 on the project route against its target, wire by wire."""
+    if run.auth is None:
+        return []
+    lines = []
+    for name in run.ours:
+        p99 = run.figures.median(name, PROJECT_ROUTE, lambda m: m.p99_ms)
+        if p99 is None:
+            continue
+        verdict = "PASS" if p99 <= PROJECT_P99_MS else "MISS"
+        lines.append(f"{PROJECT_ROUTE} {name}: median p99 {p99:.2f} ms at "
+                     f"{run.args.connections} connections (target <= {PROJECT_P99_MS:g} ms): "
+                     f"{verdict}")
+    return lines
+
+
 def write_json(run: Run, rows: Sequence[RatioRow], skipped: dict[str, str]) -> None:
     args = run.args
+    p99_targets = {
+        name: {"p99_ms": p99, "target_ms": PROJECT_P99_MS,
+               "verdict": "PASS" if p99 <= PROJECT_P99_MS else "MISS"}
+        for name in run.ours
+        if run.auth is not None
+        and (p99 := run.figures.median(name, PROJECT_ROUTE, lambda m: m.p99_ms)) is not None
+    }
 
     def measurement(m: Measurement | None) -> dict[str, Any] | None:
         return None if m is None else asdict(m) | {"rps": m.rps, "per_cpu_s": m.per_cpu_s}
@@ -469,6 +550,7 @@ def write_json(run: Run, rows: Sequence[RatioRow], skipped: dict[str, str]) -> N
              "target": row.target, "verdict": row.verdict}
             for row in rows
         ],
+        "project_route_p99": p99_targets,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=2) + "\n")
@@ -512,6 +594,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None,
                    help="pin each server to one CPU and the load generator to the others "
                    "(default: on when there are at least 2 CPUs; see bench/README.rst)")
+    p.add_argument("--project-route", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"also load the authenticated {PROJECT_ROUTE} (token verification, "
+                   "revocation check, membership, one row) on a shared SQLite file; needs "
+                   "PyJWT (default on)")
     p.add_argument("--fastapi-access-log", action=argparse.BooleanOptionalAction,
                    default=True, help="uvicorn's access log (default on, as uvicorn ships)")
     args = p.parse_args(argv)
@@ -538,6 +624,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.wire is not None:
             problems.append("--wire chooses the wire of servers we start; a running server "
                             "keeps its own (drop --wire or --url-of-running-server)")
+        # Its database and token are made here, for servers we start.
+        args.project_route = False
     wires = [w.strip() for w in (args.wire or ",".join(WIRES)).split(",") if w.strip()]
     unknown = [w for w in wires if w not in WIRES]
     if unknown or not wires or len(set(wires)) != len(wires):
@@ -556,11 +644,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     with session() as current:
         client = LoadClient(kind, args.connections, args.threads, client_cpus,
                             current.children, current.workroot)
-        specs = our_server_specs(args)
+        auth = None
+        routes = [LIVENESS_ROUTE]
+        if args.project_route:
+            auth = prepare(current.workroot / "shared")
+            routes.append(PROJECT_ROUTE)
+            print(f"project route: {PROJECT_ROUTE} as a member, on {auth.database} "
+                  f"({auth.counts}); HS256 token")
+        specs = our_server_specs(args, auth)
         if args.peers:
-            specs.extend(peer_specs(args))
+            specs.extend(peer_specs(args, auth))
         run = Run(args, {s.name: s for s in specs}, client, current, server_cpus,
-                  Figures(args.rounds), [LIVENESS_ROUTE], {})
+                  Figures(args.rounds), routes, {}, auth)
         code = measure_all(run)
         current.keep = code != 0
         return code

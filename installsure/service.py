@@ -30,13 +30,17 @@ from twisted.python.failure import Failure
 from installsure import __version__
 from installsure.api.auth import auth_router
 from installsure.api.health import CheckResult, HealthSources, health_router, run_checks
+from installsure.api.projects import projects_router
 from installsure.api.queue import queue_router
 from installsure.api.users import users_router
 from installsure.auth.assembly import AuthParts, build_auth
+from installsure.auth.membership import DatabaseProjectAccess, MembershipSignals
 from installsure.config import Config
 from installsure.db.errors import DatabaseConfigError, MigrationError
 from installsure.db.service import Database
 from installsure.drain import DrainService
+from installsure.events import DomainEventPublisher, LoggingDomainEventPublisher
+from installsure.http.app import Authenticator
 from installsure.http.factory import build_site as http_site
 from installsure.http.factory import rate_rules
 from installsure.http.ratelimit import RateLimiter
@@ -166,14 +170,27 @@ class InstallSureService(MultiService):
     database: Database
     drain: DrainService
     queue: JobQueue
+    #: Project membership, for the realtime broker's subscription checks.
+    project_access: DatabaseProjectAccess
+    #: Where domain events (installsure.project.<id>.*) go: logged until the realtime
+    #: broker provides its publisher here.
+    events: DomainEventPublisher
     embedded_redis: EmbeddedRedisService | None = None
     workers: WorkerService | None = None
     http: HttpListeners | None = None
     auth: AuthParts | None = None
 
 
-def build_service(config: Config, options: object = None, reactor: Any = None) -> IService:
-    """The whole process as a service tree (see module docstring)."""
+#: Makes the HTTP authenticator from the process's Redis client and config.
+AuthenticatorFactory = Callable[[RedisService, Config], Authenticator]
+
+
+def build_service(
+    config: Config, options: object = None, reactor: Any = None, *,
+    authenticator: AuthenticatorFactory | None = None,
+) -> IService:
+    """The whole process as a service tree (see module docstring). ``authenticator``
+    replaces the operator-token authenticator (the benchmark's token verifier)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -214,6 +231,8 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
     database.setServiceParent(services)  # type: ignore[no-untyped-call]
     services.database = database
     database.started().addErrback(_stop_on_unusable_database, reactor)
+    services.project_access = DatabaseProjectAccess(database)
+    services.events = LoggingDomainEventPublisher()
 
     # Processors register their job types here (file processing, e-mail, push).
     registry = JobRegistry()
@@ -273,7 +292,9 @@ def build_service(config: Config, options: object = None, reactor: Any = None) -
         # Before the listeners, so it stops after them.
         auth.service.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.auth = auth
-        site = build_site(config, sources, admin, auth, limiter)
+        router = api_router(redis, sources, admin, database, auth, events=services.events)
+        site = build_site(config, router, limiter,
+                          authenticator(redis, config) if authenticator else auth.authenticator)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
@@ -296,21 +317,35 @@ def rate_limiter(config: Config, redis: RedisService) -> RateLimiter | None:
     return RateLimiter(redis, rate_rules(config.http))
 
 
-def build_site(
-    config: Config, sources: HealthSources, admin: QueueAdmin, auth: AuthParts,
-    limiter: RateLimiter | None,
-) -> ApiSite:
-    """The HTTP API: health routes, every resource module's routes and the built-ins.
-
-    Requests authenticate with a user's access token or the operator token
-    (``API_SECRET``, the service principal).
-    """
+def api_router(
+    redis: RedisService,
+    sources: HealthSources,
+    admin: QueueAdmin,
+    database: Database,
+    auth: AuthParts,
+    *,
+    events: DomainEventPublisher,
+) -> Router:
+    """Every resource module's routes (the built-in ones are added by the HTTP layer)."""
     router = Router()
     router.include(health_router(sources))
     router.include(queue_router(admin))
     router.include(auth_router(auth.accounts))
     router.include(users_router(auth.accounts, auth.admin))
+    router.include(projects_router(database, events=events, signals=MembershipSignals(redis)))
+    return router
+
+
+def build_site(
+    config: Config, router: Router, limiter: RateLimiter | None, authenticate: Authenticator
+) -> ApiSite:
+    """The HTTP API: the routes and the built-ins.
+
+    Requests authenticate with a user's access token or the operator token
+    (``API_SECRET``, the service principal); ``build_service``'s ``authenticator``
+    replaces that (the benchmark's token verifier).
+    """
     site = http_site(router, config.http, environment=config.environment,
-                     rate_limiter=limiter, authenticate=auth.authenticator)
+                     rate_limiter=limiter, authenticate=authenticate)
     site.noisy = False  # "Starting factory" lines say nothing an operator needs
     return site

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -153,35 +154,41 @@ class LoadClient:
     def __post_init__(self) -> None:
         (self.folder / "report.lua").write_text(WRK_SCRIPT)
 
-    def start(self, url: str, duration: float) -> LoadRun:
+    def start(self, url: str, duration: float,
+              headers: Mapping[str, str] | None = None) -> LoadRun:
+        sent = [f"{name}: {value}" for name, value in (headers or {}).items()]
         if self.kind == "wrk":
             argv = [
                 "wrk", f"-t{self.threads}", f"-c{self.connections}",
                 f"-d{max(1, round(duration))}s", "--timeout", "5s",
-                "-s", str(self.folder / "report.lua"), url,
+                "-s", str(self.folder / "report.lua"),
+                *(arg for header in sent for arg in ("-H", header)), url,
             ]
         else:
             argv = [sys.executable, str(PYLOAD), *host_port_path(url), str(duration),
-                    str(self.connections)]
+                    str(self.connections), *sent]
         output = self.folder / f"{self.kind}.out"
         output.write_bytes(b"")
         proc = self.children.spawn(argv, cwd=self.folder, env=dict(os.environ),
                                    output=output, cpus=self.cpus)
         return LoadRun(proc, output, self.kind, duration, self.children)
 
-    def run(self, url: str, duration: float) -> Measurement:
-        return self.start(url, duration).wait()
+    def run(self, url: str, duration: float,
+            headers: Mapping[str, str] | None = None) -> Measurement:
+        return self.start(url, duration, headers).wait()
 
     def measure(
-        self, url: str, *, duration: float, warmup: float, server_pgid: int | None
+        self, url: str, *, duration: float, warmup: float, server_pgid: int | None,
+        headers: Mapping[str, str] | None = None,
     ) -> Measurement:
-        """An unmeasured warm-up, then the measured run with the server's CPU time."""
+        """An unmeasured warm-up, then the measured run with the server's CPU time;
+        ``headers`` go with every request."""
         if warmup > 0:
-            self.run(url, warmup)
+            self.run(url, warmup, headers)
         if server_pgid is None:
-            return self.run(url, duration)
+            return self.run(url, duration, headers)
         before = group_cpu_seconds(server_pgid)
-        m = self.run(url, duration)
+        m = self.run(url, duration, headers)
         return replace(m, server_cpu_s=group_cpu_seconds(server_pgid) - before)
 
 

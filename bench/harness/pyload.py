@@ -1,6 +1,8 @@
 """The fallback load client, for machines without wrk: asyncio keep-alive connections.
 
-    python bench/harness/pyload.py HOST PORT PATH DURATION CONNECTIONS
+    python bench/harness/pyload.py HOST PORT PATH DURATION CONNECTIONS [HEADER...]
+
+(each HEADER as ``Name: value``, sent with every request)
 
 Run by ``harness.load`` as a child process, like wrk, so it is pinned, timed and
 stopped the same way. Prints one line ``INSTALLSURE_BENCH {json}`` with the fields of
@@ -28,9 +30,12 @@ class Tally:
 
 
 async def load(
-    host: str, port: int, path: str, duration: float, connections: int
+    host: str, port: int, path: str, duration: float, connections: int, *,
+    headers: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n\r\n".encode()
+    extra = "".join(f"{header}\r\n" for header in headers)
+    request = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: */*\r\n{extra}"
+               "\r\n").encode()
     tally = Tally()
     deadline = time.monotonic() + duration
 
@@ -127,11 +132,12 @@ def report(tally: Tally, elapsed: float) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 5:
+    if len(argv) < 5:
         print(__doc__, file=sys.stderr)
         return 2
-    host, port, path, duration, connections = argv
-    figures = asyncio.run(load(host, int(port), path, float(duration), int(connections)))
+    host, port, path, duration, connections, *headers = argv
+    figures = asyncio.run(load(host, int(port), path, float(duration), int(connections),
+                               headers=tuple(headers)))
     print("INSTALLSURE_BENCH " + json.dumps(figures), flush=True)
     return 0
 

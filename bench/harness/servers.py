@@ -48,6 +48,8 @@ class ServerSpec:
     log_name: str = "server.log"
     #: answers 200 once the server is ready
     ready_path: str = "/livez"
+    #: routes (as named in the tables) this server does not serve, left unmeasured
+    skip_routes: tuple[str, ...] = ()
 
 
 @dataclass

@@ -22,8 +22,9 @@ The names below are imported on first use: each part's settings module imports
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from installsure._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from installsure.config.datadir import prepare_data_dir
@@ -50,10 +51,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'installsure.config' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"installsure.config.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE, globals())

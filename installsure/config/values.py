@@ -8,7 +8,8 @@ while the config loader registers one strict parser for each (see
 from __future__ import annotations
 
 import re
-from typing import Literal, NewType
+from collections.abc import Callable
+from typing import Any, Literal, NewType
 
 Seconds = NewType("Seconds", float)
 """A duration: a number of seconds, or a string such as ``"500ms"``, ``"30s"``, ``"15m"``."""
@@ -39,6 +40,21 @@ class InvalidSettingError(ValueError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(message)
         self.name = name
+
+
+def one_of(section: str, choices: tuple[str, ...]) -> Callable[[Any, Any, Any], None]:
+    """An attrs validator: the value is one of ``choices``, else an
+    :class:`InvalidSettingError` naming ``<section>.<key>`` and the choices."""
+
+    def check(_instance: object, attribute: Any, value: object) -> None:
+        if value not in choices:
+            raise InvalidSettingError(
+                attribute.name,
+                f"{section}.{attribute.name} must be one of {', '.join(choices)}, "
+                f"not {value!r}",
+            )
+
+    return check
 
 
 def parse_bool(value: object) -> bool:

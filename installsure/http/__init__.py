@@ -15,8 +15,9 @@ option parsing) long before a reactor may be chosen.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from installsure._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from installsure.http.app import ApiResource, Authenticator
@@ -70,10 +71,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'installsure.http' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"installsure.http.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _WHERE, globals())

@@ -64,6 +64,7 @@ _ERROR_TEXT = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    412: "Precondition failed (`If-Match` names an older version)",
     413: "Payload too large",
     415: "Unsupported media type",
     429: "Rate limited (see `Retry-After`)",
@@ -267,6 +268,11 @@ def _operation(builder: SchemaBuilder, route: Route, rate_limited: bool) -> dict
     params = _path_parameters(route)
     if route.query is not None:
         params.extend(_query_parameters(builder, route.query))
+    params.extend(
+        {"name": h.name, "in": "header", "required": h.required, "description": h.description,
+         "schema": dict(h.schema)}
+        for h in route.request_headers
+    )
     if params:
         op["parameters"] = params
     if route.body is not None:
@@ -281,8 +287,13 @@ def _operation(builder: SchemaBuilder, route: Route, rate_limited: bool) -> dict
         schema = _response_schema(builder, route, response)
         if schema is not None:
             answer["content"] = {route.media_type: {"schema": schema}}
-        if limited:
-            answer["headers"] = _rate_headers(required=False)
+        headers = _rate_headers(required=False) if limited else {}
+        if status < 300:
+            headers.update({h.name: {"description": h.description, "required": h.required,
+                                     "schema": dict(h.schema)}
+                            for h in route.response_headers})
+        if headers:
+            answer["headers"] = headers
         op["responses"][str(status)] = answer
     if route.auth is not None:
         op["security"] = [{"bearerAuth": []}]

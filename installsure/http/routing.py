@@ -60,6 +60,17 @@ class Response:
 
 
 @frozen
+class HeaderDoc:
+    """A header a route reads (``If-Match``) or a success response sends (``ETag``),
+    for the OpenAPI document; the handler does the reading and sending itself."""
+
+    name: str
+    description: str
+    required: bool = False
+    schema: Mapping[str, Any] = field(factory=lambda: {"type": "string"})
+
+
+@frozen
 class Route:
     """One declared operation. ``path`` uses OpenAPI syntax: ``/api/projects/{id}``."""
 
@@ -91,6 +102,10 @@ class Route:
     #: Other statuses the handler answers with a body of its own (not the error
     #: envelope), with that body's type: ``((503, ReadinessReport),)``.
     responses: tuple[tuple[int, Any], ...] = ()
+    #: Request headers the handler reads, documented as header parameters.
+    request_headers: tuple[HeaderDoc, ...] = ()
+    #: Headers every success response of the route carries.
+    response_headers: tuple[HeaderDoc, ...] = ()
     #: Leave the route out of ``/openapi.json``.
     hidden: bool = False
     operation_id: str = ""
@@ -145,6 +160,8 @@ class Router:
         operation_id: str = "",
         media_type: str = "application/json",
         responses: Mapping[int, Any] | Iterable[tuple[int, Any]] = (),
+        request_headers: Sequence[HeaderDoc] = (),
+        response_headers: Sequence[HeaderDoc] = (),
     ) -> Route:
         method = method.upper()
         if method not in _METHODS:
@@ -185,6 +202,8 @@ class Router:
                 key=lambda pair: pair[0],
             )),
             params=tuple(m.group(1) for m in _PARAM.finditer(path)),
+            request_headers=tuple(request_headers),
+            response_headers=tuple(response_headers),
         )
         self.routes.append(route)
         return route
@@ -222,6 +241,8 @@ class Router:
                 operation_id=route.operation_id,
                 media_type=route.media_type,
                 responses=route.responses,
+                request_headers=route.request_headers,
+                response_headers=route.response_headers,
             )
 
 

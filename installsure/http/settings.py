@@ -7,12 +7,12 @@ variables; rate rules are written as ``"<requests>/<seconds>"`` strings and pars
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from attrs import field, frozen
 
-from installsure.config.values import InvalidSettingError, Seconds
+from installsure.config.values import InvalidSettingError, Seconds, one_of
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?\s*$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
@@ -87,16 +87,6 @@ def _check_not_negative(_inst: object, attribute: Any, value: float) -> None:
         )
 
 
-def _one_of(choices: tuple[str, ...]) -> Callable[[Any, Any, Any], None]:
-    def check(_inst: object, attribute: Any, value: object) -> None:
-        if value not in choices:
-            raise InvalidSettingError(
-                attribute.name,
-                f"http.{attribute.name} must be one of {', '.join(choices)}, not {value!r}",
-            )
-
-    return check
-
 
 def _check_header_name(_inst: object, attribute: Any, value: str) -> None:
     if not _HEADER_NAME.match(value):
@@ -137,7 +127,7 @@ class HttpSettings:
     #: internals (one-pass parsing, one send per response); "stock" serves with
     #: twisted.web's own HTTPChannel and Request, the fallback should a Twisted release
     #: break the fast wire. README's "HTTP endpoints" says what differs.
-    wire: Wire = field(default="fast", validator=_one_of(WIRES))
+    wire: Wire = field(default="fast", validator=one_of("http", WIRES))
     #: Close a keep-alive connection after this long without a request. Behind a load
     #: balancer keep it longer than the balancer's own idle timeout (60 s on AWS ALB),
     #: so the balancer never sends a request on a connection we are closing.

@@ -84,6 +84,13 @@ class FieldValueError(ValueError):
     """Raise from ``__attrs_post_init__`` to blame a named field (camelCase on the wire).
 
     E.g. ``raise FieldValueError("endDate", "must not be before startDate")``.
+
+    ``__attrs_post_init__`` only runs when every field passed its own validator, so its
+    error is missing from a report that lists other bad fields. A rule across fields
+    that must be reported with the rest goes into a static method
+    ``__validate_fields__(values)`` of the class instead: it is given the fields that
+    are valid on their own (by attribute name; a missing one is left out when the body
+    had other errors) and yields a FieldValueError for each rule broken.
     """
 
     def __init__(self, field: str, message: str) -> None:
@@ -108,13 +115,17 @@ def _attrs_hook_factory(converter: Converter, forbid_extra: bool) -> Callable[[A
         base = make_dict_structure_fn(
             cls, converter, _cattrs_forbid_extra_keys=forbid_extra, **renames  # type: ignore[arg-type]
         )
-        checked = [a for a in fields if a.validator is not None]
+        cross_check = getattr(cls, "__validate_fields__", None)
 
-        def validator_errors(value: Mapping[str, Any], skip: set[str]) -> list[Exception]:
+        def field_errors(
+            value: Mapping[str, Any], skip: set[str]
+        ) -> tuple[list[Exception], dict[str, Any]]:
             # attrs stops at the first failing validator; run each field's on its own so
-            # the client hears about every one of them.
+            # the client hears about every one of them. The fields that are fine on
+            # their own are kept for the rules across fields.
             errors: list[Exception] = []
-            for a in checked:
+            good: dict[str, Any] = {}
+            for a in fields:
                 name = camel(a.name)
                 if a.name in skip or name not in value:
                     continue
@@ -122,32 +133,45 @@ def _attrs_hook_factory(converter: Converter, forbid_extra: bool) -> Callable[[A
                     field_value = converter.structure(value[name], a.type)
                 except Exception:  # noqa: S112 - its type error is reported already
                     continue
-                broken = broken_rule(a.validator, a, field_value)
+                broken = (broken_rule(a.validator, a, field_value)
+                          if a.validator is not None else None)
                 if broken is not None:
                     e = _BrokenRuleError(*broken)
                     e.__notes__ = [AttributeValidationNote("validator", a.name, a.type)]
                     errors.append(e)
-            return errors
+                else:
+                    good[a.name] = field_value
+            return errors, good
+
+        def cross_errors(values: Mapping[str, Any]) -> list[Exception]:
+            if cross_check is None:
+                return []
+            return list(cross_check(values))
 
         def structure(value: Any, t: Any) -> Any:
             if not isinstance(value, Mapping):
                 raise TypeError("must be an object")
             try:
-                return base(value, t)
+                instance = base(value, t)
             except ClassValidationError as failed:
                 typed, untyped = failed.group_exceptions()
                 blamed = {note.name for _e, note in typed}
                 errors: list[Exception] = [e for e, _note in typed]
-                found = validator_errors(value, blamed)
+                found, good = field_errors(value, blamed)
                 errors += found
                 for e in untyped:
                     # Construction errors (the first failing validator again, or
                     # __attrs_post_init__) only matter when nothing more precise is known.
                     if isinstance(e, ForbiddenExtraKeysError) or not found:
                         errors.append(e)
+                errors += cross_errors(good)
                 raise ClassValidationError(
                     f"While structuring {cls.__qualname__}", errors, cls
                 ) from None
+            broken = cross_errors({a.name: getattr(instance, a.name) for a in fields})
+            if broken:
+                raise ClassValidationError(f"While structuring {cls.__qualname__}", broken, cls)
+            return instance
 
         return structure
 

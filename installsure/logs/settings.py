@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 from attrs import field, frozen
 
-from installsure.config.values import InvalidSettingError
+from installsure.config.values import InvalidSettingError, one_of
 
 # Literal types let the config loader check these per key (and name the key's source);
 # the validators below guard direct construction in code.
@@ -16,16 +15,6 @@ Format = Literal["text", "json"]
 LEVELS: tuple[str, ...] = get_args(Level)
 FORMATS: tuple[str, ...] = get_args(Format)
 
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[Any, Any, Any], None]:
-    def check(_instance: Any, attribute: Any, value: Any) -> None:
-        if value not in choices:
-            raise InvalidSettingError(
-                attribute.name,
-                f"logging.{attribute.name} must be one of {', '.join(choices)}, not {value!r}",
-            )
-
-    return check
 
 
 def _check_file(_instance: Any, _attribute: Any, value: str | None) -> None:
@@ -49,8 +38,8 @@ def _check_retention(_instance: Any, _attribute: Any, value: int) -> None:
 class LoggingSettings:
     """The ``[logging]`` section of the configuration."""
 
-    level: Level = field(default="info", validator=_one_of(LEVELS))
-    format: Format = field(default="text", validator=_one_of(FORMATS))
+    level: Level = field(default="info", validator=one_of("logging", LEVELS))
+    format: Format = field(default="text", validator=one_of("logging", FORMATS))
     # None: stdout under ``twistd -n``, or twistd's --logfile when given.
     file: str | None = field(default=None, validator=_check_file)
     # Rotated files older than this many days are deleted.
