@@ -88,6 +88,14 @@ checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", "400", "401", "403", "404", "409", "412", "429", "5xx",
 ]
 
+# Adding a member names an account by id; one that does not exist (any generated id) is
+# refused with 400 on userId. The signed-in run reaches it with real project ids.
+[[operations]]
+include-name = "POST /api/projects/{id}/members"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx",
+]
+
 [[operations]]
 include-operation-id = ["delete_project_delete"]
 checks.positive_data_acceptance.expected-statuses = [
