@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, TypeVar
@@ -39,6 +40,26 @@ _HASH_LEN = 32
 _SALT_LEN = 16
 
 
+#: How much lower than the reactor's the hashing threads' CPU priority is (Linux nice).
+HASHING_NICENESS = 10
+_lowered = threading.local()
+
+
+def _yielding(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` on this pool thread, first lowering the thread's CPU priority once.
+
+    argon2 keeps a core busy for its whole run; on a machine with few cores the reactor
+    thread would queue behind it and every request would wait. Linux schedules threads
+    on their own, so this thread alone yields to the reactor.
+    """
+    if not getattr(_lowered, "done", False):
+        _lowered.done = True
+        with suppress(AttributeError, OSError):  # not Linux, or not permitted
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                           os.getpriority(os.PRIO_PROCESS, 0) + HASHING_NICENESS)
+    return fn(*args)
+
+
 class PasswordHasherBusy(Exception):  # noqa: N818 - reads as the condition it is
     """Too many hashes are waiting for a thread; try again shortly."""
 
@@ -51,9 +72,9 @@ class PasswordHasher(Service):
     def __init__(
         self,
         *,
-        time_cost: int = 3,
-        memory_kib: int = 65536,
-        parallelism: int = 4,
+        time_cost: int = 2,
+        memory_kib: int = 19456,
+        parallelism: int = 1,
         threads: int = 2,
         queue_limit: int = 64,
         reactor: Any = None,
@@ -155,6 +176,9 @@ class PasswordHasher(Service):
             return False
 
     def _on_pool(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
+        return self._queue(_yielding, fn, *args)
+
+    def _queue(self, fn: Callable[..., T], *args: Any) -> Deferred[T]:
         pool = self._pool
         if pool is None:
             return fail(RuntimeError("the password hasher is not running"))

@@ -47,7 +47,7 @@ from installsure.http.outgoing import StreamedBody, send_streamed
 from installsure.http.policy import HeaderPolicy, add_header
 from installsure.http.ratelimit import RateLimiter, authenticate_counted
 from installsure.http.routing import Response, Route, Router
-from installsure.http.settings import HttpSettings
+from installsure.http.settings import ADDRESS_RULE, HttpSettings
 from installsure.http.validation import structure_query
 
 log = Logger(namespace="installsure.http")
@@ -97,6 +97,8 @@ class ApiResource(Resource):
                     # Unknown names fail here, at start, rather than on every request.
                     self.rate_limiter.rule(route.rate_limit)
         self.routes = RouteTable(router)
+        self._per_address = (self.rate_limiter is not None
+                             and self.rate_limiter.has_rule(ADDRESS_RULE))
 
     @property
     def in_flight(self) -> int:
@@ -195,7 +197,15 @@ class ApiResource(Resource):
             )
         if route.rate_limit is not None and self.rate_limiter is not None:
             key = f"user:{ctx.user_id}" if ctx.user_id else f"ip:{ctx.remote}"
+            per_address = None
+            if ctx.user_id and self._per_address:
+                # Counted alongside the principal's hit (both in flight at once).
+                per_address = self.rate_limiter.check(ADDRESS_RULE, f"ip:{ctx.remote}")
             decision = await self.rate_limiter.check(route.rate_limit, key)
+            if per_address is not None:
+                address_decision = await per_address
+                if address_decision is not None and not address_decision.allowed:
+                    raise address_decision.error("Too many requests from this address")
             if decision is not None:
                 if not decision.allowed:
                     raise decision.error()

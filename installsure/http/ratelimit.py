@@ -102,6 +102,9 @@ class RateLimiter:
         #: :func:`~installsure.http.factory.rate_rules` always do).
         self.auth_failures = AuthFailures(self) if FAILED_AUTH_RULE in rules else None
 
+    def has_rule(self, name: str) -> bool:
+        return name in self._rules
+
     def rule(self, name: str) -> RateRule:
         try:
             return self._rules[name]

@@ -19,6 +19,9 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 
 #: The rate rule counting failed authentications (``http.rate_limit_failed_auth``).
 FAILED_AUTH_RULE = "failed_auth"
+#: The optional rule counting every signed-in request per client address, whoever signs
+#: in (``http.rate_limits.address``); without it signed-in requests count per principal.
+ADDRESS_RULE = "address"
 
 #: JSON responses never load anything: the strictest policy (the /docs page gets its own).
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -153,7 +156,11 @@ class HttpSettings:
     #: past it the address gets 429 on every route that needs credentials, before they
     #: are checked, until the window ends. Stricter than the default on purpose.
     rate_limit_failed_auth: str = field(default="20/300", validator=_check_rate)
-    #: Stricter named limits routes can ask for (``rate_limit="login"``).
+    #: Stricter named limits routes can ask for (``rate_limit="login"``). ``login``: sign-in
+    #: and registration requests per client address; ``login_account``: sign-ins per
+    #: account; ``address`` (unset by default): every signed-in request per client
+    #: address as well as per principal, e.g. "1200/60", so many accounts used from one
+    #: address share one budget.
     rate_limits: dict[str, str] = field(
         factory=_default_named_rates, converter=dict, validator=_check_named_rates
     )

@@ -3,6 +3,7 @@ the parameters change, the password policy, and the timing of unknown addresses.
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -32,12 +33,15 @@ def hasher() -> Iterator[PasswordHasher]:
 @pytest_twisted.ensureDeferred
 async def test_hashes_are_argon2id_made_off_the_reactor_thread(hasher: PasswordHasher) -> None:
     """A hash is argon2id in PHC form with the configured parameters, it verifies the
-    right password only, and the work ran on the hasher's own threads."""
+    right password only, and the work ran on the hasher's own threads, at a lower CPU
+    priority (higher nice value) than the reactor thread's."""
     threads: list[str] = []
+    priorities: list[int] = []
     hash_now, verify_now = hasher.hash_now, hasher.verify_now
 
     def hashing(password: str) -> str:
         threads.append(threading.current_thread().name)
+        priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         return hash_now(password)
 
     def verifying(stored: str, password: str) -> bool:
@@ -55,6 +59,9 @@ async def test_hashes_are_argon2id_made_off_the_reactor_thread(hasher: PasswordH
     assert len(threads) == 5
     assert all("installsure-passwords" in name for name in threads), threads
     assert threading.current_thread() is threading.main_thread()
+    reactor_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert priorities
+    assert all(nice > reactor_nice for nice in priorities), (priorities, reactor_nice)
 
 
 @pytest_twisted.ensureDeferred

@@ -117,3 +117,26 @@ async def test_throttle_fails_open_without_redis(make_stack: MakeStack) -> None:
         assert (await stack.login("wil@example.com")).status == 200
     finally:
         stack.redis.startService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_optional_address_rule_counts_every_account_from_one_address(
+    make_stack: MakeStack,
+) -> None:
+    """With ``http.rate_limits.address`` set, signed-in requests of different accounts
+    from one address share its budget (each account alone is far under its own limit);
+    without it (the default) they do not."""
+    shared = HttpSettings(
+        rate_limit_default="1000/60", rate_limit_failed_auth="1000/60",
+        rate_limits={"login": "1000/60", "login_account": "1000/60", "address": "4/60"})
+    stack = await make_stack(http=shared)
+    tokens = [(await stack.register(f"acct{n}@example.com")).data["accessToken"]
+              for n in range(2)]
+    answers = [(await stack.call("GET", "/api/auth/me", token=tokens[n % 2])).status
+               for n in range(5)]
+    assert answers == [200, 200, 200, 200, 429], answers
+    unshared = await make_stack()
+    tokens = [(await unshared.register(f"solo{n}@example.com")).data["accessToken"]
+              for n in range(2)]
+    assert [(await unshared.call("GET", "/api/auth/me", token=tokens[n % 2])).status
+            for n in range(6)] == [200] * 6

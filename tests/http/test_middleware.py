@@ -413,6 +413,9 @@ def test_rate_limit_key_is_the_user_when_known_else_the_address() -> None:
         def rule(self, name: str) -> object:
             return name
 
+        def has_rule(self, name: str) -> bool:
+            return False  # no per-address rule: signed-in requests count per user
+
         def check(self, rule: str, key: str) -> defer.Deferred[RateDecision]:
             seen.append((rule, key))
             return defer.succeed(RateDecision(allowed=True, limit=5, remaining=4, reset=60))
