@@ -181,16 +181,8 @@ class InstallSureService(MultiService):
     auth: AuthParts | None = None
 
 
-#: Makes the HTTP authenticator from the process's Redis client and config.
-AuthenticatorFactory = Callable[[RedisService, Config], Authenticator]
-
-
-def build_service(
-    config: Config, options: object = None, reactor: Any = None, *,
-    authenticator: AuthenticatorFactory | None = None,
-) -> IService:
-    """The whole process as a service tree (see module docstring). ``authenticator``
-    replaces the operator-token authenticator (the benchmark's token verifier)."""
+def build_service(config: Config, options: object = None, reactor: Any = None) -> IService:
+    """The whole process as a service tree (see module docstring)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -293,8 +285,7 @@ def build_service(
         auth.service.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.auth = auth
         router = api_router(redis, sources, admin, database, auth, events=services.events)
-        site = build_site(config, router, limiter,
-                          authenticator(redis, config) if authenticator else auth.authenticator)
+        site = build_site(config, router, limiter, auth.authenticator)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
         services.http = listeners
@@ -341,9 +332,8 @@ def build_site(
 ) -> ApiSite:
     """The HTTP API: the routes and the built-ins.
 
-    Requests authenticate with a user's access token or the operator token
-    (``API_SECRET``, the service principal); ``build_service``'s ``authenticator``
-    replaces that (the benchmark's token verifier).
+    Requests authenticate through ``authenticate``: in the service tree, with a user's
+    access token or the operator token (``API_SECRET``, the service principal).
     """
     site = http_site(router, config.http, environment=config.environment,
                      rate_limiter=limiter, authenticate=authenticate)
