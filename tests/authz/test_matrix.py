@@ -4,25 +4,21 @@ every caller, in every situation."""
 from __future__ import annotations
 
 import json
-import secrets
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
 import pytest_twisted
 import treq
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 from twisted.internet import reactor
 from twisted.internet.defer import maybeDeferred
 
 from installsure.api.health import HealthSources
-from installsure.auth.assembly import AuthParts, build_auth
+from installsure.auth.assembly import AuthParts
 from installsure.auth.principal import Principal
-from installsure.auth.settings import AuthSettings
 from installsure.db import Database
-from installsure.db.tables import sessions
 from installsure.events import RecordingDomainEventPublisher
 from installsure.http import HttpSettings
 from installsure.http import build_site as http_site
@@ -43,16 +39,11 @@ from tests.projects.helpers import (
     add_membership,
     insert_project,
     insert_user,
+    start_auth,
+    token_for,
 )
 
 __all__ = ["database", "make_database"]
-
-#: Real tokens and the operator secret; the cheapest argon2 (the matrix signs in nobody).
-MATRIX_AUTH = AuthSettings(
-    jwt_secret=secrets.token_urlsafe(48), api_secret=OPERATOR_SECRET,
-    argon2_time_cost=1, argon2_memory_kib=64, argon2_parallelism=1,
-)
-
 
 @attrs.define
 class Site:
@@ -71,9 +62,7 @@ def site(database: Database, redis_server: RedisServerProcess) -> Iterator[Site]
     redis.startService()
     pytest_twisted.blockon(within(redis.when_connected(5)))
     queue = JobQueue(redis, JobRegistry(), JobsSettings(queues={"email-send": QueueSettings()}))
-    auth = build_auth(MATRIX_AUTH, redis=redis, database=database, limiter=None,
-                      reactor=reactor)
-    auth.service.startService()
+    auth = start_auth(database, redis)
     router = api_router(redis, HealthSources(), QueueAdmin(queue), database, auth,
                         events=RecordingDomainEventPublisher())
     served = http_site(router, HttpSettings(rate_limit_enabled=False), environment="test",
@@ -120,15 +109,7 @@ def _nowhere(c: Connection, name: str) -> Situation:
 async def _fresh_token(site: Site, caller: str) -> str:
     """An access token of a session of its own, so that one call (a logout, say) cannot
     change what the next one gets."""
-    user = site.users[caller]
-    session_id = str(uuid.uuid4())
-
-    def open_session(c: Connection) -> None:
-        c.execute(insert(sessions).values(id=session_id, user_id=user.id,
-                                          expires_at=datetime.now(UTC) + timedelta(days=1)))
-
-    await site.database.run(open_session)
-    return site.auth.tokens.issue(user.id, user.role, session_id).token
+    return await token_for(site.database, site.auth, site.users[caller])
 
 
 async def _call(site: Site, entry: Entry, caller: str, situation: Situation) -> int:
