@@ -2,18 +2,19 @@
 
     python bench/http_bench.py [--duration 10] [--connections 50] [--threads 1] [--rounds 3]
                                [--wire fast,stock] [--peers] [--url-of-running-server URL]
-                               [--json FILE]
+                               [--no-project-route] [--json FILE]
     python bench/http_bench.py --shutdown [--shutdown-delay 2] [--shutdown-after 3]
                                [--wire fast,stock] [--rounds 3] [--connections 50]
 
 Starts ``twistd -n installsure`` as users do (temp data dir, loopback port, logs to a
 file), once per HTTP wire (``http.wire = "fast"`` and ``"stock"``, through
-INSTALLSURE_HTTP_WIRE), loads ``/livez`` and a small JSON route with ``wrk`` (or a
+INSTALLSURE_HTTP_WIRE), loads ``/livez``, a small JSON route and an authenticated
+``GET /api/projects/{id}`` (on a SQLite file made for the run) with ``wrk`` (or a
 fallback asyncio client when wrk is missing), and prints req/s, p50 and p99. With
 ``--peers`` it also installs (once, cached under ~/.cache/installsure-bench/) and runs a
 bare FastAPI and a bare Fastify app, one server at a time, alternating round by round,
 and prints the ratios fast/stock and ours/peer, the latter against the targets of the
-foundation issue. With ``--shutdown`` it runs the shutdown run instead
+foundation and domain issues. With ``--shutdown`` it runs the shutdown run instead
 (``harness/shutdown.py``): full load, SIGTERM, then requests dropped (target 0), time from
 SIGTERM to exit and requests answered during ``shutdown.delay``. See bench/README.rst.
 
@@ -80,8 +81,6 @@ FASTIFY_REQUIREMENTS = ("fastify@^5",)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = Path(__file__).resolve().parent / "_peers"
-#: The bench-only twistd plugin (installsure-bench) and its token authenticator.
-OURS_DIR = Path(__file__).resolve().parent / "_ours"
 
 #: Environment variables our server reads as configuration. They are removed from its
 #: environment so the benchmark measures the defaults whatever the shell exported (and
@@ -101,9 +100,8 @@ STARVED_CPU_PERCENT = 85.0
 def our_server_specs(args: argparse.Namespace, auth: AuthFixture | None) -> list[ServerSpec]:
     """One contender per wire (``ours-fast``, ``ours-stock``), or the running server.
 
-    With the project route (``auth``), the server is ``twistd -n installsure-bench``:
-    installsure with the benchmark's HS256 token authenticator, until the server
-    verifies access tokens itself, on the shared SQLite file."""
+    With the project route (``auth``), the server gets the shared SQLite file, the key
+    the token is signed with (``JWT_SECRET``) and a per-user rate limit out of reach."""
     if args.url_of_running_server:
         return [ServerSpec(
             name="ours",
@@ -124,12 +122,11 @@ def our_server_specs(args: argparse.Namespace, auth: AuthFixture | None) -> list
     }
     # The checkout under test wins over any installed copy; twistd finds the plugin in
     # <repo>/twisted/plugins through the same path.
-    paths = [str(REPO_ROOT), *([str(OURS_DIR)] if auth else []),
-             os.environ.get("PYTHONPATH", "")]
-    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    plugin, extra, what = "installsure", [], "installsure"
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
+    extra: list[str] = []
     if auth is not None:
-        plugin, what = "installsure-bench", "installsure-bench (HS256 bench authenticator)"
         extra = ["--database-url", f"sqlite:///{auth.database}"]
         env["JWT_SECRET"] = auth.secret
         # One user's 50 connections would spend the default 300 requests a minute in
@@ -140,7 +137,7 @@ def our_server_specs(args: argparse.Namespace, auth: AuthFixture | None) -> list
         str(twistd), "-n",
         "--logfile", "{workdir}/twistd.log",
         "--pidfile", "{workdir}/twistd.pid",
-        plugin,
+        "installsure",
         "--listen", "tcp:{port}:interface=127.0.0.1",
         "--data-dir", "{workdir}/data",
         *extra,
@@ -149,7 +146,7 @@ def our_server_specs(args: argparse.Namespace, auth: AuthFixture | None) -> list
     return [
         ServerSpec(
             name=f"ours-{wire}",
-            description=f"twistd -n {what}, {WIRE_ENV}={wire} (defaults otherwise: "
+            description=f"twistd -n installsure, {WIRE_ENV}={wire} (defaults otherwise: "
             "embedded Redis, SQLite, access log on)",
             argv=argv,
             env=env | {WIRE_ENV: wire},
@@ -601,8 +598,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "(default: on when there are at least 2 CPUs; see bench/README.rst)")
     p.add_argument("--project-route", action=argparse.BooleanOptionalAction, default=True,
                    help=f"also load the authenticated {PROJECT_ROUTE} (token verification, "
-                   "revocation check, membership, one row) on a shared SQLite file; needs "
-                   "PyJWT (default on)")
+                   "revocation check, membership, one row) on a shared SQLite file "
+                   "(default on)")
     p.add_argument("--fastapi-access-log", action=argparse.BooleanOptionalAction,
                    default=True, help="uvicorn's access log (default on, as uvicorn ships)")
     p.add_argument("--shutdown", action="store_true",

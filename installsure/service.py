@@ -233,18 +233,12 @@ class InstallSureService(MultiService):
     auth: AuthParts | None = None
 
 
-#: Makes the HTTP authenticator from the process's Redis client and config.
-AuthenticatorFactory = Callable[[RedisService, Config], Authenticator]
-
-
 def build_service(
-    config: Config, options: object = None, reactor: Any = None, *,
-    authenticator: AuthenticatorFactory | None = None,
+    config: Config, options: object = None, reactor: Any = None,
     routers: Sequence[Router] = (),
 ) -> IService:
-    """The whole process as a service tree (see module docstring). ``authenticator``
-    replaces the user-token authenticator (the benchmark's token verifier); ``routers``
-    are served beside the built-in ones (an embedding program's, a test's)."""
+    """The whole process as a service tree (see module docstring); ``routers`` are
+    served beside the built-in ones (an embedding program's, a test's)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -370,8 +364,7 @@ def build_service(
                             events=services.events)
         for extra in routers:
             router.include(extra)
-        site = build_site(config, router, limiter,
-                          authenticator(redis, config) if authenticator else auth.authenticator,
+        site = build_site(config, router, limiter, auth.authenticator,
                           realtime if config.realtime.enabled else None)
         listeners = HttpListeners(reactor, config.http.listen, site)
         listeners.setServiceParent(services)  # type: ignore[no-untyped-call]
@@ -428,9 +421,8 @@ def build_site(
     """The HTTP API: the routes and the built-ins, and the realtime endpoint at ``/ws``
     when given.
 
-    Requests authenticate with a user's access token or the operator token
-    (``API_SECRET``, the service principal); ``build_service``'s ``authenticator``
-    replaces that (the benchmark's token verifier).
+    Requests authenticate through ``authenticate``: in the service tree, with a user's
+    access token or the operator token (``API_SECRET``, the service principal).
     """
     mounts = {b"ws": realtime.resource} if realtime is not None else None
     site = http_site(router, config.http, environment=config.environment,

@@ -54,8 +54,8 @@ def _imports() -> tuple[object, object]:
         import jwt
     except ImportError:
         raise BenchError(
-            "the authenticated route needs PyJWT in this venv (pip install PyJWT), or run "
-            "with --no-project-route"
+            "the authenticated route needs PyJWT in this venv (pip install '.[test]'), or "
+            "run with --no-project-route"
         ) from None
     try:
         from installsure.db import migrate

@@ -39,7 +39,7 @@ from installsure.db import audit, members
 from installsure.db import projects as repo
 from installsure.events import project_topic
 from installsure.http.context import RequestContext
-from installsure.http.errors import ApiError, FieldError, validation_error
+from installsure.http.errors import ApiError
 from installsure.http.routing import Paged, Router
 from installsure.logs import business_event
 
@@ -71,11 +71,11 @@ def _allowed(c: Connection, principal: Principal, project_id: str,
 
 
 def _refused(error: members.MembershipRefused) -> ApiError:
-    if isinstance(error, members.UserNotFound | members.UserInactive):
-        return validation_error([FieldError("userId", str(error))])
-    if isinstance(error, members.NotAMember):
+    # A well-formed userId that names nobody is 404 (like an id in a path), one that
+    # names a deactivated account 409: the request is fine, the account's state is not.
+    if isinstance(error, members.UserNotFound | members.NotAMember):
         return ApiError("NOT_FOUND", str(error))
-    return ApiError("CONFLICT", str(error))  # AlreadyMember, LastOwner
+    return ApiError("CONFLICT", str(error))  # UserInactive, AlreadyMember, LastOwner
 
 
 class MemberRoutes:
@@ -105,7 +105,8 @@ class MemberRoutes:
         return [_member_json(m) for m in await in_transaction(self.deps, read, readonly=True)]
 
     async def add_member(self, ctx: RequestContext, id: str, body: NewMember) -> Member:
-        """Add an active user with a project role (owners and admins)."""
+        """Add an active user with a project role (owners and admins); 404 when no
+        user has that id, 409 when the account is deactivated or a member already."""
         principal = principal_of(ctx)
         user_id = body.user_id.strip()
 

@@ -114,7 +114,7 @@ def add_member(
         select(users.c.is_active).where(users.c.id == user_id)
     ).first()
     if user is None:
-        raise UserNotFound(f"There is no user with id {user_id}.")
+        raise UserNotFound(f"There is no user with id {user_id} (userId).")
     if not user.is_active:
         raise UserInactive(
             f"The user {user_id} is deactivated; an administrator must reactivate the "

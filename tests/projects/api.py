@@ -11,9 +11,11 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.task import deferLater
 
 from installsure.api.projects import projects_router
+from installsure.auth.assembly import AuthParts
 from installsure.auth.interfaces import MEMBERSHIP_CHANGED_CHANNEL
 from installsure.auth.membership import MembershipSignals
 from installsure.auth.principal import Principal
@@ -25,7 +27,7 @@ from installsure.redis.client import RedisService
 from installsure.redis.target import RedisTarget
 from tests.db.helpers import within
 from tests.fixtures.redis import RedisServerProcess
-from tests.projects.helpers import TestAuthenticator, bearer, insert_user
+from tests.projects.helpers import bearer, insert_user, start_auth, token_for
 
 
 @attrs.frozen
@@ -53,7 +55,7 @@ class ProjectsApi:
 
     base: str
     database: Database
-    auth: TestAuthenticator
+    auth: AuthParts
     events: RecordingDomainEventPublisher
     redis: RedisService
     deleted_files: list[tuple[str, Sequence[DeletedFile]]]
@@ -62,7 +64,7 @@ class ProjectsApi:
     async def user(self, role: str = "member", **kw: Any) -> tuple[Principal, str]:
         """A new user row; (its principal, a bearer token for it)."""
         principal = await self.database.run(lambda c: insert_user(c, role=role, **kw))
-        return principal, self.auth.token_for(principal)
+        return principal, await token_for(self.database, self.auth, principal)
 
     async def call(
         self, method: str, path: str, token: str | None = None, body: Any = None, *,
@@ -99,8 +101,9 @@ class ProjectsApi:
 
 @pytest.fixture
 def api(database: Database, redis_server: RedisServerProcess) -> Iterator[ProjectsApi]:
-    """The project routes on a free port, with a recording event publisher, a hook
-    that records deleted files, and a Redis subscriber recording membership signals."""
+    """The project routes on a free port, authenticating with the server's real access
+    tokens, with a recording event publisher, a hook that records deleted files, and a
+    Redis subscriber recording membership signals."""
     redis = RedisService(RedisTarget.from_url(redis_server.url), key_prefix="t:")
     redis.startService()
     pytest_twisted.blockon(within(redis.when_connected(5)))
@@ -110,16 +113,17 @@ def api(database: Database, redis_server: RedisServerProcess) -> Iterator[Projec
     )))
     events = RecordingDomainEventPublisher()
     deleted: list[tuple[str, Sequence[DeletedFile]]] = []
-    auth = TestAuthenticator()
+    auth = start_auth(database, redis)
     router = projects_router(database, events=events, signals=MembershipSignals(redis),
                              files_deleted=lambda pid, gone: deleted.append((pid, gone)))
     site = build_site(router, HttpSettings(rate_limit_enabled=False), environment="test",
-                      authenticate=auth)
+                      authenticate=auth.authenticator)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
     try:
         yield ProjectsApi(f"http://127.0.0.1:{port.getHost().port}", database, auth, events,
                           redis, deleted, signals)
     finally:
         pytest_twisted.blockon(port.stopListening())
+        pytest_twisted.blockon(maybeDeferred(auth.service.stopService))
         pytest_twisted.blockon(subscription.cancel())
         pytest_twisted.blockon(redis.stopService())

@@ -1,27 +1,22 @@
-"""Builders shared by the project tests: users, projects and a test-only authenticator.
-
-Until accounts exist (the auth work), requests authenticate with a bearer value that
-:class:`TestAuthenticator` maps to the Principal of a user row the test inserted. It
-lives here, in tests/, and nowhere in the package: there is no production bypass.
-"""
+"""Builders shared by the project tests: users, projects, sessions and real tokens."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import attrs
 from sqlalchemy import Connection, insert
+from twisted.internet import reactor
 
-from installsure.auth.operator import OPERATOR
-from installsure.auth.policy import allows_global
+from installsure.auth.assembly import AuthParts, build_auth
 from installsure.auth.principal import Principal
+from installsure.auth.settings import AuthSettings
+from installsure.db import Database
 from installsure.db.projects import create_project
-from installsure.db.tables import project_members, users
-from installsure.http.context import RequestContext
-from installsure.http.errors import ApiError
+from installsure.db.tables import project_members, sessions, users
+from installsure.redis.client import RedisService
 
 OPERATOR_SECRET = "operator-secret-for-tests"
 
@@ -59,37 +54,35 @@ def add_membership(connection: Connection, project_id: str, user: Principal, rol
     ))
 
 
-@attrs.define
-class TestAuthenticator:
-    """``Authorization: Bearer <token>`` → the Principal registered for that token; the
-    operator secret → OPERATOR. Anything else is 401, a weaker role than the route
-    needs is 403: as the real authenticator answers."""
+#: Real access tokens and the operator secret; the cheapest argon2 (nobody signs in with
+#: a password in these tests: tokens are issued for sessions the tests open).
+TEST_AUTH = AuthSettings(
+    jwt_secret=secrets.token_urlsafe(48), api_secret=OPERATOR_SECRET,
+    argon2_time_cost=1, argon2_memory_kib=64, argon2_parallelism=1,
+)
 
-    __test__ = False  # not a pytest class
 
-    principals: dict[str, Principal] = attrs.field(factory=dict)
+def start_auth(database: Database, redis: RedisService) -> AuthParts:
+    """The server's real auth parts over the test's database and Redis, started (stop
+    ``.service`` afterwards)."""
+    auth = build_auth(TEST_AUTH, redis=redis, database=database, limiter=None,
+                      reactor=reactor)
+    auth.service.startService()
+    return auth
 
-    def token_for(self, principal: Principal) -> str:
-        token = f"test-{principal.id}"
-        self.principals[token] = principal
-        return token
 
-    def __call__(self, ctx: RequestContext, requirement: str) -> Principal:
-        raw = ctx.request.getHeader(b"authorization") or b""  # type: ignore[no-untyped-call]
-        sent = raw.decode("latin-1") if isinstance(raw, bytes) else raw
-        scheme, _, token = sent.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError("UNAUTHENTICATED", "Send 'Authorization: Bearer <access token>'.")
-        principal = OPERATOR if token == OPERATOR_SECRET else self.principals.get(token)
-        if principal is None:
-            raise ApiError("UNAUTHENTICATED", "Invalid or expired token.")
-        if not allows_global(principal, requirement):
-            raise ApiError("FORBIDDEN", f"This endpoint needs the {requirement} role.")
-        return principal
+async def token_for(database: Database, auth: AuthParts, user: Principal) -> str:
+    """A real access token of a new session of ``user``'s (as a sign-in would give)."""
+    session_id = str(uuid.uuid4())
+
+    def open_session(c: Connection) -> None:
+        c.execute(insert(sessions).values(id=session_id, user_id=user.id,
+                                          expires_at=datetime.now(UTC) + timedelta(days=1)))
+
+    await database.run(open_session)
+    return auth.tokens.issue(user.id, user.role, session_id).token
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
-
-Sync = Callable[[Connection], Any]

@@ -95,9 +95,9 @@ async def test_two_owners_demoting_each_other_at_once_leave_one(api: ProjectsApi
 
 @pytest_twisted.ensureDeferred
 async def test_bad_member_requests_get_clear_answers(api: ProjectsApi) -> None:
-    """Unknown and deactivated users are 400 naming userId; adding a member twice is 409;
-    a non-member's role change or removal is 404; an unknown role is 400; members who
-    do not own the project may not manage members (403)."""
+    """An unknown user is 404 and a deactivated one 409, each saying so; adding a member
+    twice is 409; a non-member's role change or removal is 404; an unknown role is 400;
+    members who do not own the project may not manage members (403)."""
     _owner, token = await api.user()
     member, member_token = await api.user()
     inactive, _ = await api.user(active=False)
@@ -105,11 +105,11 @@ async def test_bad_member_requests_get_clear_answers(api: ProjectsApi) -> None:
     members = f"/api/projects/{pid}/members"
     unknown = await api.call("POST", members, token, {"userId": str(uuid.uuid4()),
                                                       "role": "viewer"})
-    assert unknown.fields() == ["userId"]
-    assert "no user" in unknown.body["details"][0]["message"]
+    assert (unknown.status, unknown.body["code"]) == (404, "NOT_FOUND")
+    assert "no user with id" in unknown.body["error"]
     asleep = await api.call("POST", members, token, {"userId": inactive.id, "role": "viewer"})
-    assert asleep.fields() == ["userId"]
-    assert "deactivated" in asleep.body["details"][0]["message"]
+    assert (asleep.status, asleep.body["code"]) == (409, "CONFLICT")
+    assert "deactivated" in asleep.body["error"]
     assert (await api.call("POST", members, token,
                            {"userId": member.id, "role": "editor"})).status == 201
     twice = await api.call("POST", members, token, {"userId": member.id, "role": "viewer"})
