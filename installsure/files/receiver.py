@@ -73,13 +73,19 @@ def _size_text(size: int) -> str:
 
 
 def _fire_soon(d: Deferred[Any], result: Any) -> None:
-    """Fire ``d`` on a later turn of the reactor: never from inside the parser's call."""
+    """Fire ``d`` on a later turn of the reactor: never from inside the parser's call
+    (unless it was cancelled meanwhile: the request went away)."""
     from twisted.internet import reactor
 
-    if isinstance(result, Failure):
-        reactor.callLater(0, d.errback, result)
-    else:
-        reactor.callLater(0, d.callback, result)
+    def fire() -> None:
+        if d.called:
+            return
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)
+
+    reactor.callLater(0, fire)
 
 
 class _FilePart:

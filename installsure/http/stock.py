@@ -40,7 +40,7 @@ from zope.interface import directlyProvides, providedBy
 
 from installsure.http.connections import ConnectionTracker, socket_has_bytes
 from installsure.http.deadlines import Progress, ReadDeadline, Reading
-from installsure.http.incoming import StreamingRequest
+from installsure.http.incoming import BodyStream, StreamingRequest
 from installsure.http.refusal import Refusal, RefusedRequest, WireHooks, refuse, send_and_close
 
 
@@ -150,8 +150,11 @@ class StockConnection(ProtocolWrapper):
         request = requests[-1]
         if request.content is None:  # set by gotLength, once the head is in
             return Reading.HEAD, 0, self.begun
-        if request.path is None:  # set by requestReceived, once the body is in
-            return Reading.BODY, request.content.tell(), self.begun
+        content = request.content
+        # path is set by requestReceived, once the body is in; a streamed body (already
+        # dispatched, see installsure.http.incoming) is still read until it ends.
+        if request.path is None or (isinstance(content, BodyStream) and not content.ended):
+            return Reading.BODY, content.tell(), self.begun
         return None  # being handled
 
     def _handling(self) -> bool:

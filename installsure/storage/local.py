@@ -50,7 +50,13 @@ class LocalWriter:
         self._backend = backend
         self._final = backend.path_of(key)
         self._temporary = backend.partial / f"{uuid.uuid4().hex}.part"
-        self._file: BinaryIO | None = self._temporary.open("xb")
+        try:
+            self._file: BinaryIO | None = self._temporary.open("xb")
+        except FileNotFoundError:
+            # Before prepare() ran (it runs on the pool as the service starts, and may
+            # come after the first upload), or the directory was removed since.
+            backend.partial.mkdir(parents=True, exist_ok=True)
+            self._file = self._temporary.open("xb")
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._file is None:

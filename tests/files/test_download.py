@@ -26,7 +26,7 @@ async def uploaded(world: FilesWorld, headers: dict[str, str], name: str = "Plan
                                headers={**headers, "Content-Type": CONTENT_TYPE},
                                persistent=False)
     answer = json.loads(await response.content())
-    assert response.code == 201, answer
+    assert response.code == 201, json.dumps(answer)
     record: dict[str, Any] = answer["data"][0]
     return record
 

@@ -31,7 +31,7 @@ async def upload(world: FilesWorld, headers: dict[str, str], parts: list[Any],
     fields = [("projectId", None, project.encode())] if project else []
     code, answer = await call(world, "POST", "/api/files/upload", headers,
                               multipart(fields + parts))
-    assert code == 201, answer
+    assert code == 201, json.dumps(answer)
     records: list[dict[str, Any]] = answer["data"]
     return records
 

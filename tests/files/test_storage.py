@@ -289,3 +289,13 @@ async def test_uploads_and_downloads_through_s3(s3_world: Any, moto_endpoint: st
         response = await treq.get(url, headers={**user, "Range": "bytes=-10"},
                                   persistent=False)
         assert (response.code, await response.content()) == (206, content[-10:])
+
+
+def test_a_writer_made_before_prepare_still_works(tmp_path: Path) -> None:
+    """The service prepares the backend on its pool as it starts; an upload that comes
+    first (or a directory removed since) still gets its partial file and commits."""
+    backend = LocalDirectory(tmp_path / "not-yet")
+    writer = backend.create("ab/early")
+    writer.write(b"first")
+    writer.commit()
+    assert read_all(backend, "ab/early") == b"first"

@@ -300,3 +300,52 @@ async def test_who_may_upload_where(small_world: FilesWorld) -> None:
     code, answer = await post(small_world, member, b'{"file": "x"}', "application/json")
     assert (code, answer["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
     await nothing_left(small_world)
+
+
+@pytest.fixture
+def impatient_world(database: Database, tmp_path: Path, wire: str) -> Iterator[FilesWorld]:
+    """A body must arrive within 1 s plus 1 s per MB received."""
+    from installsure.http import HttpSettings
+
+    yield from serve_files(database, tmp_path, settings=HttpSettings(
+        wire=wire, rate_limit_enabled=False, body_timeout=1.0, body_min_rate=1_000_000))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_trickling_upload_is_cut_off_by_the_body_deadline(
+    impatient_world: FilesWorld,
+) -> None:
+    """A streamed body is held to the body deadline like any other: an upload that sends
+    a few bytes and then nothing is answered 408 REQUEST_TIMEOUT and leaves nothing."""
+    world = impatient_world
+    member = await world.user()
+    head = upload_head(world.number, member, 10 * MIB)
+
+    def trickle() -> Iterator[bytes]:
+        yield part_head("file", "slow.png") + PNG
+        import time
+
+        time.sleep(3)
+        yield b"too late"
+
+    raw, _sent = await threads.deferToThread(send_until_answered, world.number, head,
+                                             trickle())
+    status, _headers, body = answer_of(raw)
+    assert status == 408, body
+    assert body["code"] == "REQUEST_TIMEOUT"
+    await nothing_left(world)
+
+
+@pytest.mark.parametrize("wire", ["fast"])
+@pytest_twisted.ensureDeferred
+async def test_a_declared_length_over_what_an_upload_may_need_is_413_at_once(
+    small_world: FilesWorld,
+) -> None:
+    """On the fast wire, a Content-Length over max_files × max_size (plus room for the
+    parts' headers) is answered 413 before any of the body is sent."""
+    member = await small_world.user()
+    head = upload_head(small_world.number, member, small_world.limits.max_body + 1)
+    raw, sent = await threads.deferToThread(send_until_answered, small_world.number, head,
+                                            [])
+    status, _headers, body = answer_of(raw)
+    assert (status, body["code"], sent) == (413, "PAYLOAD_TOO_LARGE", 0)
