@@ -407,7 +407,8 @@ def api_router(  # noqa: PLR0917 - one argument per part the routes serve
     router.include(queue_router(admin))
     router.include(auth_router(auth.accounts))
     router.include(users_router(auth.accounts, auth.admin))
-    router.include(projects_router(database, events=events, signals=MembershipSignals(redis)))
+    router.include(projects_router(database, events=events, signals=MembershipSignals(redis),
+                                   files_deleted=library.project_files_deleted))
     router.include(files_router(
         library, config.upload, presigned_downloads=config.storage.s3_presigned_downloads,
         presign_ttl=config.storage.s3_presign_ttl))

@@ -24,6 +24,7 @@ from installsure.auth.policy import ProjectAction, project_permits, require_proj
 from installsure.auth.principal import Principal
 from installsure.db import files as repository
 from installsure.db.files import Actor, FileFilter, FileRow, FileStats, NewFile, Visibility
+from installsure.db.projects import DeletedFile
 from installsure.db.service import Database
 from installsure.events import DomainEventPublisher
 from installsure.files.events import file_event, project_file_topic
@@ -242,6 +243,14 @@ class FileLibrary:
                             userId=principal.id)
         self._publish("deleted", removed)
         return removed
+
+    def project_files_deleted(self, project_id: str, files: Sequence[DeletedFile]) -> None:
+        """The projects routes' hook: a deleted project's file rows are gone (with the
+        project, by cascade); its stored bytes and thumbnails go now."""
+        keys = [key for f in files for key in (f.storage_key, f.thumbnail_key) if key]
+        log.info("removing {count} stored files of deleted project {project_id}",
+                 count=len(files), project_id=project_id)
+        self.storage.delete_stored_files(keys)
 
 
 async def _nothing() -> None:

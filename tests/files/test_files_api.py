@@ -9,7 +9,9 @@ from typing import Any
 import pytest_twisted
 import treq
 from sqlalchemy import update
+from twisted.internet import reactor, task
 
+from installsure.db.projects import delete_project
 from installsure.db.tables import audit_log, project_members
 from tests.files.helpers import CONTENT_TYPE, IFC, PDF, PNG, multipart
 from tests.files.world import FilesWorld
@@ -171,3 +173,25 @@ async def test_who_may_delete(world: FilesWorld) -> None:
     assert code == 404
     code, _ = await call(world, "DELETE", f"/api/files/{unassigned['id']}", admin)
     assert code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_deleting_a_project_removes_its_files_bytes(fast_world: FilesWorld) -> None:
+    """When a project is deleted its file rows go with it (cascade) and the projects
+    routes' hook, FileLibrary.project_files_deleted, removes their stored bytes; files
+    of other projects stay."""
+    world = fast_world
+    owner = await world.user()
+    doomed = await world.project({owner["X-User"]: "owner"})
+    kept = await world.project({owner["X-User"]: "owner"})
+    await upload(world, owner, [("file", "a.png", PNG), ("file", "b.pdf", PDF)], doomed)
+    [survivor] = await upload(world, owner, [("file", "c.png", PNG)], kept)
+    gone = await world.database.run(lambda c: delete_project(c, doomed, expected_version=1))
+    assert len(gone) == 2
+    world.library.project_files_deleted(doomed, gone)
+    for _ in range(250):
+        if len(world.stored_objects()) == 1:
+            break
+        await task.deferLater(reactor, 0.02, lambda: None)
+    assert [p.name for p in world.stored_objects()] == [survivor["id"]]
+    assert [row.id for row in await world.rows()] == [survivor["id"]]
