@@ -55,8 +55,9 @@ class QueueWorker:
         self._keys = keys
         self._events = events
         self._results = ResultFlusher(
-            name, scripts=queue.scripts, keys=keys, settings=qs,
-            flush_interval=settings.flush_interval, reactor=reactor,
+            name, worker_id, scripts=queue.scripts, keys=keys, settings=qs,
+            flush_interval=settings.flush_interval,
+            answer_ttl=settings.outage_grace + settings.lease_ttl, reactor=reactor,
             outage=Outage(f"reporting results of {name}", outage), events=events,
             counters=counters, status_changed=queue.status.changed,
         )

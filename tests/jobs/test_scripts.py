@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -30,6 +31,17 @@ async def claim(h: Harness, count: int = 10, worker: str = "w1", **kw: Any) -> C
 
 def batch(*items: Any) -> str:
     return json.dumps(list(items))
+
+
+_REPORT_NUMBERS = itertools.count(1)
+
+
+def report(
+    keep: int, age: int, rows: str, flusher: str = "f1", number: int | None = None
+) -> list[Any]:
+    """The arguments of complete/fail: retention, the rows, then the flusher's id, the
+    report's number (a fresh one unless given) and how long its answer is kept."""
+    return [keep, age, rows, flusher, number or next(_REPORT_NUMBERS), 60000]
 
 
 def base(h: Harness) -> list[str]:
@@ -64,13 +76,74 @@ async def test_complete_is_fenced_by_lease_token(harness: Harness) -> None:
     rows = (await claim(harness)).jobs
     tokens = {r.id: r.token for r in rows}
     refused = await harness.queue.scripts.complete(
-        base(harness), [100, 0, batch([a, tokens[a], "1"], [b, "stale-token", "2"])]
+        base(harness), report(100, 0, batch([a, tokens[a], "1"], [b, "stale-token", "2"]))
     )
     assert list(refused) == [b]
     assert await state(harness, a) == "completed"
     assert await state(harness, b) == "active"
     record = await harness.queue.get("test", a)
     assert record.result == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_complete_sent_again_after_a_lost_reply_is_a_success(harness: Harness) -> None:
+    """A completion sent again unchanged (its reply was lost) gets the first answer and
+    counts once; sent again in another report (another number, another flusher) it is
+    still a success, recognised by the token the job kept; a token that never was this
+    job's outcome is refused."""
+    a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
+    tok = {r.id: r.token for r in (await claim(harness)).jobs}
+    first = report(100, 0, batch([a, tok[a], "1"], [b, "stale", "2"]), number=7)
+    assert list(await harness.queue.scripts.complete(base(harness), first)) == [b]
+    assert list(await harness.queue.scripts.complete(base(harness), first)) == [b]
+    again = report(100, 0, batch([a, tok[a], "1"]), flusher="f2")
+    assert list(await harness.queue.scripts.complete(base(harness), again)) == []
+    other = report(100, 0, batch([a, "someone-else|1|x", "1"]), flusher="f2")
+    assert list(await harness.queue.scripts.complete(base(harness), other)) == [a]
+    counts = await harness.queue.stats("test")
+    assert (counts.completed, counts.active, counts.completed_last_minute) == (1, 1, 1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_answer_of_a_report_outlives_its_job(harness: Harness) -> None:
+    """Retention may delete a completed job at once (keep 0); the same report sent again
+    is still answered as before from the flusher's record, while a new report with that
+    token is refused, since nothing is left to show it was applied."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    token = (await claim(harness)).jobs[0].token
+    first = report(0, 0, batch([job_id, token, "1"]), number=3)
+    assert list(await harness.queue.scripts.complete(base(harness), first)) == []
+    with pytest.raises(JobNotFound):
+        await harness.queue.get("test", job_id)
+    assert list(await harness.queue.scripts.complete(base(harness), first)) == []
+    later = report(0, 0, batch([job_id, token, "1"]), number=4)
+    assert list(await harness.queue.scripts.complete(base(harness), later)) == [job_id]
+    ttl = await harness.redis.execute("PTTL", base(harness)[0] + ":ack:f1")
+    assert 0 < int(ttl) <= 60000
+
+
+@pytest_twisted.ensureDeferred
+async def test_fail_sent_again_spends_one_attempt(harness: Harness) -> None:
+    """A failed attempt reported twice (lost reply) spends one attempt and records one
+    error; the token still counts as reported while the next worker runs the job, and
+    once that worker's outcome replaced it, a third report of the old token is refused."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    old = (await claim(harness)).jobs[0].token
+    row = batch([job_id, old, "retry", 0, {"message": "boom"}])
+    first = report(100, 0, row, number=1)
+    assert list(await harness.queue.scripts.fail(base(harness), first)) == []
+    assert list(await harness.queue.scripts.fail(base(harness), first)) == []
+    record = await harness.queue.get("test", job_id)
+    assert (record.attempts_made, len(record.errors)) == (1, 1)
+    new = (await claim(harness, worker="w2")).jobs[0].token
+    assert list(await harness.queue.scripts.fail(base(harness), report(100, 0, row))) == []
+    assert (await harness.queue.get("test", job_id)).state == "active"
+    await harness.queue.scripts.complete(
+        base(harness), report(100, 0, batch([job_id, new, "2"]), flusher="f2")
+    )
+    assert list(await harness.queue.scripts.fail(base(harness), report(100, 0, row))) == [job_id]
+    record = await harness.queue.get("test", job_id)
+    assert (record.state, record.result, record.attempts_made) == ("completed", 2, 1)
 
 
 @pytest_twisted.ensureDeferred
@@ -82,8 +155,8 @@ async def test_fail_retry_later_and_dead_transitions(harness: Harness) -> None:
     err = {"message": "boom"}
     await harness.queue.scripts.fail(
         base(harness),
-        [100, 0, batch([a, tok[a], "retry", 50, err], [b, tok[b], "later", 50, err],
-                       [c, tok[c], "dead", 0, err])],
+        report(100, 0, batch([a, tok[a], "retry", 50, err], [b, tok[b], "later", 50, err],
+                       [c, tok[c], "dead", 0, err])),
     )
     ra, rb, rc = [await harness.queue.get("test", i) for i in (a, b, c)]
     assert (ra.state, ra.attempts_made, ra.errors[0]["message"]) == ("failed", 1, "boom")
@@ -151,7 +224,7 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
     assert record.stalls == 3
     assert "stalled 3 times" in (record.error or "")
     refused = await harness.queue.scripts.complete(
-        base(harness), [100, 0, batch([job_id, token, "1"])]
+        base(harness), report(100, 0, batch([job_id, token, "1"]))
     )
     assert list(refused) == [job_id]
 
@@ -176,7 +249,9 @@ async def test_unique_key_dedupes_pending_jobs_only(harness: Harness) -> None:
     assert again == first
     token = (await claim(harness)).jobs[0].token
     assert await harness.queue.enqueue("echo", Echo(3), unique_key="file-42") == first
-    await harness.queue.scripts.complete(base(harness), [100, 0, batch([first, token, "null"])])
+    await harness.queue.scripts.complete(
+        base(harness), report(100, 0, batch([first, token, "null"]))
+    )
     later = await harness.queue.enqueue("echo", Echo(4), unique_key="file-42")
     assert later != first
 
@@ -186,7 +261,9 @@ async def test_idempotency_key_dedupes_even_after_completion(harness: Harness) -
     """An idempotency key answers with the first job's id for the TTL, finished or not."""
     first = await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1")
     token = (await claim(harness)).jobs[0].token
-    await harness.queue.scripts.complete(base(harness), [100, 0, batch([first, token, "null"])])
+    await harness.queue.scripts.complete(
+        base(harness), report(100, 0, batch([first, token, "null"]))
+    )
     assert await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1") == first
     ids = await harness.queue.enqueue_bulk(
         "echo", [JobSpec(Echo(1), idempotency_key="req-1"), JobSpec(Echo(2))]
@@ -243,7 +320,9 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     ids = await h.queue.enqueue_bulk("echo", [Echo(i) for i in range(12)])
     rows = (await claim(h, count=12)).jobs
     for row in rows:  # one by one, so finish times follow the order
-        await h.queue.scripts.complete(base(h), [5, 0, batch([row.id, row.token, "null"])])
+        await h.queue.scripts.complete(
+            base(h), report(5, 0, batch([row.id, row.token, "null"]))
+        )
     counts = await h.queue.stats("test")
     assert counts.completed == 5
     with pytest.raises(JobNotFound):
@@ -253,7 +332,7 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     extra = await h.queue.enqueue("echo", Echo(99))
     token = (await claim(h)).jobs[0].token
     await sleep(0.01)
-    await h.queue.scripts.complete(base(h), [5, 1, batch([extra, token, "null"])])
+    await h.queue.scripts.complete(base(h), report(5, 1, batch([extra, token, "null"])))
     assert (await h.queue.stats("test")).completed <= 1
 
 
@@ -265,7 +344,7 @@ async def test_admin_retry_remove_purge_retry_all(harness: Harness) -> None:
     tok = {r.id: r.token for r in (await claim(harness)).jobs}
     err = {"message": "x"}
     await harness.queue.scripts.fail(
-        base(harness), [100, 0, batch(*[[i, tok[i], "dead", 0, err] for i in ids[:3]])]
+        base(harness), report(100, 0, batch(*[[i, tok[i], "dead", 0, err] for i in ids[:3]]))
     )
     with pytest.raises(JobStateConflict):
         await harness.queue.remove("test", ids[3])  # active

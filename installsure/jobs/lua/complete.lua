@@ -1,9 +1,16 @@
 -- complete: record the results of jobs this worker finished, fenced by their leases.
+-- Idempotent per lease token, so a report whose reply was lost (Redis restarted or the
+-- connection dropped after it ran) can be sent again: see `reported` in common.lua.
 -- KEYS[1]: the queue's base key
 -- ARGV[1]: how many completed jobs to keep
 -- ARGV[2]: how long to keep completed jobs, ms (0 = no age limit)
 -- ARGV[3]: JSON array of [id, lease token, result JSON, unique key or '']
+-- ARGV[4]: the reporting flusher's id (one per worker and queue)
+-- ARGV[5]: this report's number, unique for the flusher
+-- ARGV[6]: how long Redis remembers this report's answer, ms
 -- Returns the ids whose lease was no longer held (their result is refused).
+local answer = earlier_answer(b, ARGV[4], ARGV[5])
+if answer then return answer end
 local now = now_ms()
 local jobs = cjson.decode(ARGV[3])
 local ids = {}
@@ -19,7 +26,7 @@ for i, job in ipairs(jobs) do
     done[#done + 1] = id
     finished[#finished + 1] = now
     finished[#finished + 1] = id
-  else
+  elseif not reported(b, id, job[2]) then
     refused[#refused + 1] = id
   end
 end
@@ -30,4 +37,5 @@ if #done > 0 then
   redis.call('HINCRBY', b .. ':tp', math.floor(now / 60000), #done)
 end
 trim(b, ':completed', tonumber(ARGV[1]), tonumber(ARGV[2]), now)
+remember_answer(b, ARGV[4], ARGV[5], ARGV[6], refused)
 return refused

@@ -33,7 +33,7 @@ for i, id in ipairs(expired) do
       errors[#errors + 1] = {message = msg, kind = 'stalled', worker = worker}
       while #errors > 10 do table.remove(errors, 1) end
       redis.call('HSET', jk, 'state', 'dead', 'finished', now,
-        'errors', cjson.encode(errors), 'error', msg, 'token', held[i] or '')
+        'errors', cjson.encode(errors), 'error', msg, 'stalled_token', held[i] or '')
       redis.call('ZADD', b .. ':dead', now, id)
       release_unique(b, id, f[4])
       dead[#dead + 1] = id
