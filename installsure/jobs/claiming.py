@@ -121,22 +121,34 @@ class ClaimLoop:
 
     async def _claim_loop(self, lane: int) -> None:
         """Lane 0 waits for work when the queue is empty; lane 1 keeps a second claim
-        in flight while there is work."""
+        in flight while there is work.
+
+        A claim that failed may have run in Redis with its reply lost: it is sent again
+        with the same token base and the same count (whatever the free slots: those
+        jobs are leased to this worker already), and the script answers with the jobs
+        it leased then, so no lease is left that nobody renews.
+        """
+        unanswered: tuple[str, int] | None = None  # (token base, count) of a failed claim
         while not self._stopping:
-            free = self.concurrency - self._running() - self._reserved
-            if free <= 0:
-                await self._wait_for(self._slot_waiters)
-                continue
-            count = min(free, self._per_lane)
+            if unanswered is not None:
+                base, count = unanswered
+            else:
+                free = self.concurrency - self._running() - self._reserved
+                if free <= 0:
+                    await self._wait_for(self._slot_waiters)
+                    continue
+                base, count = secrets.token_hex(6) + ":", min(free, self._per_lane)
             self._reserved += count
             try:
-                text = await self._claim(count)
+                text = await self._claim(count, base, again=unanswered is not None)
             except Exception as e:  # any failure: pause, then try again
                 self._reserved -= count
+                unanswered = (base, count)
                 if self.stopping:  # (the property: mypy takes the field for False here)
                     return
                 await self._sleep(self._outage.failed(e))
                 continue
+            unanswered = None
             self._reserved -= count
             self._outage.succeeded()
             try:
@@ -167,7 +179,7 @@ class ClaimLoop:
             else:
                 await self._sleep(max(timeout, _SHORTEST_SLEEP))
 
-    def _claim(self, count: int) -> Deferred[Any]:
+    def _claim(self, count: int, base: str, *, again: bool) -> Deferred[Any]:
         qs = self._qs
         return self._scripts.claim(
             [self._keys.base],
@@ -175,10 +187,11 @@ class ClaimLoop:
                 count,
                 self._worker_id,
                 round(self._settings.lease_ttl * 1000),
-                secrets.token_hex(6) + ":",
+                base,
                 qs.rate_limit_count,
                 round(qs.rate_limit_period * 1000),
                 qs.priority_aging * 1000,
+                "1" if again else "0",
             ],
         )
 

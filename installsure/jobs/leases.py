@@ -30,8 +30,8 @@ log = Logger(namespace="installsure.jobs.worker")
 
 
 class Heartbeat:
-    """Keeps one worker alive on one queue and renews the leases of ``held()``;
-    ``is_running(job_id)`` tells which lost leases are worth a warning."""
+    """Keeps one worker alive on one queue and renews the leases of ``held()``; hands
+    the tokens of leases Redis no longer has for it to ``leases_lost``."""
 
     def __init__(
         self,
@@ -45,7 +45,7 @@ class Heartbeat:
         reactor: IReactorTime,
         outage: Outage,
         held: Callable[[], list[ClaimedJob]],
-        is_running: Callable[[str], bool],
+        leases_lost: Callable[[list[str]], None],
     ) -> None:
         self._queue = queue
         self._worker_id = worker_id
@@ -55,7 +55,7 @@ class Heartbeat:
         self._settings = settings
         self._outage = outage
         self._held = held
-        self._is_running = is_running
+        self._leases_lost = leases_lost
         self._loop = task.LoopingCall(self._beat)
         self._loop.clock = reactor
 
@@ -94,12 +94,8 @@ class Heartbeat:
             self._outage.failed(e)
             return
         self._outage.succeeded()
-        for job_id in lost:
-            if self._is_running(job_id):
-                log.warn(
-                    "lease of job {job_id} of {queue} lost while it runs here; its result "
-                    "will be refused", job_id=job_id, queue=self._queue,
-                )
+        if lost:
+            self._leases_lost(list(lost))
 
 
 class Sweeper:

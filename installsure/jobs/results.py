@@ -26,6 +26,7 @@ from installsure.jobs import metrics
 from installsure.jobs._deferreds import observe
 from installsure.jobs.events import QueueJobEvents
 from installsure.jobs.keys import QueueKeys
+from installsure.jobs.lost import LostLeases
 from installsure.jobs.outage import Outage
 from installsure.jobs.outcome import FailedAttempt
 from installsure.jobs.scripts import Scripts
@@ -75,8 +76,10 @@ class ResultFlusher:
         events: QueueJobEvents,
         counters: metrics.QueueCounters,
         status_changed: Callable[[str], None],
+        lost: LostLeases,
     ) -> None:
         self._queue = queue
+        self._lost = lost
         self._scripts = scripts
         self._keys = keys
         self._qs = settings
@@ -115,6 +118,20 @@ class ResultFlusher:
         if self._unconfirmed is not None:
             held += self._unconfirmed.jobs()
         return held
+
+    def forget(self, token: str) -> ClaimedJob | None:
+        """Drop the result of the lease ``token`` waiting to be reported (the lease is
+        lost, so it would be refused); returns its job, or None when none waits here. A
+        result in the report on its way stays: Redis' answer tells."""
+        for index, (job, _) in enumerate(self._done):
+            if job.token == token:
+                del self._done[index]
+                return job
+        for index, attempt in enumerate(self._failed):
+            if attempt.job.token == token:
+                del self._failed[index]
+                return attempt.job
+        return None
 
     async def flush_all(self, deadline: float) -> None:
         """Report everything, trying until ``deadline`` (reactor seconds) at the latest."""
@@ -201,13 +218,10 @@ class ResultFlusher:
         return True
 
     def _accepted(self, report: _Report, refused: set[str]) -> None:
-        for job_id in refused:
-            log.warn(
-                "result of job {job_id} of {queue} refused: its lease was lost (it stalled "
-                "and runs or ran elsewhere)", job_id=job_id, queue=self._queue,
-            )
         if refused:
-            metrics.LEASE_LOST.labels(self._queue).inc(len(refused))
+            for job in report.jobs():
+                if job.id in refused:
+                    self._lost.lost(job, "its result was refused")
         done = [job for job, _ in report.done if job.id not in refused]
         failed = [attempt for attempt in report.failed if attempt.job.id not in refused]
         if done:

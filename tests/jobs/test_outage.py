@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import defer
+from twisted.logger import globalLogPublisher
 
 from installsure.jobs import metrics
+from installsure.jobs.context import JobContext
+from installsure.jobs.errors import LeaseLost
 from tests.fixtures.redis import RedisServerProcess
-from tests.jobs.conftest import Echo, Harness, wait_until
+from tests.jobs.conftest import Echo, Harness, sleep, wait_until
 from tests.jobs.proxy import ReplyLosingProxy
 
 
@@ -84,3 +87,84 @@ async def test_failure_whose_reply_was_lost_spends_one_attempt(
     assert (record.attempts_made, len(record.errors), record.result) == (1, 1, 2)
     assert runs == [1, 2]
     assert counter(metrics.LEASE_LOST, "test") == lost_before
+
+
+@pytest_twisted.ensureDeferred
+async def test_lost_lease_cancels_the_processor_once(harness: Harness) -> None:
+    """When the heartbeat finds a running job's lease gone (the job stalled and another
+    worker has it), the processor's Deferred is cancelled, its ctx says lease_lost,
+    ctx.once refuses to start a step, and the loss is logged and counted once however
+    many heartbeats follow."""
+    contexts: list[JobContext] = []
+    cancelled: list[bool] = []
+
+    def hang(p: Echo, ctx: JobContext) -> defer.Deferred[None]:
+        contexts.append(ctx)
+        return defer.Deferred(lambda d: cancelled.append(True))
+
+    harness.handlers["echo"] = hang
+    warnings: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if str(event.get("log_format", "")).startswith("lease of job"):
+            warnings.append(event["job_id"])
+
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    before = counter(metrics.LEASE_LOST, "test")
+    globalLogPublisher.addObserver(observe)
+    try:
+        harness.worker()
+        await wait_until(lambda: contexts)
+        await harness.redis.execute(
+            "HSET", harness.queue.keys("test").leases, job_id, "other|1|x"
+        )
+        await wait_until(lambda: cancelled)
+        await sleep(0.8)  # three more heartbeats
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert contexts[0].lease_lost
+    assert warnings == [job_id]
+    assert counter(metrics.LEASE_LOST, "test") == before + 1
+    effects: list[int] = []
+    with pytest.raises(LeaseLost, match="lost its lease"):
+        await contexts[0].once("mail", lambda: effects.append(1))
+    assert effects == []
+    record = await harness.queue.get("test", job_id)
+    assert (record.state, record.worker) == ("active", "other")
+
+
+@pytest_twisted.ensureDeferred
+async def test_coroutine_processor_learns_of_the_loss_at_its_next_await(
+    harness: Harness,
+) -> None:
+    """A coroutine processor whose lease is lost gets CancelledError at the await it
+    is in, and its later ctx.once steps never run; another worker's ctx.once of the
+    same step still runs, since this one never started it."""
+    steps: list[str] = []
+    seen: list[BaseException] = []
+    started: defer.Deferred[None] = defer.Deferred()
+
+    async def process(p: Echo, ctx: JobContext) -> None:
+        started.callback(None)
+        try:
+            await sleep(30)
+        except BaseException as e:
+            seen.append(e)
+            # A processor that swallows the cancel still cannot run the next step.
+            try:
+                await ctx.once("charge", lambda: steps.append("charge"))
+            except LeaseLost as lost:
+                seen.append(lost)
+            raise
+
+    harness.handlers["echo"] = process
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    harness.worker()
+    await started
+    await harness.redis.execute("HSET", harness.queue.keys("test").leases, job_id, "o|1|x")
+    await wait_until(lambda: len(seen) == 2)
+    assert isinstance(seen[0], defer.CancelledError)
+    assert isinstance(seen[1], LeaseLost)
+    assert steps == []
+    effect_key = harness.queue.keys("test").effect(job_id, "charge")
+    assert await harness.redis.execute("EXISTS", effect_key) == 0

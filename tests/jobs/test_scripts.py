@@ -23,8 +23,8 @@ async def claim(h: Harness, count: int = 10, worker: str = "w1", **kw: Any) -> C
     qs = h.settings.queue("test")
     reply = await h.queue.scripts.claim(
         [h.queue.keys("test").base],
-        [count, worker, kw.get("lease", 1000), "tok:", kw.get("rate", 0),
-         kw.get("period", 60000), qs.priority_aging * 1000],
+        [count, worker, kw.get("lease", 1000), kw.get("base", "tok:"), kw.get("rate", 0),
+         kw.get("period", 60000), qs.priority_aging * 1000, kw.get("again", "0")],
     )
     return ClaimDecoder(_FALLBACK).decode(reply)
 
@@ -67,6 +67,30 @@ async def test_enqueue_then_claim_leases_in_order(harness: Harness) -> None:
     assert [await state(harness, i) for i in ids] == ["active"] * 3 + ["waiting"] * 2
     counts = await harness.queue.stats("test")
     assert (counts.waiting, counts.active) == (2, 3)
+
+
+@pytest_twisted.ensureDeferred
+async def test_claim_sent_again_answers_the_jobs_it_leased(harness: Harness) -> None:
+    """A claim sent again with the same token base (its reply was lost) answers with the
+    jobs that claim leased, their leases renewed, and leases no new ones; with a base
+    that leased nothing it claims as usual."""
+    ids = await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(5)])
+    first = await claim(harness, count=2, base="aaaa:", lease=100)
+    await claim(harness, count=1, base="bbbb:", worker="w2")
+    again = await claim(harness, count=2, base="aaaa:", again="1", lease=5000)
+    assert sorted((j.id, j.token) for j in again.jobs) == sorted(
+        (j.id, j.token) for j in first.jobs
+    )
+    assert again.jobs[0].data == {"value": again.jobs[0].data["value"], "note": ""}
+    counts = await harness.queue.stats("test")
+    assert (counts.active, counts.waiting) == (3, 2)
+    await sleep(0.15)  # past the first lease of 100 ms: renewed by the repeat
+    stalled, _, _ = await harness.queue.scripts.sweep(
+        base(harness), [3, 1000, 1000, 100, 0, 100, 0]
+    )
+    assert list(stalled) == []
+    fresh = await claim(harness, count=2, base="cccc:", again="1")
+    assert [j.id for j in fresh.jobs] == ids[3:5]
 
 
 @pytest_twisted.ensureDeferred
@@ -187,18 +211,19 @@ async def test_delayed_job_waits_until_due(harness: Harness) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_heartbeat_extends_leases_and_reports_lost_ones(harness: Harness) -> None:
-    """Heartbeat pushes the lease deadline forward and names jobs it no longer holds."""
-    a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
+    """Heartbeat pushes the lease deadline forward and names the tokens it no longer
+    holds (a job held twice, under an old token and its own, is named by the old one)."""
+    a, b, c = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2), Echo(3)])
     tok = {r.id: r.token for r in (await claim(harness, lease=200)).jobs}
     lost = await harness.queue.scripts.heartbeat(
-        base(harness), ["w1", 5000, 1000, batch(a, tok[a], b, "not-mine")]
+        base(harness), ["w1", 5000, 1000, batch(a, tok[a], b, "not-mine", c, "old", c, tok[c])]
     )
-    assert list(lost) == [b]
+    assert list(lost) == ["not-mine", "old"]
     await sleep(0.25)
     stalled, dead, _ = await harness.queue.scripts.sweep(
         base(harness), [3, 1000, 1000, 100, 0, 100, 0]
     )
-    assert list(stalled) == [b]  # its lease lapsed; a's was renewed
+    assert list(stalled) == [b]  # its lease lapsed; a's and c's were renewed
     assert dead == []
     assert await state(harness, a) == "active"
     counts = await harness.queue.stats("test")

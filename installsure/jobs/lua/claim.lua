@@ -8,6 +8,9 @@
 -- ARGV[5]: the queue's rate limit, jobs per window (0 = none)
 -- ARGV[6]: the rate-limit window in ms
 -- ARGV[7]: ms of waiting one priority level is worth (aging)
+-- ARGV[8]: '1' when this claim is sent again because its reply never came: the jobs
+--          it leased then (tokens with the same random base) are answered again
+--          instead of new ones, so a lost reply leaves no lease nobody knows of
 -- Returns one JSON object (one bulk reply parses far faster than many), decoded by
 -- installsure.jobs.wire.ClaimReply:
 --   status      'ok' | 'paused' | 'limited'
@@ -28,6 +31,43 @@ local function text_or_null(value)
   if value then return cjson.encode(value) end
   return 'null'
 end
+local fields = {'type', 'data', 'opts', 'v', 'attempts', 'stalls', 'created', 'ready',
+  'idem', 'uniq'}
+local function encode(id, token, f)
+  return '{"id":' .. cjson.encode(id) .. ',"token":' .. cjson.encode(token)
+    .. ',"type":' .. cjson.encode(f[1]) .. ',"data":' .. f[2]
+    .. ',"options":' .. text_or_null(f[3]) .. ',"version":' .. num(f[4], 1)
+    .. ',"attempts_made":' .. num(f[5], 0) .. ',"stalls":' .. num(f[6], 0)
+    .. ',"created":' .. num(f[7], now) .. ',"ready":' .. num(f[8], now)
+    .. ',"idempotency_key":' .. text_or_null(f[9])
+    .. ',"unique_key":' .. text_or_null(f[10]) .. '}'
+end
+local function reply(out, due)
+  local due_text = 'null'
+  if due and due ~= cjson.null then due_text = tostring(due) end
+  return '{"status":"ok","now":' .. now .. ',"due":' .. due_text .. ',"jobs":['
+    .. table.concat(out, ',') .. ']}'
+end
+if ARGV[8] == '1' then
+  -- Rare (after a lost reply), so scanning every lease of the queue is fine.
+  local mark = '|' .. ARGV[4]
+  local all = redis.call('HGETALL', b .. ':leases')
+  local out, renewed = {}, {}
+  for i = 1, #all, 2 do
+    if string.find(all[i + 1], mark, 1, true) then
+      local f = redis.call('HMGET', b .. ':job:' .. all[i], unpack(fields))
+      if f[1] then
+        out[#out + 1] = encode(all[i], all[i + 1], f)
+        renewed[#renewed + 1] = now + lease
+        renewed[#renewed + 1] = all[i]
+      end
+    end
+  end
+  if #out > 0 then
+    redis.call('ZADD', b .. ':active', unpack(renewed))
+    return reply(out, next_due(b))
+  end
+end
 promote(b, now, tonumber(ARGV[7]))
 local due = next_due(b) or cjson.null
 if redis.call('HEXISTS', b .. ':meta', 'paused') == 1 then
@@ -47,22 +87,14 @@ local out = {}
 local deadlines, leases = {}, {}
 for i = 1, #popped, 2 do
   local id = popped[i]
-  local jk = b .. ':job:' .. id
-  local f = redis.call('HMGET', jk, 'type', 'data', 'opts', 'v', 'attempts', 'stalls',
-    'created', 'ready', 'idem', 'uniq')
+  local f = redis.call('HMGET', b .. ':job:' .. id, unpack(fields))
   if f[1] then
     local token = ARGV[2] .. '|' .. now .. '|' .. ARGV[4] .. i
     deadlines[#deadlines + 1] = now + lease
     deadlines[#deadlines + 1] = id
     leases[#leases + 1] = id
     leases[#leases + 1] = token
-    out[#out + 1] = '{"id":' .. cjson.encode(id) .. ',"token":' .. cjson.encode(token)
-      .. ',"type":' .. cjson.encode(f[1]) .. ',"data":' .. f[2]
-      .. ',"options":' .. text_or_null(f[3]) .. ',"version":' .. num(f[4], 1)
-      .. ',"attempts_made":' .. num(f[5], 0) .. ',"stalls":' .. num(f[6], 0)
-      .. ',"created":' .. num(f[7], now) .. ',"ready":' .. num(f[8], now)
-      .. ',"idempotency_key":' .. text_or_null(f[9])
-      .. ',"unique_key":' .. text_or_null(f[10]) .. '}'
+    out[#out + 1] = encode(id, token, f)
   end
 end
 local claimed = #leases / 2
@@ -76,7 +108,4 @@ end
 -- Work left: wake one more idle worker (it wakes the next); none left: drop stale
 -- markers so idle workers do not wake for nothing.
 if redis.call('ZCARD', b .. ':wait') > 0 then wake(b) else redis.call('DEL', b .. ':marker') end
-local due_text = 'null'
-if due ~= cjson.null then due_text = tostring(due) end
-return '{"status":"ok","now":' .. now .. ',"due":' .. due_text .. ',"jobs":['
-  .. table.concat(out, ',') .. ']}'
+return reply(out, due)

@@ -4,7 +4,8 @@
 -- ARGV[2]: lease length in ms
 -- ARGV[3]: liveness TTL in ms
 -- ARGV[4]: JSON array [id, lease token, id, token, ...] of the jobs it holds
--- Returns the ids whose lease it lost.
+-- Returns the tokens of the leases it lost (a job may be held twice, under an old
+-- token whose outcome is being reported and under a new one).
 local now = now_ms()
 local lease = tonumber(ARGV[2])
 redis.call('SET', b .. ':alive:' .. ARGV[1], now, 'PX', ARGV[3])
@@ -19,7 +20,7 @@ for i, id in ipairs(ids) do
     renewed[#renewed + 1] = now + lease
     renewed[#renewed + 1] = id
   else
-    lost[#lost + 1] = id
+    lost[#lost + 1] = pairs_[2 * i]
   end
 end
 if #renewed > 0 then redis.call('ZADD', b .. ':active', 'XX', unpack(renewed)) end
