@@ -34,8 +34,10 @@ _SHORTEST_LIMITED_WAIT = 0.005
 class ClaimLoop:
     """Claims the jobs of one queue for one worker (module docstring).
 
-    ``running()`` says how many jobs run here; ``start_jobs(jobs, now)`` is handed every
-    claimed batch; the runner calls ``slot_freed()`` whenever a job stops running.
+    ``running()`` says how many slots are taken (jobs running here, and finished ones
+    whose result is not reported yet); ``start_jobs(jobs, now)`` is handed every claimed
+    batch; ``slot_freed()`` is called whenever a slot may have come free (a job stopped,
+    results were reported).
     """
 
     def __init__(
@@ -146,7 +148,8 @@ class ClaimLoop:
                 unanswered = (base, count)
                 if self.stopping:  # (the property: mypy takes the field for False here)
                     return
-                await self._sleep(self._outage.failed(e))
+                self._outage.failed(e)
+                await self._pause()
                 continue
             unanswered = None
             self._reserved -= count
@@ -213,7 +216,13 @@ class ClaimLoop:
             self._blocking.execute("BLPOP", self._keys.marker, seconds, timeout=seconds + 5.0)
         )
         if failed is not None and not self._stopping:
-            await self._sleep(self._outage.failed(failed))
+            self._outage.failed(failed)
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """The outage pause: over early when Redis answers again."""
+        if not self._stopping:
+            await self._interruptible(self._outage.pause(self._reactor))
 
     async def _sleep(self, seconds: float) -> None:
         if not self._stopping:

@@ -56,6 +56,7 @@ class Heartbeat:
         self._outage = outage
         self._held = held
         self._leases_lost = leases_lost
+        self._beating = False
         self._loop = task.LoopingCall(self._beat)
         self._loop.clock = reactor
 
@@ -75,8 +76,22 @@ class Heartbeat:
             log.debug("could not withdraw worker {worker_id}: {error}",
                       worker_id=self._worker_id, error=e)
 
-    def _beat(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._beat_once())
+    def beat_now(self) -> None:
+        """Renew at once (Redis is back), unless a beat is on its way already."""
+        if self._loop.running and not self._beating:
+            self._beat()
+
+    def _beat(self) -> Deferred[None] | None:
+        if self._beating:
+            return None  # the one in flight renews; the loop waits for the next turn
+        return Deferred.fromCoroutine(self._beat_guarded())
+
+    async def _beat_guarded(self) -> None:
+        self._beating = True
+        try:
+            await self._beat_once()
+        finally:
+            self._beating = False
 
     async def _beat_once(self) -> None:
         held = self._held()

@@ -50,6 +50,7 @@ class QueueWorker:
         qs = settings.queue(name)
         keys = queue.keys(name)
         outage = outage or OutageLog()
+        self._outage_log = outage
         events = QueueJobEvents(queue.publisher, name, settings.job_events)
         counters = metrics.QueueCounters(name)
         self._lost = LostLeases(name)
@@ -62,6 +63,7 @@ class QueueWorker:
             answer_ttl=settings.outage_grace + settings.lease_ttl, reactor=reactor,
             outage=Outage(f"reporting results of {name}", outage), events=events,
             counters=counters, status_changed=queue.status.changed, lost=self._lost,
+            on_reported=self._slot_freed,
         )
         self._runner = JobRunner(
             name, worker_id, registry=queue.registry, redis=queue.redis,
@@ -77,7 +79,7 @@ class QueueWorker:
             decoder=ClaimDecoder(fallback), reactor=reactor,
             outage=Outage(f"claiming from {name}", outage),
             connect_blocking=queue.redis.blocking_connection,
-            running=lambda: self._runner.count, start_jobs=self._runner.run_claimed,
+            running=self._slots_taken, start_jobs=self._runner.run_claimed,
         )
         self._heartbeat = Heartbeat(
             name, worker_id, redis=queue.redis, scripts=queue.scripts, keys=keys,
@@ -95,6 +97,8 @@ class QueueWorker:
         return self._claims.concurrency
 
     def start(self) -> None:
+        # Redis is back: renew every lease held before anything else may sweep them.
+        self._outage_log.on_back.append(self._heartbeat.beat_now)
         self._heartbeat.start()
         self._sweeper.start()
         self._claims.start()
@@ -111,8 +115,15 @@ class QueueWorker:
             await self._release(unfinished)
         self._sweeper.stop()
         self._heartbeat.stop()
+        if self._heartbeat.beat_now in self._outage_log.on_back:
+            self._outage_log.on_back.remove(self._heartbeat.beat_now)
         await self._claims.close()
         await self._heartbeat.withdraw()
+
+    def _slots_taken(self) -> int:
+        # A finished job keeps its slot until Redis has its result: otherwise results
+        # pile up while Redis is away, each a lease a crash would lose the work of.
+        return self._runner.count + self._results.pending
 
     def _slot_freed(self) -> None:
         self._claims.slot_freed()

@@ -2,12 +2,15 @@
 
 Completions and failed attempts collect here and go out together every
 ``flush_interval`` (or at once when a chunk is full), a few script calls for many jobs.
-A report Redis did not answer (it failed, or the reply was lost) is sent again,
-unchanged and before anything else, once Redis answers: the scripts remember the last
-report of each flusher and a job the token whose outcome it took, so a report that was
-applied before its reply was lost is a success the second time, not a refusal. Jobs
-waiting to be reported keep their leases, because ``held()`` counts them among the jobs
-the heartbeat renews.
+A result waiting to be reported keeps its job's slot (``pending``), so a worker never
+holds more leases than its concurrency, however long Redis is away.
+
+A report Redis did not answer (it failed, or its reply was lost) is sent again,
+unchanged and before anything else, the moment Redis answers (the outage pause ends
+early, see ``outage``). The scripts remember the last report of each flusher, and a job
+the token whose outcome it took, so a report applied before its reply was lost is a
+success the second time, not a refusal. Jobs waiting to be reported keep their leases,
+because ``held()`` counts them among the jobs the heartbeat renews.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import secrets
 from collections.abc import Callable
 
 from attrs import define, field
-from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -77,9 +79,11 @@ class ResultFlusher:
         counters: metrics.QueueCounters,
         status_changed: Callable[[str], None],
         lost: LostLeases,
+        on_reported: Callable[[], None],
     ) -> None:
         self._queue = queue
         self._lost = lost
+        self._on_reported = on_reported
         self._scripts = scripts
         self._keys = keys
         self._qs = settings
@@ -110,6 +114,14 @@ class ResultFlusher:
     def failed(self, attempt: FailedAttempt) -> None:
         self._failed.append(attempt)
         self._schedule()
+
+    @property
+    def pending(self) -> int:
+        """Results waiting to be reported: each keeps its job's slot (and lease)."""
+        count = len(self._done) + len(self._failed)
+        if self._unconfirmed is not None:
+            count += len(self._unconfirmed.done) + len(self._unconfirmed.failed)
+        return count
 
     def held(self) -> list[ClaimedJob]:
         """Jobs whose results Redis has not accepted yet: their leases must live on."""
@@ -175,7 +187,7 @@ class ResultFlusher:
                 if not await self._flush_once():
                     if self._reactor.seconds() > self._deadline:
                         return
-                    await task.deferLater(self._reactor, self._outage.delay)
+                    await self._outage.pause(self._reactor)
         finally:
             self._flushing = None
 
@@ -215,6 +227,7 @@ class ResultFlusher:
         self._unconfirmed = None
         self._outage.succeeded()
         self._accepted(report, set(refused))
+        self._on_reported()  # their slots are free now
         return True
 
     def _accepted(self, report: _Report, refused: set[str]) -> None:

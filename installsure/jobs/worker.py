@@ -24,7 +24,7 @@ import os
 import secrets
 import socket
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -102,11 +102,14 @@ class WorkerService(Service):
         self.workers: dict[str, QueueWorker] = {}
         # The one stop in progress or done since the last start.
         self._stopped: Deferred[None] | None = None
+        self._unhook: Callable[[], None] = lambda: None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self._stopped = None
         outage = OutageLog()
+        # A new connection means Redis may answer again: every paused loop tries now.
+        self._unhook = self.queue.redis.on_connected(outage.back)
         for name in self.queues:
             worker = QueueWorker(
                 self.queue, name, self.worker_id, self._reactor,
@@ -122,6 +125,7 @@ class WorkerService(Service):
         service tree's own stop) waits for the same drain instead of starting another."""
         if self._stopped is None:
             super().stopService()  # type: ignore[no-untyped-call]
+            self._unhook()
             workers, self.workers = list(self.workers.values()), {}
             stopping = [Deferred.fromCoroutine(w.stop(self.grace)) for w in workers]
             d = defer.gatherResults(stopping, consumeErrors=True)

@@ -91,3 +91,9 @@ class RedisCommands(Protocol):
     def ping(self) -> Deferred[float]:
         """Round-trip latency in milliseconds."""
         ...
+
+    def on_connected(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call ``callback()`` whenever a pooled connection is made: at start, and the
+        moment Redis can be reached again after an outage (so a caller pausing between
+        retries need not wait out its pause). Returns what unregisters it."""
+        ...

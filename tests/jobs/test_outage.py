@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.logger import globalLogPublisher
 
 from installsure.jobs import metrics
 from installsure.jobs.context import JobContext
 from installsure.jobs.errors import LeaseLost
+from installsure.redis.interfaces import RedisUnavailable
 from tests.fixtures.redis import RedisServerProcess
 from tests.jobs.conftest import Echo, Harness, sleep, wait_until
 from tests.jobs.proxy import ReplyLosingProxy
@@ -21,6 +22,10 @@ from tests.jobs.proxy import ReplyLosingProxy
 
 def counter(metric: Any, *labels: str) -> float:
     return float(metric.labels(*labels)._value.get())
+
+
+def completed(h: Harness, n: int) -> Any:
+    return lambda: h.queue.stats("test").addCallback(lambda c: c.completed >= n)
 
 
 def job_states(h: Harness, job_id: str) -> list[str]:
@@ -168,3 +173,55 @@ async def test_coroutine_processor_learns_of_the_loss_at_its_next_await(
     assert steps == []
     effect_key = harness.queue.keys("test").effect(job_id, "charge")
     assert await harness.redis.execute("EXISTS", effect_key) == 0
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_results_keep_their_slots_through_a_redis_restart(
+    harness_factory: Any, redis_server: RedisServerProcess
+) -> None:
+    """Redis is away for 4 s while short jobs run: finished jobs waiting to be reported
+    keep their slots, so the worker never holds more than concurrency + one claim batch
+    of leases (5 + 3 here), and the moment Redis is back the waiting results are
+    reported (within 2 s: a reconnect, not the grown outage pause of up to 5 s)."""
+
+    async def work(p: Echo, ctx: JobContext) -> int:
+        await sleep(0.01)
+        return p.value
+
+    harness: Harness = harness_factory(keep_completed_count=5000)
+    harness.handlers["echo"] = work
+    await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(1500)], attempts=10)
+    leases = harness.queue.keys("test").leases
+    peak = 0
+    sampling = True
+
+    async def sample() -> None:
+        nonlocal peak
+        while sampling:
+            try:
+                tokens = await harness.redis.execute("HVALS", leases)
+                peak = max(peak, sum(1 for t in tokens if t.startswith("solo|")))
+            except RedisUnavailable:
+                pass
+            await sleep(0.01)
+
+    harness.worker(worker_id="solo")
+    await wait_until(completed(harness, 50))
+    sampler = defer.ensureDeferred(sample())
+    try:
+        before = (await harness.queue.stats("test")).completed
+        redis_server.stop()
+        await sleep(4.0)
+        redis_server.start()
+        back = reactor.seconds()
+        await wait_until(completed(harness, before + 1), timeout=10, interval=0.01)
+        reported_after = reactor.seconds() - back
+        await wait_until(completed(harness, 1500), timeout=30)
+    finally:
+        sampling = False
+        await sampler
+    counts = await harness.queue.stats("test")
+    assert (counts.completed, counts.dead, counts.active) == (1500, 0, 0)
+    assert 0 < peak <= 5 + 3, peak
+    assert reported_after < 2.0, reported_after
