@@ -32,6 +32,13 @@ def job_states(h: Harness, job_id: str) -> list[str]:
     return [p["state"] for _, p in h.events.events if p.get("jobId") == job_id]
 
 
+async def take_over(h: Harness, job_id: str, token: str) -> None:
+    """Give the job's lease to another worker, one that keeps it for a long time."""
+    keys = h.queue.keys("test")
+    await h.redis.execute("HSET", keys.leases, job_id, token)
+    await h.redis.execute("ZADD", keys.base + ":active", "XX", 1e13, job_id)
+
+
 @pytest.fixture
 def proxy(redis_server: RedisServerProcess) -> Iterator[ReplyLosingProxy]:
     """A proxy in front of the private redis-server that loses replies when told."""
@@ -120,9 +127,7 @@ async def test_lost_lease_cancels_the_processor_once(harness: Harness) -> None:
     try:
         harness.worker()
         await wait_until(lambda: contexts)
-        await harness.redis.execute(
-            "HSET", harness.queue.keys("test").leases, job_id, "other|1|x"
-        )
+        await take_over(harness, job_id, "other|1|x")
         await wait_until(lambda: cancelled)
         await sleep(0.8)  # three more heartbeats
     finally:
@@ -166,7 +171,7 @@ async def test_coroutine_processor_learns_of_the_loss_at_its_next_await(
     job_id = await harness.queue.enqueue("echo", Echo(1))
     harness.worker()
     await started
-    await harness.redis.execute("HSET", harness.queue.keys("test").leases, job_id, "o|1|x")
+    await take_over(harness, job_id, "o|1|x")
     await wait_until(lambda: len(seen) == 2)
     assert isinstance(seen[0], defer.CancelledError)
     assert isinstance(seen[1], LeaseLost)
