@@ -1,9 +1,15 @@
 """Leases: the heartbeat that keeps this worker's, and the sweeper that ends others'.
 
 Every ``heartbeat_interval`` a worker renews its liveness key and the leases of every job
-it holds (running, or finished with the result not yet accepted). Every
-``sweeper_interval`` it sweeps the queue for leases that lapsed, jobs of workers that
-died; every node does this, and the script makes it safe.
+it holds (running, or finished with the result not yet accepted), and at once when Redis
+can be reached again after an outage. Every ``sweeper_interval`` it sweeps the queue for
+leases that lapsed, jobs of workers that died; every node does this, and the script
+makes it safe.
+
+A lease also lapses while Redis is away, though its worker lives. So the first
+heartbeat and the first sweep of a worker after it could not reach Redis say so, and
+the scripts then count no stall for a lease's time (``stall_hold_ms``); the sweep script
+also takes a Redis it did not see before (restart, failover) for an outage.
 """
 
 from __future__ import annotations
@@ -24,9 +30,16 @@ from installsure.jobs.results import FLUSH_CHUNK
 from installsure.jobs.scripts import Scripts
 from installsure.jobs.settings import JobsSettings, QueueSettings
 from installsure.jobs.wire import ClaimedJob
-from installsure.redis.interfaces import RedisArg, RedisCommands
+from installsure.redis.interfaces import LONGEST_RECONNECT_DELAY, RedisArg, RedisCommands
 
 log = Logger(namespace="installsure.jobs.worker")
+
+
+def stall_hold_ms(settings: JobsSettings) -> int:
+    """How long after an outage no stall is counted: a full lease from the moment the
+    last live worker could be back (processes reconnect within
+    LONGEST_RECONNECT_DELAY of Redis listening again), so each can renew first."""
+    return round((settings.lease_ttl + LONGEST_RECONNECT_DELAY) * 1000)
 
 
 class Heartbeat:
@@ -57,6 +70,7 @@ class Heartbeat:
         self._held = held
         self._leases_lost = leases_lost
         self._beating = False
+        self._told = 0  # outages of the OutageLog this heartbeat has told Redis of
         self._loop = task.LoopingCall(self._beat)
         self._loop.clock = reactor
 
@@ -95,19 +109,26 @@ class Heartbeat:
 
     async def _beat_once(self) -> None:
         held = self._held()
+        outages = self._outage.log.outages
         head: list[RedisArg] = [
             self._worker_id,
             round(self._settings.lease_ttl * 1000),
             round(self._settings.liveness_ttl * 1000),
         ]
+        tail: list[RedisArg] = [
+            "1" if outages > self._told else "0", stall_hold_ms(self._settings),
+        ]
         try:
             lost: list[str] = []
             for start in range(0, max(1, len(held)), FLUSH_CHUNK):
                 pairs = [x for job in held[start:start + FLUSH_CHUNK] for x in (job.id, job.token)]
-                lost += await self._scripts.heartbeat([self._keys.base], [*head, json.dumps(pairs)])
+                lost += await self._scripts.heartbeat(
+                    [self._keys.base], [*head, json.dumps(pairs), *tail]
+                )
         except Exception as e:  # leases lapse only after lease_ttl: next beat may do
             self._outage.failed(e)
             return
+        self._told = outages
         self._outage.succeeded()
         if lost:
             self._leases_lost(list(lost))
@@ -138,6 +159,7 @@ class Sweeper:
         self._outage = outage
         self._events = events
         self._status_changed = status_changed
+        self._told = 0  # outages of the OutageLog this sweeper has told Redis of
         self._loop = task.LoopingCall(self._sweep)
         self._loop.clock = reactor
 
@@ -153,19 +175,22 @@ class Sweeper:
 
     async def _sweep_once(self) -> None:
         qs = self._qs
+        outages = self._outage.log.outages
         try:
-            stalled, dead, promoted = await self._scripts.sweep(
+            stalled, dead, promoted, _held_for = await self._scripts.sweep(
                 [self._keys.base],
                 [
                     qs.max_stalls, qs.priority_aging * 1000,
                     round(self._settings.liveness_ttl * 1000),
                     qs.keep_dead_count, round(qs.keep_dead_age * 1000),
                     qs.keep_completed_count, round(qs.keep_completed_age * 1000),
+                    stall_hold_ms(self._settings), "1" if outages > self._told else "0",
                 ],
             )
         except Exception as e:  # any node may sweep; the next run catches up
             self._outage.failed(e)
             return
+        self._told = outages
         self._outage.succeeded()
         if stalled or dead:
             log.warn(

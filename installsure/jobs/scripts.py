@@ -23,7 +23,9 @@ leases and due times. Layout of the keys below ``b = KEYS[1]``:
     b:retry     zset id → due time (ms)           failed, waiting for the next attempt
     b:completed zset id → finish time (ms)        bounded by retention
     b:dead      zset id → finish time (ms)        bounded by retention
-    b:meta      hash: paused
+    b:meta      hash: paused; hold (ms: no stall is counted before it, set after an
+                outage) and run_id (of the Redis that answered the last sweep: another
+                one means a restart or failover, which is an outage)
     b:unique    hash unique key → id of the pending job holding it
     b:idem:<k>  string → job id, expires after the idempotency TTL
     b:marker    list; a worker blocks on it (BLPOP) while the queue is empty

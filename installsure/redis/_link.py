@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from installsure._compat import PoolSlot, SentinelEndpoint, SlotFactory
-from installsure.redis.interfaces import RedisUnavailable
+from installsure.redis.interfaces import LONGEST_RECONNECT_DELAY, RedisUnavailable
 from installsure.redis.target import RedisTarget
 
 log = Logger(namespace="installsure.redis")
@@ -36,7 +36,7 @@ log = Logger(namespace="installsure.redis")
 # of Redis: the job runner's leases count on it (a worker that came back late would
 # find its jobs given away); an attempt to a Redis that is down costs next to nothing.
 RECONNECT_INITIAL_DELAY = 0.2
-RECONNECT_MAX_DELAY = 1.0
+RECONNECT_MAX_DELAY = LONGEST_RECONNECT_DELAY
 
 
 @implementer(ILogObserver)

@@ -14,6 +14,10 @@ from twisted.internet.defer import Deferred
 
 RedisArg: TypeAlias = str | bytes | int | float
 
+LONGEST_RECONNECT_DELAY = 1.0
+"""Seconds a RedisService waits at most between attempts to reconnect: once Redis
+listens again, every process using it is back within about this long."""
+
 
 class RedisUnavailable(Exception):  # noqa: N818 - the name others already code against
     """Redis did not answer in time or is not connected; the caller may retry later."""

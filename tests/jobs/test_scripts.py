@@ -13,7 +13,8 @@ from installsure.jobs.backoff import BackoffPolicy
 from installsure.jobs.errors import JobNotFound, JobStateConflict
 from installsure.jobs.queue import JobSpec
 from installsure.jobs.wire import ClaimDecoder, ClaimReply, JobOptions
-from tests.jobs.conftest import Echo, Harness, sleep
+from tests.fixtures.redis import RedisServerProcess
+from tests.jobs.conftest import Echo, Harness, sleep, wait_until
 
 _FALLBACK = JobOptions(attempts=1, backoff=BackoffPolicy(), timeout=1.0)
 
@@ -31,6 +32,12 @@ async def claim(h: Harness, count: int = 10, worker: str = "w1", **kw: Any) -> C
 
 def batch(*items: Any) -> str:
     return json.dumps(list(items))
+
+
+def sweep_args(max_stalls: int, hold: int = 2000, outage: str = "0") -> list[Any]:
+    """The arguments of sweep: max_stalls, aging, liveness, retention, then how long
+    stalls are held after an outage and whether the sweeper saw one."""
+    return [max_stalls, 1000, 1000, 100, 0, 100, 0, hold, outage]
 
 
 _REPORT_NUMBERS = itertools.count(1)
@@ -85,8 +92,8 @@ async def test_claim_sent_again_answers_the_jobs_it_leased(harness: Harness) -> 
     counts = await harness.queue.stats("test")
     assert (counts.active, counts.waiting) == (3, 2)
     await sleep(0.15)  # past the first lease of 100 ms: renewed by the repeat
-    stalled, _, _ = await harness.queue.scripts.sweep(
-        base(harness), [3, 1000, 1000, 100, 0, 100, 0]
+    stalled, _, _, _ = await harness.queue.scripts.sweep(
+        base(harness), sweep_args(3)
     )
     assert list(stalled) == []
     fresh = await claim(harness, count=2, base="cccc:", again="1")
@@ -216,12 +223,13 @@ async def test_heartbeat_extends_leases_and_reports_lost_ones(harness: Harness) 
     a, b, c = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2), Echo(3)])
     tok = {r.id: r.token for r in (await claim(harness, lease=200)).jobs}
     lost = await harness.queue.scripts.heartbeat(
-        base(harness), ["w1", 5000, 1000, batch(a, tok[a], b, "not-mine", c, "old", c, tok[c])]
+        base(harness),
+        ["w1", 5000, 1000, batch(a, tok[a], b, "not-mine", c, "old", c, tok[c]), "0", 2000],
     )
     assert list(lost) == ["not-mine", "old"]
     await sleep(0.25)
-    stalled, dead, _ = await harness.queue.scripts.sweep(
-        base(harness), [3, 1000, 1000, 100, 0, 100, 0]
+    stalled, dead, _, _ = await harness.queue.scripts.sweep(
+        base(harness), sweep_args(3)
     )
     assert list(stalled) == [b]  # its lease lapsed; a's and c's were renewed
     assert dead == []
@@ -239,8 +247,8 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
     for _ in range(3):
         token = (await claim(harness, lease=10)).jobs[0].token
         await sleep(0.02)
-        stalled, dead, _ = await harness.queue.scripts.sweep(
-            base(harness), [2, 1000, 1000, 100, 0, 100, 0]
+        stalled, dead, _, _ = await harness.queue.scripts.sweep(
+            base(harness), sweep_args(2)
         )
     assert list(stalled) == []
     assert list(dead) == [job_id]
@@ -413,7 +421,59 @@ async def test_claim_reply_stays_json_whatever_the_worker_id(harness: Harness, w
     assert reply.jobs[0].token.startswith(worker + "|")
     assert (await harness.queue.get("test", job_id)).worker == worker
     lost = await harness.queue.scripts.heartbeat(
-        base(harness), [worker, 5000, 1000, batch(job_id, reply.jobs[0].token)]
+        base(harness), [worker, 5000, 1000, batch(job_id, reply.jobs[0].token), "0", 2000]
     )
     assert list(lost) == []
     assert (await harness.queue.stats("test")).workers == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_sweep_after_a_worker_saw_an_outage_counts_no_stall_for_a_while(
+    harness: Harness,
+) -> None:
+    """A sweep from a worker that could not reach Redis counts no stall, and no sweep
+    does for the hold that follows (it answers how long is left); after it, a lease
+    that lapsed is a stall again. A heartbeat that says so starts the same hold."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    await claim(harness, lease=50)
+    await sleep(0.1)
+    stalled, _, _, left = await harness.queue.scripts.sweep(
+        base(harness), sweep_args(3, hold=400, outage="1")
+    )
+    assert (list(stalled), 300 < left <= 400) == ([], True)
+    stalled, _, _, left = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert (list(stalled), 0 < left <= 400) == ([], True)
+    await sleep(0.45)
+    stalled, _, _, left = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert (list(stalled), left) == ([job_id], 0)
+    await claim(harness, lease=50)
+    await harness.queue.scripts.heartbeat(base(harness), ["w9", 5000, 1000, "[]", "1", 400])
+    await sleep(0.1)
+    stalled, _, _, left = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert (list(stalled), left > 200) == ([], True)
+    record = await harness.queue.get("test", job_id)
+    assert (record.state, record.stalls) == ("active", 1)
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_sweep_takes_a_restarted_redis_for_an_outage(
+    harness: Harness, redis_server: RedisServerProcess
+) -> None:
+    """The first sweep that meets another Redis than the last one did (a restart, here
+    with AOF; a failover is the same to it) holds stalls, although no worker said it
+    saw an outage; a queue's very first sweep holds nothing."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    _, _, _, left = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert left == 0
+    await claim(harness, lease=50)
+    redis_server.restart()
+    await wait_until(lambda: harness.redis.execute("PING"), timeout=10)
+    await sleep(0.1)
+    stalled, _, _, left = await harness.queue.scripts.sweep(
+        base(harness), sweep_args(3, hold=300)
+    )
+    assert (list(stalled), 200 < left <= 300) == ([], True)
+    await sleep(0.35)
+    stalled, _, _, _ = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert list(stalled) == [job_id]

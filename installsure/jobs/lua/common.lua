@@ -101,3 +101,10 @@ end
 local function reported(b, id, token)
   return redis.call('HGET', b .. ':job:' .. id, 'token') == token
 end
+-- After an outage: count no stall until `ms` from now (or later, if already so).
+-- Returns when stalls are counted again.
+local function hold_stalls(b, now, ms)
+  local hold = math.max(tonumber(redis.call('HGET', b .. ':meta', 'hold') or '0'), now + ms)
+  redis.call('HSET', b .. ':meta', 'hold', hold)
+  return hold
+end
