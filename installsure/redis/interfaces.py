@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 RedisArg: TypeAlias = str | bytes | int | float
 
 LONGEST_RECONNECT_DELAY = 1.0
-"""Seconds a RedisService waits at most between attempts to reconnect: once Redis
+"""Seconds the Redis client waits at most between attempts to reconnect: once Redis
 listens again, every process using it is back within about this long."""
 
 
