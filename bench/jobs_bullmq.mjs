@@ -1,22 +1,38 @@
 // One benchmark round of BullMQ (run by bench/jobs.py --peers with NODE_PATH set).
-//   node jobs_bullmq.mjs PORT JOBS CONCURRENCY
-// Same shape as bench/jobs_ours.py: bulk-add no-op jobs, drain them with one Worker,
-// print one JSON line. Completed jobs are kept like ours (last 1,000).
+//   node jobs_bullmq.mjs PORT JOBS CONCURRENCY SINGLE_JOBS
+// Same shape as bench/jobs_ours.py: SINGLE_JOBS jobs by single `add` calls with
+// CONCURRENCY in flight (into a queue of their own), then bulk-add no-op jobs, drain
+// them with one Worker, print one JSON line. Completed jobs are kept like ours (last
+// 1,000).
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 
 const require = createRequire(process.env.NODE_PATH + '/');
 const { Queue, Worker } = require('bullmq');
 
-const [port, jobs, concurrency] = process.argv.slice(2).map(Number);
+const [port, jobs, concurrency, singleJobs] = process.argv.slice(2).map(Number);
 const connection = { host: '127.0.0.1', port };
 const queue = new Queue('bench', { connection });
 await queue.waitUntilReady();
 
+const single = new Queue('single', { connection });
+await single.waitUntilReady();
+let nextSingle = 0;
+let started = performance.now();
+async function adder() {
+  while (nextSingle < singleJobs) {
+    const n = nextSingle++;
+    await single.add('noop', { n }, { removeOnComplete: 1000 });
+  }
+}
+await Promise.all(Array.from({ length: concurrency }, adder));
+const singleSeconds = (performance.now() - started) / 1000;
+await single.close();
+
 const bulk = Array.from({ length: jobs }, (_, n) => ({
   name: 'noop', data: { n }, opts: { removeOnComplete: 1000 },
 }));
-let started = performance.now();
+started = performance.now();
 // Chunks of 1,000 with 4 in flight, as ours does (one addBulk of 100k is slower).
 const chunks = [];
 for (let i = 0; i < jobs; i += 1000) chunks.push(bulk.slice(i, i + 1000));
@@ -46,7 +62,8 @@ await queue.close();
 waits.sort((a, b) => a - b);
 const pct = (p) => waits[Math.min(waits.length - 1, Math.floor((p / 100) * waits.length))];
 console.log(JSON.stringify({
-  enqueue_per_s: jobs / enqueueSeconds,
+  enqueue_per_s: singleJobs / singleSeconds,
+  enqueue_bulk_per_s: jobs / enqueueSeconds,
   drain_per_s: jobs / drainSeconds,
   wait_p50_ms: pct(50),
   wait_p99_ms: pct(99),
