@@ -37,6 +37,13 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100.0 * len(ordered)))]
 
 
+async def redis_cpu(redis: RedisService) -> float:
+    """CPU seconds the redis-server has used (user + system, its main thread)."""
+    info = await redis.execute("INFO", "cpu")
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    return float(fields["used_cpu_user_main_thread"]) + float(fields["used_cpu_sys_main_thread"])
+
+
 async def enqueue_one_by_one(queue: JobQueue, jobs: int, concurrency: int) -> float:
     """Seconds to enqueue ``jobs`` jobs by single calls, ``concurrency`` in flight."""
     next_n = 0
@@ -80,12 +87,15 @@ async def run(url: str, jobs: int, concurrency: int, single_jobs: int) -> dict[s
 
     worker = WorkerService(queue, queues=["bench"])
     started = time.perf_counter()
+    cpu_before, redis_before = time.process_time(), await redis_cpu(redis)
     worker.startService()
     await done
     # Drained means Redis has accepted every completion, not just that processors ran.
     while (await queue.stats("bench")).active:
         await task.deferLater(reactor, 0.001)
     drain_s = time.perf_counter() - started
+    drain_cpu = time.process_time() - cpu_before
+    drain_redis_cpu = await redis_cpu(redis) - redis_before
     await worker.stopService()
     await redis.stopService()
     return {
@@ -94,6 +104,8 @@ async def run(url: str, jobs: int, concurrency: int, single_jobs: int) -> dict[s
         "drain_per_s": jobs / drain_s,
         "wait_p50_ms": percentile(waits, 50) * 1000,
         "wait_p99_ms": percentile(waits, 99) * 1000,
+        "drain_cpu_us": drain_cpu / jobs * 1e6,
+        "drain_redis_cpu_us": drain_redis_cpu / jobs * 1e6,
     }
 
 

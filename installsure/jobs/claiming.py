@@ -34,10 +34,14 @@ _SHORTEST_LIMITED_WAIT = 0.005
 class ClaimLoop:
     """Claims the jobs of one queue for one worker (module docstring).
 
-    ``running()`` says how many slots are taken (jobs running here, and finished ones
-    whose result is not reported yet); ``start_jobs(jobs, now)`` is handed every claimed
-    batch; ``slot_freed()`` is called whenever a slot may have come free (a job stopped,
-    results were reported).
+    ``running()`` says how many jobs run here and ``reporting()`` how many finished
+    ones wait for Redis to take their result: both hold leases. At most ``concurrency``
+    jobs run, and at most ``concurrency`` plus one claim batch leases are held, so a
+    batch of results on its way to Redis does not stop the next claim, but results
+    that Redis does not take (it is away) soon do. ``hurry()`` asks for the waiting
+    results to be reported now, when they are what keeps the loop from claiming.
+    ``start_jobs(jobs, now)`` is handed every claimed batch; ``slot_freed()`` is called
+    whenever a slot may have come free (a job stopped, results were reported).
     """
 
     def __init__(
@@ -55,6 +59,8 @@ class ClaimLoop:
         outage: Outage,
         connect_blocking: Callable[[], BlockingRedis],
         running: Callable[[], int],
+        reporting: Callable[[], int],
+        hurry: Callable[[], None],
         start_jobs: Callable[[Sequence[ClaimedJob], float], None],
     ) -> None:
         self._queue = queue
@@ -69,6 +75,8 @@ class ClaimLoop:
         self._outage = outage
         self._connect_blocking = connect_blocking
         self._running = running
+        self._reporting = reporting
+        self._hurry = hurry
         self._start_jobs = start_jobs
         self._blocking: BlockingRedis | None = None
         self._waits: set[Deferred[Any]] = set()
@@ -78,6 +86,8 @@ class ClaimLoop:
         self._work_waiters: list[Deferred[None]] = []
         self._lanes = 2 if concurrency >= 2 else 1
         self._per_lane = max(1, min(settings.batch_size, -(-concurrency // self._lanes)))
+        # One claim batch of leases beyond concurrency: results on their way to Redis.
+        self._batch = min(settings.batch_size, concurrency)
         self._loops: list[Deferred[None]] = []
         self._stopping = False
 
@@ -135,8 +145,10 @@ class ClaimLoop:
             if unanswered is not None:
                 base, count = unanswered
             else:
-                free = self.concurrency - self._running() - self._reserved
+                free = self._free()
                 if free <= 0:
+                    if self._reporting():
+                        self._hurry()
                     await self._wait_for(self._slot_waiters)
                     continue
                 base, count = secrets.token_hex(6) + ":", min(free, self._per_lane)
@@ -181,6 +193,14 @@ class ClaimLoop:
                 await self._block(self._settings.idle_wait)
             else:
                 await self._sleep(max(timeout, _SHORTEST_SLEEP))
+
+    def _free(self) -> int:
+        """Jobs a claim may take now (class docstring)."""
+        taken = self._running() + self._reserved
+        return min(
+            self.concurrency - taken,
+            self.concurrency + self._batch - taken - self._reporting(),
+        )
 
     def _claim(self, count: int, base: str, *, again: bool) -> Deferred[Any]:
         qs = self._qs

@@ -79,7 +79,8 @@ class QueueWorker:
             decoder=ClaimDecoder(fallback), reactor=reactor,
             outage=Outage(f"claiming from {name}", outage),
             connect_blocking=queue.redis.blocking_connection,
-            running=self._slots_taken, start_jobs=self._runner.run_claimed,
+            running=lambda: self._runner.count, reporting=lambda: self._results.pending,
+            hurry=self._results.flush_now, start_jobs=self._runner.run_claimed,
         )
         self._heartbeat = Heartbeat(
             name, worker_id, redis=queue.redis, scripts=queue.scripts, keys=keys,
@@ -119,11 +120,6 @@ class QueueWorker:
             self._outage_log.on_back.remove(self._heartbeat.beat_now)
         await self._claims.close()
         await self._heartbeat.withdraw()
-
-    def _slots_taken(self) -> int:
-        # A finished job keeps its slot until Redis has its result: otherwise results
-        # pile up while Redis is away, each a lease a crash would lose the work of.
-        return self._runner.count + self._results.pending
 
     def _slot_freed(self) -> None:
         self._claims.slot_freed()

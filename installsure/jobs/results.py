@@ -2,8 +2,9 @@
 
 Completions and failed attempts collect here and go out together every
 ``flush_interval`` (or at once when a chunk is full), a few script calls for many jobs.
-A result waiting to be reported keeps its job's slot (``pending``), so a worker never
-holds more leases than its concurrency, however long Redis is away.
+A result waiting to be reported keeps its job's lease and counts against the worker's
+slots (``pending``; see ``claiming``), so a worker never holds more than its
+concurrency and one claim batch of leases, however long Redis is away.
 
 A report Redis did not answer (it failed, or its reply was lost) is sent again,
 unchanged and before anything else, the moment Redis answers (the outage pause ends
@@ -145,6 +146,11 @@ class ResultFlusher:
                 return attempt.job
         return None
 
+    def flush_now(self) -> None:
+        """Report what waits without waiting for ``flush_interval`` (the claim loop
+        waits for these slots); a report on its way takes it next."""
+        self._start()
+
     async def flush_all(self, deadline: float) -> None:
         """Report everything, trying until ``deadline`` (reactor seconds) at the latest."""
         self._deadline = deadline
@@ -201,12 +207,11 @@ class ResultFlusher:
         tail: list[RedisArg] = [self._id, self._numbers, self._answer_ttl]
         if self._done:
             done, self._done = self._done[:FLUSH_CHUNK], self._done[FLUSH_CHUNK:]
-            batch = json.dumps([
-                [job.id, job.token, result, job.unique_key or ""] for job, result in done
-            ])
             args: list[RedisArg] = [
-                qs.keep_completed_count, round(qs.keep_completed_age * 1000), batch, *tail
+                qs.keep_completed_count, round(qs.keep_completed_age * 1000), *tail
             ]
+            for job, result in done:
+                args += (job.id, job.token, result, job.unique_key or "")
             report = _Report(self._scripts.complete, self._numbers, args, done=done)
         else:
             failed, self._failed = self._failed[:FLUSH_CHUNK], self._failed[FLUSH_CHUNK:]

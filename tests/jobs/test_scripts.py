@@ -46,9 +46,20 @@ _REPORT_NUMBERS = itertools.count(1)
 def report(
     keep: int, age: int, rows: str, flusher: str = "f1", number: int | None = None
 ) -> list[Any]:
-    """The arguments of complete/fail: retention, the rows, then the flusher's id, the
-    report's number (a fresh one unless given) and how long its answer is kept."""
+    """The arguments of fail: retention, the rows, then the flusher's id, the report's
+    number (a fresh one unless given) and how long its answer is kept."""
     return [keep, age, rows, flusher, number or next(_REPORT_NUMBERS), 60000]
+
+
+def completion(
+    keep: int, age: int, rows: str, flusher: str = "f1", number: int | None = None
+) -> list[Any]:
+    """The arguments of complete: as ``report``, the rows last and as plain arguments
+    (four per job: id, token, result, unique key)."""
+    flat: list[Any] = []
+    for row in json.loads(rows):
+        flat += [*row, ""] if len(row) == 3 else row
+    return [keep, age, flusher, number or next(_REPORT_NUMBERS), 60000, *flat]
 
 
 def base(h: Harness) -> list[str]:
@@ -107,7 +118,7 @@ async def test_complete_is_fenced_by_lease_token(harness: Harness) -> None:
     rows = (await claim(harness)).jobs
     tokens = {r.id: r.token for r in rows}
     refused = await harness.queue.scripts.complete(
-        base(harness), report(100, 0, batch([a, tokens[a], "1"], [b, "stale-token", "2"]))
+        base(harness), completion(100, 0, batch([a, tokens[a], "1"], [b, "stale-token", "2"]))
     )
     assert list(refused) == [b]
     assert await state(harness, a) == "completed"
@@ -124,12 +135,12 @@ async def test_complete_sent_again_after_a_lost_reply_is_a_success(harness: Harn
     job's outcome is refused."""
     a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
     tok = {r.id: r.token for r in (await claim(harness)).jobs}
-    first = report(100, 0, batch([a, tok[a], "1"], [b, "stale", "2"]), number=7)
+    first = completion(100, 0, batch([a, tok[a], "1"], [b, "stale", "2"]), number=7)
     assert list(await harness.queue.scripts.complete(base(harness), first)) == [b]
     assert list(await harness.queue.scripts.complete(base(harness), first)) == [b]
-    again = report(100, 0, batch([a, tok[a], "1"]), flusher="f2")
+    again = completion(100, 0, batch([a, tok[a], "1"]), flusher="f2")
     assert list(await harness.queue.scripts.complete(base(harness), again)) == []
-    other = report(100, 0, batch([a, "someone-else|1|x", "1"]), flusher="f2")
+    other = completion(100, 0, batch([a, "someone-else|1|x", "1"]), flusher="f2")
     assert list(await harness.queue.scripts.complete(base(harness), other)) == [a]
     counts = await harness.queue.stats("test")
     assert (counts.completed, counts.active, counts.completed_last_minute) == (1, 1, 1)
@@ -142,12 +153,12 @@ async def test_answer_of_a_report_outlives_its_job(harness: Harness) -> None:
     token is refused, since nothing is left to show it was applied."""
     job_id = await harness.queue.enqueue("echo", Echo(1))
     token = (await claim(harness)).jobs[0].token
-    first = report(0, 0, batch([job_id, token, "1"]), number=3)
+    first = completion(0, 0, batch([job_id, token, "1"]), number=3)
     assert list(await harness.queue.scripts.complete(base(harness), first)) == []
     with pytest.raises(JobNotFound):
         await harness.queue.get("test", job_id)
     assert list(await harness.queue.scripts.complete(base(harness), first)) == []
-    later = report(0, 0, batch([job_id, token, "1"]), number=4)
+    later = completion(0, 0, batch([job_id, token, "1"]), number=4)
     assert list(await harness.queue.scripts.complete(base(harness), later)) == [job_id]
     ttl = await harness.redis.execute("PTTL", base(harness)[0] + ":ack:f1")
     assert 0 < int(ttl) <= 60000
@@ -170,7 +181,7 @@ async def test_fail_sent_again_spends_one_attempt(harness: Harness) -> None:
     assert list(await harness.queue.scripts.fail(base(harness), report(100, 0, row))) == []
     assert (await harness.queue.get("test", job_id)).state == "active"
     await harness.queue.scripts.complete(
-        base(harness), report(100, 0, batch([job_id, new, "2"]), flusher="f2")
+        base(harness), completion(100, 0, batch([job_id, new, "2"]), flusher="f2")
     )
     assert list(await harness.queue.scripts.fail(base(harness), report(100, 0, row))) == [job_id]
     record = await harness.queue.get("test", job_id)
@@ -257,7 +268,7 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
     assert record.stalls == 3
     assert "stalled 3 times" in (record.error or "")
     refused = await harness.queue.scripts.complete(
-        base(harness), report(100, 0, batch([job_id, token, "1"]))
+        base(harness), completion(100, 0, batch([job_id, token, "1"]))
     )
     assert list(refused) == [job_id]
 
@@ -283,7 +294,7 @@ async def test_unique_key_dedupes_pending_jobs_only(harness: Harness) -> None:
     token = (await claim(harness)).jobs[0].token
     assert await harness.queue.enqueue("echo", Echo(3), unique_key="file-42") == first
     await harness.queue.scripts.complete(
-        base(harness), report(100, 0, batch([first, token, "null"]))
+        base(harness), completion(100, 0, batch([first, token, "null"]))
     )
     later = await harness.queue.enqueue("echo", Echo(4), unique_key="file-42")
     assert later != first
@@ -295,7 +306,7 @@ async def test_idempotency_key_dedupes_even_after_completion(harness: Harness) -
     first = await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1")
     token = (await claim(harness)).jobs[0].token
     await harness.queue.scripts.complete(
-        base(harness), report(100, 0, batch([first, token, "null"]))
+        base(harness), completion(100, 0, batch([first, token, "null"]))
     )
     assert await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1") == first
     ids = await harness.queue.enqueue_bulk(
@@ -354,7 +365,7 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     rows = (await claim(h, count=12)).jobs
     for row in rows:  # one by one, so finish times follow the order
         await h.queue.scripts.complete(
-            base(h), report(5, 0, batch([row.id, row.token, "null"]))
+            base(h), completion(5, 0, batch([row.id, row.token, "null"]))
         )
     counts = await h.queue.stats("test")
     assert counts.completed == 5
@@ -365,7 +376,7 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     extra = await h.queue.enqueue("echo", Echo(99))
     token = (await claim(h)).jobs[0].token
     await sleep(0.01)
-    await h.queue.scripts.complete(base(h), report(5, 1, batch([extra, token, "null"])))
+    await h.queue.scripts.complete(base(h), completion(5, 1, batch([extra, token, "null"])))
     assert (await h.queue.stats("test")).completed <= 1
 
 
