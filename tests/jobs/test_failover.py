@@ -41,13 +41,15 @@ def offset(port: int, field: str) -> int:
 
 
 def switch_master(master: RedisServerProcess, replica: RedisServerProcess) -> None:
-    """A planned switch: the master takes no more writes (CLIENT PAUSE), the replica
-    catches up with it, then the master dies and the Sentinel promotes the replica."""
+    """A slow, planned switch: the master takes no more writes (CLIENT PAUSE), the
+    replica catches up with it, and 1.5 s later the master dies and the Sentinel
+    promotes the replica: the workers cannot write for longer than a lease."""
     _command(master.port, "CLIENT", "PAUSE", "10000", "WRITE")
     deadline = time.monotonic() + 10
     while offset(replica.port, "slave_repl_offset") < offset(master.port, "master_repl_offset"):
         assert time.monotonic() < deadline, "the replica did not catch up"
         time.sleep(0.01)
+    time.sleep(1.5)
     master.kill()
 
 
@@ -56,9 +58,10 @@ def switch_master(master: RedisServerProcess, replica: RedisServerProcess) -> No
 async def test_sentinel_master_switch_kills_no_healthy_job(
     redis_server: RedisServerProcess, tmp_path: Path
 ) -> None:
-    """Two workers run 30 jobs of 1.5-2.5 s through a Sentinel; the master is switched
-    to its replica while they run: every job completes exactly once, none stalls or is
-    dead, and no worker loses a lease."""
+    """Two workers, each with its own connections, run 30 jobs of 1.5-2.5 s through a
+    Sentinel; the master is switched to its replica while they run, the workers unable
+    to write for seconds: every job completes exactly once, none stalls or is dead, and
+    no worker loses a lease."""
     replica_dir = tmp_path / "replica"
     replica_dir.mkdir()
     replica = RedisServerProcess(replica_dir)
@@ -68,12 +71,15 @@ async def test_sentinel_master_switch_kills_no_healthy_job(
         _command(replica.port, "REPLICAOF", "127.0.0.1", str(redis_server.port))
         _wait_until_synced(replica.port)
         with _sentinel_for(redis_server.port, tmp_path) as sentinel:
-            redis = RedisService(
-                RedisTarget.for_sentinels([("127.0.0.1", sentinel)], "mymaster"),
-                command_timeout=1.0, key_prefix="t:",
-            )
-            redis.startService()
-            services.append(redis)
+            def connect() -> RedisService:
+                redis = RedisService(
+                    RedisTarget.for_sentinels([("127.0.0.1", sentinel)], "mymaster"),
+                    command_timeout=1.0, key_prefix="t:",
+                )
+                redis.startService()
+                services.append(redis)
+                return redis
+
             starts: list[int] = []
 
             async def run(payload: Step, ctx: JobContext) -> int:
@@ -88,6 +94,7 @@ async def test_sentinel_master_switch_kills_no_healthy_job(
                 lease_ttl=1.0, heartbeat_interval=0.25, liveness_ttl=1.0,
                 sweeper_interval=0.25, idle_wait=1.0,
             )
+            redis = connect()
             queue = JobQueue(redis, registry, settings, NullJobEventPublisher())
             await wait_until(lambda: redis.execute("PING"), timeout=10)
             await queue.enqueue_bulk(
@@ -96,7 +103,10 @@ async def test_sentinel_master_switch_kills_no_healthy_job(
             lost = metrics.LEASE_LOST.labels("failover")._value.get()
             stalled = metrics.STALLED.labels("failover")._value.get()
             for name in ("a", "b"):
-                worker = WorkerService(queue, worker_id=name)
+                # A connection of its own, as a process of its own would have: each
+                # finds the new master at its own moment.
+                own = JobQueue(connect(), registry, settings, NullJobEventPublisher())
+                worker = WorkerService(own, worker_id=name)
                 worker.startService()
                 services.insert(0, worker)
             await wait_until(lambda: len(starts) >= 10, timeout=10)
