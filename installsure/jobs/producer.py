@@ -3,8 +3,9 @@
 ``enqueue_bulk`` sends its jobs in chunks of up to a thousand per script call, a few
 chunks in flight at once. ``enqueue`` (one job) joins the jobs other callers enqueue
 in the same reactor turn: they go to Redis together, in one script call per job type
-and options, and each caller's Deferred fires with its own job's id once Redis has
-the whole batch (or fails with the batch's error). A caller sees one job enqueued
+and options (at the end of the turn, or as soon as 32 are there), and each caller's
+Deferred fires with its own job's id once Redis has the whole batch (or fails with
+the batch's error). A caller sees one job enqueued
 as before; many callers at once cost one round trip instead of one each.
 """
 
@@ -36,6 +37,7 @@ MAX_KEY_LENGTH = 256
 _BULK_CHUNK = 1000  # jobs per enqueue script call: bounded script time
 _CHUNKS_IN_FLIGHT = 4
 _OPTIONS_CACHE_SIZE = 1000
+_BATCH_AT_ONCE = 32  # single enqueues that go out without waiting for the turn's end
 
 Row = list[RedisArg]
 """One job as the script takes it: id, data, priority, delay ms, unique key, idem key."""
@@ -132,7 +134,12 @@ class Producer:
         d: Deferred[str] = Deferred()
         waiting.rows.append(rows[0])
         waiting.callers.append(d)
-        if self._flush_call is None:
+        if len(waiting.rows) >= _BATCH_AT_ONCE:
+            # Enough to go now: the next batch then gathers while this one is on its
+            # way, and Redis runs one while this process prepares the other.
+            del self._waiting[(jt.name, options)]
+            self._send(waiting)
+        elif self._flush_call is None:
             self._flush_call = self._reactor.callLater(0, self._flush_waiting)
         return d
 
@@ -240,11 +247,14 @@ class Producer:
         self._flush_call = None
         waiting, self._waiting = self._waiting, {}
         for batch in waiting.values():
-            d = defer.ensureDeferred(self._write(batch.job_type, batch.options, batch.rows))
-            d.addCallbacks(
-                self._answer, self._fail,
-                callbackArgs=(batch.callers,), errbackArgs=(batch.callers,),
-            )
+            self._send(batch)
+
+    def _send(self, batch: _Waiting) -> None:
+        d = defer.ensureDeferred(self._write(batch.job_type, batch.options, batch.rows))
+        d.addCallbacks(
+            self._answer, self._fail,
+            callbackArgs=(batch.callers,), errbackArgs=(batch.callers,),
+        )
 
     @staticmethod
     def _answer(ids: list[str], callers: list[Deferred[str]]) -> None:
