@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -34,9 +35,19 @@ ROOT = Path(__file__).resolve().parents[1]
 BULLMQ_REQUIREMENTS = ("bullmq@5",)
 BULLMQ_SCRIPT = Path(__file__).with_name("jobs_bullmq.mjs")
 #: What each round prints, as jobs_ours.py and jobs_bullmq.mjs name it.
-METRICS = ("enqueue_per_s", "enqueue_bulk_per_s", "drain_per_s", "wait_p50_ms", "wait_p99_ms")
+PHASES = ("enqueue", "enqueue_bulk", "drain")
+METRICS = (
+    "enqueue_per_s", "enqueue_bulk_per_s", "drain_per_s", "wait_p50_ms", "wait_p99_ms",
+    *(f"{phase}{side}_cpu_us" for phase in PHASES for side in ("", "_redis")),
+)
 #: The figures compared as ours / BullMQ, with the target of issue 11 for each.
 RATIOS = {"enqueue_per_s": 1.5, "enqueue_bulk_per_s": 2.0, "drain_per_s": 2.0}
+
+
+def bottleneck(result: dict[str, float], phase: str) -> float:
+    """CPU µs per job of the busier of the two processes (client, redis-server) in a
+    phase: what bounds the phase's rate when each has a core of its own."""
+    return max(result[f"{phase}_cpu_us"], result[f"{phase}_redis_cpu_us"])
 
 
 def last_json_line(out: subprocess.CompletedProcess[str], what: str) -> dict[str, float]:
@@ -93,6 +104,7 @@ def main() -> int:
         print(f"BullMQ: {versions}")
         contenders.append("bullmq")
     figures: Figures[float] = Figures(args.rounds)
+    by_round: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
     with session("installsure-bench-jobs-") as current:
         redis = PrivateRedis(current.children, current.workroot)
         for index, name in Rounds(contenders, args.rounds):
@@ -103,6 +115,7 @@ def main() -> int:
             else:
                 result = run_ours(redis.url, args.jobs, args.concurrency, args.single_jobs)
             show(name, result)
+            by_round[name].append(result)
             for key in METRICS:
                 figures.record(name, key, index, result[key])
         redis.stop()
@@ -122,6 +135,24 @@ def main() -> int:
                              verdict, ratio.by_round_text()])
         print_table(["figure", "ratio", "of medians", "target", "verdict",
                      "rounds' ratios: median (range)"], rows, "llrlll")
+        print("\nCPU µs per job (client / redis-server), medians, and the ratio of the busier")
+        print("side's, BullMQ's over ours: the rate each would reach with a core of its own")
+        cpu_rows = []
+        for phase in PHASES:
+            cells = []
+            for name in contenders:
+                client = figures.median(name, f"{phase}_cpu_us", float) or 0.0
+                server = figures.median(name, f"{phase}_redis_cpu_us", float) or 0.0
+                cells.append(f"{client:.1f} / {server:.1f}")
+            per_round = [
+                bottleneck(theirs, phase) / bottleneck(ours, phase)
+                for ours, theirs in zip(by_round["ours"], by_round["bullmq"], strict=True)
+                if bottleneck(ours, phase) > 0
+            ]
+            cpu_rows.append([phase, *cells,
+                             times(statistics.median(per_round)) if per_round else "-"])
+        print_table(["phase", "ours", "bullmq", "by CPU: ours/bullmq (median of rounds)"],
+                    cpu_rows, "llll")
     return 0
 
 

@@ -17,6 +17,23 @@ await queue.waitUntilReady();
 
 const single = new Queue('single', { connection });
 await single.waitUntilReady();
+const redisClient = await queue.client;
+// CPU µs per job of this process (all its threads) and of the redis-server, by phase.
+async function redisCpu() {
+  const info = await redisClient.info('cpu');
+  const field = (name) => Number(info.match(new RegExp(`${name}:([0-9.]+)`))[1]);
+  return field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread');
+}
+let cpuOurs = process.cpuUsage();
+let cpuRedis = 0;
+async function lap(count) {
+  const used = process.cpuUsage(cpuOurs);
+  const redisNow = await redisCpu();
+  const spent = [(used.user + used.system) / count, (redisNow - cpuRedis) / count * 1e6];
+  cpuOurs = process.cpuUsage();
+  cpuRedis = redisNow;
+  return spent;
+}
 let nextSingle = 0;
 async function adder(total) {
   while (nextSingle < total) {
@@ -27,9 +44,11 @@ async function adder(total) {
 // Warm-up, not measured: connections made, scripts loaded, V8 warm (as ours does).
 await Promise.all(Array.from({ length: concurrency }, () => adder(1000)));
 nextSingle = 0;
+await lap(1);
 let started = performance.now();
 await Promise.all(Array.from({ length: concurrency }, () => adder(singleJobs)));
 const singleSeconds = (performance.now() - started) / 1000;
+const singleCpu = await lap(singleJobs);
 await single.close();
 
 const bulk = Array.from({ length: jobs }, (_, n) => ({
@@ -48,6 +67,7 @@ async function lane() {
 }
 await Promise.all([lane(), lane(), lane(), lane()]);
 const enqueueSeconds = (performance.now() - started) / 1000;
+const bulkCpu = await lap(jobs);
 
 const waits = [];
 let done = 0;
@@ -59,6 +79,7 @@ const worker = new Worker('bench', async (job) => { waits.push(Date.now() - job.
 worker.on('completed', () => { done += 1; if (done === jobs) finish(); });
 await finished;
 const drainSeconds = (performance.now() - started) / 1000;
+const drainCpu = await lap(jobs);
 await worker.close();
 await queue.close();
 
@@ -70,4 +91,7 @@ console.log(JSON.stringify({
   drain_per_s: jobs / drainSeconds,
   wait_p50_ms: pct(50),
   wait_p99_ms: pct(99),
+  enqueue_cpu_us: singleCpu[0], enqueue_redis_cpu_us: singleCpu[1],
+  enqueue_bulk_cpu_us: bulkCpu[0], enqueue_bulk_redis_cpu_us: bulkCpu[1],
+  drain_cpu_us: drainCpu[0], drain_redis_cpu_us: drainCpu[1],
 }));

@@ -5,7 +5,9 @@
 Enqueues SINGLE_JOBS jobs one ``enqueue`` at a time with CONCURRENCY calls in flight
 (into a queue of their own that no worker drains), then JOBS jobs with
 ``enqueue_bulk``, and drains those with one WorkerService at CONCURRENCY. Prints one
-JSON line: enqueue_per_s, enqueue_bulk_per_s, drain_per_s, wait_p50_ms, wait_p99_ms.
+JSON line: enqueue_per_s, enqueue_bulk_per_s, drain_per_s, wait_p50_ms, wait_p99_ms, and
+for each phase (enqueue, enqueue_bulk, drain) the CPU µs per job of this process
+(``<phase>_cpu_us``) and of the redis-server (``<phase>_redis_cpu_us``).
 """
 
 from __future__ import annotations
@@ -81,23 +83,25 @@ async def run(url: str, jobs: int, concurrency: int, single_jobs: int) -> dict[s
     queue = JobQueue(redis, registry, settings, NullJobEventPublisher())
     # Warm-up, not measured: connections made, scripts loaded (BullMQ's does the same).
     await enqueue_one_by_one(queue, 1000, concurrency)
+    cpu = CpuMeter(redis)
+    await cpu.start()
     single_s = await enqueue_one_by_one(queue, single_jobs, concurrency)
+    single_cpu = await cpu.lap(single_jobs)
     payloads = [Noop(i) for i in range(jobs)]
     started = time.perf_counter()
     await queue.enqueue_bulk("noop", payloads)
     enqueue_s = time.perf_counter() - started
+    bulk_cpu = await cpu.lap(jobs)
 
     worker = WorkerService(queue, queues=["bench"])
     started = time.perf_counter()
-    cpu_before, redis_before = time.process_time(), await redis_cpu(redis)
     worker.startService()
     await done
     # Drained means Redis has accepted every completion, not just that processors ran.
     while (await queue.stats("bench")).active:
         await task.deferLater(reactor, 0.001)
     drain_s = time.perf_counter() - started
-    drain_cpu = time.process_time() - cpu_before
-    drain_redis_cpu = await redis_cpu(redis) - redis_before
+    drain_cpu = await cpu.lap(jobs)
     await worker.stopService()
     await redis.stopService()
     return {
@@ -106,9 +110,29 @@ async def run(url: str, jobs: int, concurrency: int, single_jobs: int) -> dict[s
         "drain_per_s": jobs / drain_s,
         "wait_p50_ms": percentile(waits, 50) * 1000,
         "wait_p99_ms": percentile(waits, 99) * 1000,
-        "drain_cpu_us": drain_cpu / jobs * 1e6,
-        "drain_redis_cpu_us": drain_redis_cpu / jobs * 1e6,
+        "enqueue_cpu_us": single_cpu[0], "enqueue_redis_cpu_us": single_cpu[1],
+        "enqueue_bulk_cpu_us": bulk_cpu[0], "enqueue_bulk_redis_cpu_us": bulk_cpu[1],
+        "drain_cpu_us": drain_cpu[0], "drain_redis_cpu_us": drain_cpu[1],
     }
+
+
+class CpuMeter:
+    """CPU time of this process and of the redis-server, phase by phase."""
+
+    def __init__(self, redis: RedisService) -> None:
+        self._redis = redis
+        self._ours = 0.0
+        self._theirs = 0.0
+
+    async def start(self) -> None:
+        self._ours, self._theirs = time.process_time(), await redis_cpu(self._redis)
+
+    async def lap(self, jobs: int) -> tuple[float, float]:
+        """µs per job of ours and of Redis since the last lap."""
+        ours, theirs = time.process_time(), await redis_cpu(self._redis)
+        spent = ((ours - self._ours) / jobs * 1e6, (theirs - self._theirs) / jobs * 1e6)
+        self._ours, self._theirs = ours, theirs
+        return spent
 
 
 def main() -> None:

@@ -17,15 +17,16 @@ local ids = {}
 for k = 6, #ARGV, 4 do ids[#ids + 1] = ARGV[k] end
 local held = leases_of(b, ids)
 local refused, done, finished = {}, {}, {}
+local now_text = tostring(now)  -- once: number-to-text conversions are dear in Lua
 for i, id in ipairs(ids) do
   local k = 2 + i * 4
   local token = ARGV[k + 1]
   if held[i] and held[i] == token then
-    redis.call('HSET', b .. ':job:' .. id, 'state', 'completed', 'finished', now,
+    redis.call('HSET', b .. ':job:' .. id, 'state', 'completed', 'finished', now_text,
       'result', ARGV[k + 2], 'token', token)
     release_unique(b, id, ARGV[k + 3])
     done[#done + 1] = id
-    finished[#finished + 1] = now
+    finished[#finished + 1] = now_text
     finished[#finished + 1] = id
   elseif not reported(b, id, token) then
     refused[#refused + 1] = id

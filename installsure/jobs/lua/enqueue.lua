@@ -15,13 +15,15 @@ local idem_ttl = tonumber(ARGV[1])
 local aging = tonumber(ARGV[2])
 local jtype, opts, version = ARGV[3], ARGV[4], ARGV[5]
 local now = now_ms()
+local now_text = tostring(now)
 local dups = {}
 local ranks = {}
 local n = (#ARGV - 5) / 6
 for i = 1, n do
   local k = 5 + (i - 1) * 6
-  local id, data, prio, delay = ARGV[k + 1], ARGV[k + 2], tonumber(ARGV[k + 3]),
+  local id, data, prio_text, delay = ARGV[k + 1], ARGV[k + 2], ARGV[k + 3],
     tonumber(ARGV[k + 4])
+  local prio = tonumber(prio_text)
   local uniq, idem = ARGV[k + 5], ARGV[k + 6]
   local existing = false
   if idem ~= '' then
@@ -38,19 +40,26 @@ for i = 1, n do
     dups[#dups + 1] = i
     dups[#dups + 1] = existing
   else
-    local state, ready = 'waiting', now
+    local state, ready = 'waiting', now_text
     if delay > 0 then
-      state, ready = 'delayed', now + delay
+      state, ready = 'delayed', tostring(now + delay)
       redis.call('ZADD', b .. ':delayed', ready, id)
     else
-      -- The index keeps jobs of one call in order (ties in a zset sort by member).
-      ranks[#ranks + 1] = now + prio * aging + i * 0.001
+      -- The index keeps jobs of one call in order (ties in a zset sort by member):
+      -- rank now + priority * aging + i / 1000, written as text by integer formatting
+      -- when it can be (a fraction printed from a number costs far more).
+      local whole = now + prio * aging + math.floor(i / 1000)
+      if whole == math.floor(whole) then
+        ranks[#ranks + 1] = string.format('%d.%03d', whole, i % 1000)
+      else
+        ranks[#ranks + 1] = now + prio * aging + i * 0.001
+      end
       ranks[#ranks + 1] = id
     end
     -- attempts and stalls start at 0: absent fields read as 0 everywhere.
     local jk = b .. ':job:' .. id
     redis.call('HSET', jk, 'type', jtype, 'data', data, 'opts', opts, 'v', version,
-      'priority', prio, 'created', now, 'state', state, 'ready', ready)
+      'priority', prio_text, 'created', now_text, 'state', state, 'ready', ready)
     if uniq ~= '' then
       redis.call('HSET', jk, 'uniq', uniq)
       redis.call('HSET', b .. ':unique', uniq, id)
