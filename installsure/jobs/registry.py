@@ -50,6 +50,8 @@ def _strict_converter() -> cattrs.Converter:
 
 
 _converter = _strict_converter()
+# One encoder for every payload: json.dumps with options builds a new one per call.
+_encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 # Field types whose values the fast path checks by their exact type; the strict
@@ -140,7 +142,7 @@ class JobType:
                  f"got {type(payload).__name__}"],
             )
         try:
-            return json.dumps(data, separators=(",", ":"), allow_nan=False)
+            return _encode_json(data)
         except (TypeError, ValueError) as e:
             raise InvalidPayload(self.name, [f"payload is not JSON serialisable: {e}"]) from None
 
@@ -164,7 +166,7 @@ class JobType:
             except (TypeError, ValueError) as e:
                 raise InvalidPayload(self.name, [str(e)]) from None
         try:
-            return json.dumps(data, separators=(",", ":"), allow_nan=False)
+            return _encode_json(data)
         except ValueError as e:
             raise InvalidPayload(self.name, [f"payload is not JSON serialisable: {e}"]) from None
 
