@@ -37,6 +37,7 @@ MAX_KEY_LENGTH = 256
 _BULK_CHUNK = 1000  # jobs per enqueue script call: bounded script time
 _CHUNKS_IN_FLIGHT = 4
 _OPTIONS_CACHE_SIZE = 1000
+_IDS_AT_ONCE = 256  # ids made ahead for single enqueues, from one random read
 _BATCH_AT_ONCE = 32  # single enqueues that go out without waiting for the turn's end
 
 Row = list[RedisArg]
@@ -107,7 +108,8 @@ class Producer:
         self._publisher = publisher
         self._status = status
         self._reactor = reactor
-        self._options: dict[tuple[Any, ...], str] = {}
+        self._options: dict[tuple[Any, ...], tuple[JobType, str]] = {}
+        self._ids: list[str] = []  # made ahead for single enqueues
         self._waiting: dict[tuple[str, str], _Waiting] = {}
         self._flush_call: IDelayedCall | None = None
 
@@ -125,14 +127,24 @@ class Producer:
         try:
             jt = self._job_type(job_type)
             options = self._options_json(jt, attempts, backoff, timeout)
-            rows = self._rows(jt, [spec], None, None)
         except JobsError as e:
             return defer.fail(e)
+        try:
+            row = self._row(
+                jt, spec.payload, delay=spec.delay,
+                priority=jt.priority if spec.priority is None else spec.priority,
+                unique_key=spec.unique_key, idempotency_key=spec.idempotency_key,
+            )
+        except JobsError as e:  # worded as enqueue_bulk words it, for one job
+            return defer.fail(InvalidPayload(jt.name, [f"job 0: {e}"]))
+        if not self._ids:
+            self._ids = new_ids(_IDS_AT_ONCE)
+        row[0] = self._ids.pop()
         waiting = self._waiting.get((jt.name, options))
         if waiting is None:
             waiting = self._waiting[(jt.name, options)] = _Waiting(jt, options, [], [])
         d: Deferred[str] = Deferred()
-        waiting.rows.append(rows[0])
+        waiting.rows.append(row)
         waiting.callers.append(d)
         if len(waiting.rows) >= _BATCH_AT_ONCE:
             # Enough to go now: the next batch then gathers while this one is on its
@@ -178,13 +190,15 @@ class Producer:
     ) -> str:
         """The options every job of this call is stored with, as JSON; the same inputs
         give the same text, so it is worked out once and remembered."""
-        key = (jt, attempts, backoff, timeout)
+        # By the type's identity (hashing a JobType hashes all its fields); the entry
+        # keeps the type, so an id reused by another object never matches.
+        key = (id(jt), attempts, backoff, timeout)
         try:
             known = self._options.get(key)
         except TypeError:  # an unhashable value: it is checked, and refused, below
             known = None
-        if known is not None:
-            return known
+        if known is not None and known[0] is jt:
+            return known[1]
         qs = self._settings.queue(jt.queue)
         attempts = attempts if attempts is not None else jt.attempts or qs.attempts
         if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
@@ -199,7 +213,7 @@ class Producer:
         text = JobOptions(attempts=attempts, backoff=backoff, timeout=timeout).to_json()
         if len(self._options) >= _OPTIONS_CACHE_SIZE:
             self._options.clear()
-        self._options[key] = text
+        self._options[key] = (jt, text)
         return text
 
     def _rows(
@@ -217,29 +231,46 @@ class Producer:
         for index, item in enumerate(jobs):
             try:
                 if isinstance(item, JobSpec):
-                    data = jt.encode_payload(item.payload)
-                    d = item.delay if item.delay is not None else delay
                     p = item.priority if item.priority is not None else default_priority
-                    uniq = _check_key("unique_key", item.unique_key)
-                    idem = _check_key("idempotency_key", item.idempotency_key)
+                    d = item.delay if item.delay is not None else delay
+                    rows.append(self._row(
+                        jt, item.payload, delay=d, priority=p, unique_key=item.unique_key,
+                        idempotency_key=item.idempotency_key,
+                    ))
                 else:
-                    data = jt.encode_payload(item)
-                    d, p, uniq, idem = delay, default_priority, "", ""
-                if d is not None and (not isinstance(d, int | float) or not 0 <= d < float("inf")):
-                    raise InvalidOption(f"delay must be 0 or more seconds, got {d!r}")
-                if type(p) is not int or not 0 <= p <= MAX_PRIORITY:
-                    raise InvalidOption(
-                        f"priority must be an integer from 0 (first) to {MAX_PRIORITY}, got {p!r}"
-                    )
+                    rows.append(self._row(jt, item, delay=delay, priority=default_priority))
             except JobsError as e:
                 problems.append(f"job {index}: {e}")
-                continue
-            rows.append(["", data, p, round(d * 1000) if d else 0, uniq, idem])
         if problems:
             raise InvalidPayload(jt.name, problems)
         for row, job_id in zip(rows, new_ids(len(rows)), strict=True):
             row[0] = job_id
         return rows
+
+    @staticmethod
+    def _row(
+        jt: JobType,
+        payload: object,
+        *,
+        delay: float | None,
+        priority: object,
+        unique_key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Row:
+        """One job's row, its id left empty; JobsError says what is wrong with it."""
+        d, p = delay, priority
+        data = jt.encode_payload(payload)
+        uniq = _check_key("unique_key", unique_key) if unique_key is not None else ""
+        idem = (
+            _check_key("idempotency_key", idempotency_key) if idempotency_key is not None else ""
+        )
+        if d is not None and (not isinstance(d, int | float) or not 0 <= d < float("inf")):
+            raise InvalidOption(f"delay must be 0 or more seconds, got {d!r}")
+        if type(p) is not int or not 0 <= p <= MAX_PRIORITY:
+            raise InvalidOption(
+                f"priority must be an integer from 0 (first) to {MAX_PRIORITY}, got {p!r}"
+            )
+        return ["", data, p, round(d * 1000) if d else 0, uniq, idem]
 
     # --- writing
 
