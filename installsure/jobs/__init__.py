@@ -12,6 +12,7 @@ from installsure.jobs.errors import (
     JobNotFound,
     JobsError,
     JobStateConflict,
+    LeaseLost,
     PermanentError,
     RetryLater,
     UnknownJobType,
@@ -19,7 +20,8 @@ from installsure.jobs.errors import (
 )
 from installsure.jobs.events import JobEventPublisher, LoggingJobEventPublisher
 from installsure.jobs.model import JobRecord, QueueCounts
-from installsure.jobs.queue import JobQueue, JobSpec
+from installsure.jobs.producer import JobSpec
+from installsure.jobs.queue import JobQueue
 from installsure.jobs.registry import JobRegistry, JobType
 from installsure.jobs.settings import JobsSettings, QueueSettings
 from installsure.jobs.worker import WorkerService
@@ -40,6 +42,7 @@ __all__ = [
     "JobType",
     "JobsError",
     "JobsSettings",
+    "LeaseLost",
     "LoggingJobEventPublisher",
     "PermanentError",
     "QueueCounts",

@@ -34,8 +34,14 @@ _SHORTEST_LIMITED_WAIT = 0.005
 class ClaimLoop:
     """Claims the jobs of one queue for one worker (module docstring).
 
-    ``running()`` says how many jobs run here; ``start_jobs(jobs, now)`` is handed every
-    claimed batch; the runner calls ``slot_freed()`` whenever a job stops running.
+    ``running()`` says how many jobs run here and ``reporting()`` how many finished
+    ones wait for Redis to take their result: both hold leases. At most ``concurrency``
+    jobs run, and at most ``concurrency`` plus one claim batch leases are held, so a
+    batch of results on its way to Redis does not stop the next claim, but results
+    that Redis does not take (it is away) soon do. ``hurry()`` asks for the waiting
+    results to be reported now, when they are what keeps the loop from claiming.
+    ``start_jobs(jobs, now)`` is handed every claimed batch; ``slot_freed()`` is called
+    whenever a slot may have come free (a job stopped, results were reported).
     """
 
     def __init__(
@@ -53,6 +59,8 @@ class ClaimLoop:
         outage: Outage,
         connect_blocking: Callable[[], BlockingRedis],
         running: Callable[[], int],
+        reporting: Callable[[], int],
+        hurry: Callable[[], None],
         start_jobs: Callable[[Sequence[ClaimedJob], float], None],
     ) -> None:
         self._queue = queue
@@ -67,6 +75,8 @@ class ClaimLoop:
         self._outage = outage
         self._connect_blocking = connect_blocking
         self._running = running
+        self._reporting = reporting
+        self._hurry = hurry
         self._start_jobs = start_jobs
         self._blocking: BlockingRedis | None = None
         self._waits: set[Deferred[Any]] = set()
@@ -76,6 +86,8 @@ class ClaimLoop:
         self._work_waiters: list[Deferred[None]] = []
         self._lanes = 2 if concurrency >= 2 else 1
         self._per_lane = max(1, min(settings.batch_size, -(-concurrency // self._lanes)))
+        # One claim batch of leases beyond concurrency: results on their way to Redis.
+        self._batch = min(settings.batch_size, concurrency)
         self._loops: list[Deferred[None]] = []
         self._stopping = False
 
@@ -121,22 +133,37 @@ class ClaimLoop:
 
     async def _claim_loop(self, lane: int) -> None:
         """Lane 0 waits for work when the queue is empty; lane 1 keeps a second claim
-        in flight while there is work."""
+        in flight while there is work.
+
+        A claim that failed may have run in Redis with its reply lost: it is sent again
+        with the same token base and the same count (whatever the free slots: those
+        jobs are leased to this worker already), and the script answers with the jobs
+        it leased then, so no lease is left that nobody renews.
+        """
+        unanswered: tuple[str, int] | None = None  # (token base, count) of a failed claim
         while not self._stopping:
-            free = self.concurrency - self._running() - self._reserved
-            if free <= 0:
-                await self._wait_for(self._slot_waiters)
-                continue
-            count = min(free, self._per_lane)
+            if unanswered is not None:
+                base, count = unanswered
+            else:
+                free = self._free()
+                if free <= 0:
+                    if self._reporting():
+                        self._hurry()
+                    await self._wait_for(self._slot_waiters)
+                    continue
+                base, count = secrets.token_hex(6) + ":", min(free, self._per_lane)
             self._reserved += count
             try:
-                text = await self._claim(count)
+                text = await self._claim(count, base, again=unanswered is not None)
             except Exception as e:  # any failure: pause, then try again
                 self._reserved -= count
+                unanswered = (base, count)
                 if self.stopping:  # (the property: mypy takes the field for False here)
                     return
-                await self._sleep(self._outage.failed(e))
+                self._outage.failed(e)
+                await self._pause()
                 continue
+            unanswered = None
             self._reserved -= count
             self._outage.succeeded()
             try:
@@ -167,7 +194,15 @@ class ClaimLoop:
             else:
                 await self._sleep(max(timeout, _SHORTEST_SLEEP))
 
-    def _claim(self, count: int) -> Deferred[Any]:
+    def _free(self) -> int:
+        """Jobs a claim may take now (class docstring)."""
+        taken = self._running() + self._reserved
+        return min(
+            self.concurrency - taken,
+            self.concurrency + self._batch - taken - self._reporting(),
+        )
+
+    def _claim(self, count: int, base: str, *, again: bool) -> Deferred[Any]:
         qs = self._qs
         return self._scripts.claim(
             [self._keys.base],
@@ -175,10 +210,11 @@ class ClaimLoop:
                 count,
                 self._worker_id,
                 round(self._settings.lease_ttl * 1000),
-                secrets.token_hex(6) + ":",
+                base,
                 qs.rate_limit_count,
                 round(qs.rate_limit_period * 1000),
                 qs.priority_aging * 1000,
+                "1" if again else "0",
             ],
         )
 
@@ -200,7 +236,13 @@ class ClaimLoop:
             self._blocking.execute("BLPOP", self._keys.marker, seconds, timeout=seconds + 5.0)
         )
         if failed is not None and not self._stopping:
-            await self._sleep(self._outage.failed(failed))
+            self._outage.failed(failed)
+            await self._pause()
+
+    async def _pause(self) -> None:
+        """The outage pause: over early when Redis answers again."""
+        if not self._stopping:
+            await self._interruptible(self._outage.pause(self._reactor))
 
     async def _sleep(self, seconds: float) -> None:
         if not self._stopping:

@@ -10,6 +10,7 @@ from attrs import define, field
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
+from installsure.jobs.errors import LeaseLost
 from installsure.redis.interfaces import RedisCommands
 
 
@@ -34,6 +35,10 @@ class JobContext:
     ``progress(percent, stage)`` publishes progress; ``once(step, action)`` runs a side
     effect at most once per job (or idempotency key) even when the job runs again after
     a crash, as long as the effect finished before the crash.
+
+    ``lease_lost`` turns true when this worker lost the job's lease (it stalled and
+    another worker runs it now). The processor's Deferred is cancelled then, and from
+    then on ``once`` raises LeaseLost instead of starting a step.
     """
 
     job_id: str
@@ -47,6 +52,7 @@ class JobContext:
     _effect_key: Callable[[str], str] = field(repr=False)
     _effect_ttl: float = field(repr=False)
     _report_progress: Callable[[float, str], Deferred[None]] = field(repr=False)
+    lease_lost: bool = field(default=False, init=False)
 
     @property
     def is_last_attempt(self) -> bool:
@@ -64,10 +70,14 @@ class JobContext:
         return defer.ensureDeferred(self._once(step, action))
 
     async def _once(self, step: str, action: Callable[[], object]) -> Any:
+        self._refuse_if_lost(step)
         key = self._effect_key(step)
         done = await self._redis.execute("GET", key)
         if done is not None:
             return json.loads(done)
+        self._refuse_if_lost(step)
+        # An effect that finishes is recorded even if the lease was lost meanwhile: the
+        # record is what keeps the run that replaced this one from repeating it.
         result = await call_processor(action)
         try:
             stored = json.dumps(result)
@@ -75,3 +85,10 @@ class JobContext:
             stored = "null"
         await self._redis.execute("SET", key, stored, "PX", round(self._effect_ttl * 1000))
         return result
+
+    def _refuse_if_lost(self, step: str) -> None:
+        if self.lease_lost:
+            raise LeaseLost(
+                f"job {self.job_id} of {self.queue} lost its lease; step {step!r} is "
+                "left to the worker that runs it now"
+            )

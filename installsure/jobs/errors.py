@@ -21,6 +21,12 @@ class RetryLater(Exception):  # noqa: N818 - it is an instruction, not an error
         self.reason = reason
 
 
+class LeaseLost(Exception):  # noqa: N818 - it says what happened, like RetryLater
+    """Raised inside a processor whose lease was lost (the job stalled and runs
+    elsewhere now): ``ctx.once`` refuses to start a step, so a superseded run does not
+    repeat an effect beside the run that replaced it."""
+
+
 class JobsError(Exception):
     """Base of the errors callers of the producer and admin APIs may get."""
 

@@ -1,9 +1,15 @@
 """Leases: the heartbeat that keeps this worker's, and the sweeper that ends others'.
 
 Every ``heartbeat_interval`` a worker renews its liveness key and the leases of every job
-it holds (running, or finished with the result not yet accepted). Every
-``sweeper_interval`` it sweeps the queue for leases that lapsed, jobs of workers that
-died; every node does this, and the script makes it safe.
+it holds (running, or finished with the result not yet accepted), and at once when Redis
+can be reached again after an outage. Every ``sweeper_interval`` it sweeps the queue for
+leases that lapsed, jobs of workers that died; every node does this, and the script
+makes it safe.
+
+A lease also lapses while Redis is away, though its worker lives. So the first
+heartbeat and the first sweep of a worker after it could not reach Redis say so, and
+the scripts then count no stall for a lease's time (``stall_hold_ms``); the sweep script
+also takes a Redis it did not see before (restart, failover) for an outage.
 """
 
 from __future__ import annotations
@@ -24,14 +30,21 @@ from installsure.jobs.results import FLUSH_CHUNK
 from installsure.jobs.scripts import Scripts
 from installsure.jobs.settings import JobsSettings, QueueSettings
 from installsure.jobs.wire import ClaimedJob
-from installsure.redis.interfaces import RedisArg, RedisCommands
+from installsure.redis.interfaces import LONGEST_RECONNECT_DELAY, RedisArg, RedisCommands
 
 log = Logger(namespace="installsure.jobs.worker")
 
 
+def stall_hold_ms(settings: JobsSettings) -> int:
+    """How long after an outage no stall is counted: a full lease from the moment the
+    last live worker could be back (processes reconnect within
+    LONGEST_RECONNECT_DELAY of Redis listening again), so each can renew first."""
+    return round((settings.lease_ttl + LONGEST_RECONNECT_DELAY) * 1000)
+
+
 class Heartbeat:
-    """Keeps one worker alive on one queue and renews the leases of ``held()``;
-    ``is_running(job_id)`` tells which lost leases are worth a warning."""
+    """Keeps one worker alive on one queue and renews the leases of ``held()``; hands
+    the tokens of leases Redis no longer has for it to ``leases_lost``."""
 
     def __init__(
         self,
@@ -45,7 +58,7 @@ class Heartbeat:
         reactor: IReactorTime,
         outage: Outage,
         held: Callable[[], list[ClaimedJob]],
-        is_running: Callable[[str], bool],
+        leases_lost: Callable[[list[str]], None],
     ) -> None:
         self._queue = queue
         self._worker_id = worker_id
@@ -55,7 +68,9 @@ class Heartbeat:
         self._settings = settings
         self._outage = outage
         self._held = held
-        self._is_running = is_running
+        self._leases_lost = leases_lost
+        self._beating = False
+        self._told = 0  # outages of the OutageLog this heartbeat has told Redis of
         self._loop = task.LoopingCall(self._beat)
         self._loop.clock = reactor
 
@@ -75,31 +90,48 @@ class Heartbeat:
             log.debug("could not withdraw worker {worker_id}: {error}",
                       worker_id=self._worker_id, error=e)
 
-    def _beat(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._beat_once())
+    def beat_now(self) -> None:
+        """Renew at once (Redis is back), unless a beat is on its way already."""
+        if self._loop.running and not self._beating:
+            self._beat()
+
+    def _beat(self) -> Deferred[None] | None:
+        if self._beating:
+            return None  # the one in flight renews; the loop waits for the next turn
+        return Deferred.fromCoroutine(self._beat_guarded())
+
+    async def _beat_guarded(self) -> None:
+        self._beating = True
+        try:
+            await self._beat_once()
+        finally:
+            self._beating = False
 
     async def _beat_once(self) -> None:
         held = self._held()
+        outages = self._outage.log.outages
         head: list[RedisArg] = [
             self._worker_id,
             round(self._settings.lease_ttl * 1000),
             round(self._settings.liveness_ttl * 1000),
         ]
+        tail: list[RedisArg] = [
+            "1" if outages > self._told else "0", stall_hold_ms(self._settings),
+        ]
         try:
             lost: list[str] = []
             for start in range(0, max(1, len(held)), FLUSH_CHUNK):
                 pairs = [x for job in held[start:start + FLUSH_CHUNK] for x in (job.id, job.token)]
-                lost += await self._scripts.heartbeat([self._keys.base], [*head, json.dumps(pairs)])
+                lost += await self._scripts.heartbeat(
+                    [self._keys.base], [*head, json.dumps(pairs), *tail]
+                )
         except Exception as e:  # leases lapse only after lease_ttl: next beat may do
             self._outage.failed(e)
             return
+        self._told = outages
         self._outage.succeeded()
-        for job_id in lost:
-            if self._is_running(job_id):
-                log.warn(
-                    "lease of job {job_id} of {queue} lost while it runs here; its result "
-                    "will be refused", job_id=job_id, queue=self._queue,
-                )
+        if lost:
+            self._leases_lost(list(lost))
 
 
 class Sweeper:
@@ -127,6 +159,7 @@ class Sweeper:
         self._outage = outage
         self._events = events
         self._status_changed = status_changed
+        self._told = 0  # outages of the OutageLog this sweeper has told Redis of
         self._loop = task.LoopingCall(self._sweep)
         self._loop.clock = reactor
 
@@ -142,19 +175,22 @@ class Sweeper:
 
     async def _sweep_once(self) -> None:
         qs = self._qs
+        outages = self._outage.log.outages
         try:
-            stalled, dead, promoted = await self._scripts.sweep(
+            stalled, dead, promoted, _held_for = await self._scripts.sweep(
                 [self._keys.base],
                 [
                     qs.max_stalls, qs.priority_aging * 1000,
                     round(self._settings.liveness_ttl * 1000),
                     qs.keep_dead_count, round(qs.keep_dead_age * 1000),
                     qs.keep_completed_count, round(qs.keep_completed_age * 1000),
+                    stall_hold_ms(self._settings), "1" if outages > self._told else "0",
                 ],
             )
         except Exception as e:  # any node may sweep; the next run catches up
             self._outage.failed(e)
             return
+        self._told = outages
         self._outage.succeeded()
         if stalled or dead:
             log.warn(

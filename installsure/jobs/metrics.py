@@ -24,7 +24,10 @@ STALLED = Counter(
     "installsure_jobs_stalled", "Jobs whose worker stopped renewing their lease", ["queue"]
 )
 LEASE_LOST = Counter(
-    "installsure_jobs_lease_lost", "Results refused because the lease was lost", ["queue"]
+    "installsure_jobs_lease_lost",
+    "Leases a worker lost while it held the job (once per lease: its processor is "
+    "cancelled, its result not reported)",
+    ["queue"],
 )
 TIMED_OUT = Counter("installsure_jobs_timed_out", "Jobs cancelled by their timeout", ["queue"])
 RELEASED = Counter(

@@ -81,7 +81,10 @@ class JobRecord:
     def from_hash(cls, queue: str, fields: dict[str, str]) -> JobRecord:
         """From the job hash; a ``lease`` field (the live lease token) means active."""
         lease = fields.get("lease") or ""
-        worker, started = _from_token(lease or fields.get("token") or "")
+        # The token of the outcome it took, or of the lease that stalled it to dead (kept
+        # apart: only a real outcome's token makes a repeated report a success).
+        token = fields.get("token") or fields.get("stalled_token") or ""
+        worker, started = _from_token(lease or token)
         return cls(
             id=fields["id"],
             queue=queue,

@@ -1,14 +1,12 @@
-"""The producer side: enqueue jobs, and look at or manage what is queued."""
+"""The producer side: enqueue jobs (checked and written by ``producer``), and look at
+or manage what is queued."""
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from attrs import frozen
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -18,7 +16,6 @@ from installsure.jobs import metrics
 from installsure.jobs.backoff import BackoffPolicy
 from installsure.jobs.errors import (
     InvalidOption,
-    InvalidPayload,
     InvalidState,
     JobNotFound,
     JobsError,
@@ -32,40 +29,13 @@ from installsure.jobs.events import (
 )
 from installsure.jobs.keys import STATE_SETS, STATES, QueueKeys
 from installsure.jobs.model import JobRecord, QueueCounts
+from installsure.jobs.producer import JobSpec, Producer
 from installsure.jobs.registry import JobRegistry, JobType
 from installsure.jobs.scripts import Scripts
-from installsure.jobs.settings import JobsSettings, QueueSettings
-from installsure.jobs.wire import JobOptions
-from installsure.redis.interfaces import RedisArg, RedisCommands
+from installsure.jobs.settings import JobsSettings
+from installsure.redis.interfaces import RedisCommands
 
 log = Logger(namespace="installsure.jobs.queue")
-
-MAX_PRIORITY = 1_000_000
-MAX_KEY_LENGTH = 256
-_BULK_CHUNK = 1000  # jobs per enqueue script call: bounded script time
-_CHUNKS_IN_FLIGHT = 4
-
-
-@frozen
-class JobSpec:
-    """One job of ``enqueue_bulk`` with options of its own."""
-
-    payload: object
-    delay: float | None = None
-    priority: int | None = None
-    unique_key: str | None = None
-    idempotency_key: str | None = None
-
-
-def _check_key(name: str, value: str | None) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
-        raise InvalidOption(
-            f"{name} must be a non-empty string of at most {MAX_KEY_LENGTH} characters"
-        )
-    return value
-
 
 class JobQueue:
     """Enqueue jobs of registered types and manage the queues of ``settings``.
@@ -99,6 +69,10 @@ class JobQueue:
         )
         for job_type in registry:
             settings.queue(job_type.queue)  # an unknown queue fails here, at start-up
+        self._producer = Producer(
+            registry=registry, settings=settings, scripts=self.scripts, keys=self._keys,
+            publisher=self.publisher, status=self.status, reactor=reactor,
+        )
 
     @property
     def queues(self) -> list[str]:
@@ -126,10 +100,9 @@ class JobQueue:
         """Validate and enqueue one job; fires with its id (or, when ``unique_key`` or
         ``idempotency_key`` matches a job already there, with that job's id)."""
         spec = JobSpec(payload, delay, priority, unique_key, idempotency_key)
-        d = self.enqueue_bulk(
-            job_type, [spec], attempts=attempts, backoff=backoff, timeout=timeout
+        return self._producer.enqueue(
+            job_type, spec, attempts=attempts, backoff=backoff, timeout=timeout
         )
-        return d.addCallback(lambda ids: ids[0])
 
     def enqueue_bulk(
         self,
@@ -144,108 +117,10 @@ class JobQueue:
     ) -> Deferred[list[str]]:
         """Enqueue many jobs of one type (payloads, or ``JobSpec`` for per-job options)
         in few script calls. Every payload is validated before anything is written."""
-        try:
-            jt = job_type if isinstance(job_type, JobType) else self.registry.get(job_type)
-            qs = self.settings.queue(jt.queue)
-            opts = self._options(jt, qs, attempts, backoff, timeout)
-            rows = self._job_rows(jt, jobs, delay, priority)
-        except JobsError as e:
-            return defer.fail(e)
-        return defer.ensureDeferred(self._write(jt, opts, rows))
-
-    def _options(
-        self,
-        jt: JobType,
-        qs: QueueSettings,
-        attempts: int | None,
-        backoff: BackoffPolicy | None,
-        timeout: float | None,
-    ) -> str:
-        attempts = attempts if attempts is not None else jt.attempts or qs.attempts
-        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
-            raise InvalidOption(f"attempts must be an integer of at least 1, got {attempts!r}")
-        backoff = backoff or jt.backoff or BackoffPolicy(
-            qs.backoff, qs.backoff_delay, qs.backoff_max_delay
+        return self._producer.enqueue_bulk(
+            job_type, jobs, delay=delay, priority=priority, attempts=attempts,
+            backoff=backoff, timeout=timeout,
         )
-        timeout = timeout if timeout is not None else jt.timeout
-        timeout = qs.timeout if timeout is None else timeout
-        if not isinstance(timeout, int | float) or timeout < 0:
-            raise InvalidOption(f"timeout must be 0 (none) or more seconds, got {timeout!r}")
-        return JobOptions(attempts=attempts, backoff=backoff, timeout=timeout).to_json()
-
-    def _job_rows(
-        self,
-        jt: JobType,
-        jobs: Iterable[object],
-        delay: float | None,
-        priority: int | None,
-    ) -> list[list[object]]:
-        """[id, data, priority, delay ms, unique key, idempotency key] per job."""
-        rows: list[list[object]] = []
-        problems: list[str] = []
-        for index, item in enumerate(jobs):
-            spec = item if isinstance(item, JobSpec) else JobSpec(item)
-            try:
-                data = jt.encode_payload(spec.payload)
-                d = spec.delay if spec.delay is not None else delay
-                p = spec.priority if spec.priority is not None else priority
-                p = jt.priority if p is None else p
-                if d is not None and (not isinstance(d, int | float) or not 0 <= d < float("inf")):
-                    raise InvalidOption(f"delay must be 0 or more seconds, got {d!r}")
-                if not isinstance(p, int) or isinstance(p, bool) or not 0 <= p <= MAX_PRIORITY:
-                    raise InvalidOption(
-                        f"priority must be an integer from 0 (first) to {MAX_PRIORITY}, got {p!r}"
-                    )
-                uniq = _check_key("unique_key", spec.unique_key)
-                idem = _check_key("idempotency_key", spec.idempotency_key)
-            except JobsError as e:
-                problems.append(f"job {index}: {e}")
-                continue
-            rows.append([str(uuid.uuid4()), data, p, round((d or 0) * 1000), uniq, idem])
-        if problems:
-            raise InvalidPayload(jt.name, problems)
-        return rows
-
-    async def _write(self, jt: JobType, opts: str, rows: list[list[object]]) -> list[str]:
-        qs = self.settings.queue(jt.queue)
-        keys = self._keys[jt.queue]
-        head: list[RedisArg] = [
-            round(self.settings.idempotency_ttl * 1000), qs.priority_aging * 1000,
-            jt.name, opts, jt.schema_version,
-        ]
-        ids = [str(row[0]) for row in rows]
-        # A few chunks in flight at once: the round trips overlap, Redis stays shared.
-        limit = defer.DeferredSemaphore(_CHUNKS_IN_FLIGHT)
-
-        def send(start: int) -> Deferred[Any]:
-            chunk = json.dumps(rows[start:start + _BULK_CHUNK], separators=(",", ":"))
-            return self.scripts.enqueue([keys.base], [*head, chunk])
-
-        replies = await defer.gatherResults(
-            [limit.run(send, start) for start in range(0, len(rows), _BULK_CHUNK)],
-            consumeErrors=True,
-        ).addErrback(_unwrap_first_error)
-        duplicates = 0
-        for chunk_index, dups in enumerate(replies):
-            for n in range(0, len(dups), 2):
-                ids[chunk_index * _BULK_CHUNK + int(dups[n]) - 1] = dups[n + 1]
-                duplicates += 1
-        new = len(ids) - duplicates
-        if new:
-            metrics.ENQUEUED.labels(jt.queue, jt.name).inc(new)
-            self.status.changed(jt.queue)
-            if self.settings.job_events:
-                existing = {dups[n + 1] for dups in replies for n in range(0, len(dups), 2)}
-                created = set(ids) - existing
-                topic = job_topic(jt.queue)
-                for job_id in ids:
-                    if job_id in created:
-                        self.publisher.publish(
-                            topic, {"jobId": job_id, "type": jt.name, "state": "queued"}
-                        )
-        if duplicates:
-            metrics.DUPLICATES.labels(jt.queue).inc(duplicates)
-        return ids
 
     # --- looking and managing
 
@@ -425,8 +300,3 @@ def _pairs_to_list(reply: Any) -> list[str]:
     return list(reply)
 
 
-def _unwrap_first_error(failure: Any) -> Any:
-    """gatherResults wraps errors in FirstError; callers want the error itself."""
-    if isinstance(failure.value, defer.FirstError):
-        return failure.value.subFailure
-    return failure

@@ -17,6 +17,7 @@ from installsure.jobs.backoff import BackoffPolicy
 from installsure.jobs.claiming import ClaimLoop
 from installsure.jobs.events import QueueJobEvents
 from installsure.jobs.leases import Heartbeat, Sweeper
+from installsure.jobs.lost import LostLeases
 from installsure.jobs.outage import Outage, OutageLog
 from installsure.jobs.queue import JobQueue
 from installsure.jobs.results import ResultFlusher
@@ -49,22 +50,26 @@ class QueueWorker:
         qs = settings.queue(name)
         keys = queue.keys(name)
         outage = outage or OutageLog()
+        self._outage_log = outage
         events = QueueJobEvents(queue.publisher, name, settings.job_events)
         counters = metrics.QueueCounters(name)
+        self._lost = LostLeases(name)
         self._scripts = queue.scripts
         self._keys = keys
         self._events = events
         self._results = ResultFlusher(
-            name, scripts=queue.scripts, keys=keys, settings=qs,
-            flush_interval=settings.flush_interval, reactor=reactor,
+            name, worker_id, scripts=queue.scripts, keys=keys, settings=qs,
+            flush_interval=settings.flush_interval,
+            answer_ttl=settings.outage_grace + settings.lease_ttl, reactor=reactor,
             outage=Outage(f"reporting results of {name}", outage), events=events,
-            counters=counters, status_changed=queue.status.changed,
+            counters=counters, status_changed=queue.status.changed, lost=self._lost,
+            on_reported=self._slot_freed,
         )
         self._runner = JobRunner(
             name, worker_id, registry=queue.registry, redis=queue.redis,
             scripts=queue.scripts, keys=keys, idempotency_ttl=settings.idempotency_ttl,
             reactor=reactor, results=self._results, events=events, counters=counters,
-            on_slot_freed=self._slot_freed,
+            on_slot_freed=self._slot_freed, on_lease_lost=self._leases_lost,
         )
         # Options a job's stored ones cannot be read into: one attempt, the queue's timeout.
         fallback = JobOptions(attempts=1, backoff=BackoffPolicy(), timeout=qs.timeout)
@@ -74,12 +79,13 @@ class QueueWorker:
             decoder=ClaimDecoder(fallback), reactor=reactor,
             outage=Outage(f"claiming from {name}", outage),
             connect_blocking=queue.redis.blocking_connection,
-            running=lambda: self._runner.count, start_jobs=self._runner.run_claimed,
+            running=lambda: self._runner.count, reporting=lambda: self._results.pending,
+            hurry=self._results.flush_now, start_jobs=self._runner.run_claimed,
         )
         self._heartbeat = Heartbeat(
             name, worker_id, redis=queue.redis, scripts=queue.scripts, keys=keys,
             settings=settings, reactor=reactor, outage=Outage(f"heartbeat of {name}", outage),
-            held=self._held, is_running=self._runner.is_running,
+            held=self._held, leases_lost=self._leases_lost,
         )
         self._sweeper = Sweeper(
             name, scripts=queue.scripts, keys=keys, settings=settings, queue_settings=qs,
@@ -92,6 +98,8 @@ class QueueWorker:
         return self._claims.concurrency
 
     def start(self) -> None:
+        # Redis is back: renew every lease held before anything else may sweep them.
+        self._outage_log.on_back.append(self._heartbeat.beat_now)
         self._heartbeat.start()
         self._sweeper.start()
         self._claims.start()
@@ -108,11 +116,26 @@ class QueueWorker:
             await self._release(unfinished)
         self._sweeper.stop()
         self._heartbeat.stop()
+        if self._heartbeat.beat_now in self._outage_log.on_back:
+            self._outage_log.on_back.remove(self._heartbeat.beat_now)
         await self._claims.close()
         await self._heartbeat.withdraw()
 
     def _slot_freed(self) -> None:
         self._claims.slot_freed()
+
+    def _leases_lost(self, tokens: list[str]) -> None:
+        """Leases Redis no longer has for this worker: a processor still running is
+        cancelled, a result not reported yet is dropped; each is logged and counted
+        once (a refused report of one may tell again: LostLeases ignores that)."""
+        for token in tokens:
+            job = self._runner.lose(token)
+            if job is not None:
+                self._lost.lost(job, "its processor here is cancelled")
+                continue
+            job = self._results.forget(token)
+            if job is not None:
+                self._lost.lost(job, "its result here is not reported")
 
     def _held(self) -> list[ClaimedJob]:
         return self._runner.jobs() + self._results.held()

@@ -6,6 +6,7 @@ rather than a worker minutes later.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -49,7 +50,36 @@ def _strict_converter() -> cattrs.Converter:
 
 
 _converter = _strict_converter()
+# One encoder for every payload: json.dumps with options builds a new one per call.
+_encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
+# Field types whose values the fast path checks by their exact type; the strict
+# converter accepts an int for a float, and so does the fast path.
+_PLAIN_TYPES: dict[Any, tuple[type, ...]] = {
+    int: (int,), str: (str,), bool: (bool,), float: (float, int),
+}
+
+
+_PlainFields = tuple[tuple[tuple[str, tuple[type, ...]], ...], bool]
+
+
+@functools.cache
+def _plain_fields(payload_type: type) -> _PlainFields | None:
+    """For a payload class whose fields are all int, str, float or bool: each field's
+    name and the exact types its value may have, and whether any field has a
+    validator. None for any other class (its payloads take the converter's path)."""
+    try:
+        attrs.resolve_types(payload_type)
+    except Exception:  # a forward reference that does not resolve: no fast path
+        return None
+    plain = []
+    for f in attrs.fields(payload_type):
+        accept = _PLAIN_TYPES.get(f.type)
+        if accept is None:
+            return None
+        plain.append((f.name, accept))
+    return tuple(plain), any(f.validator is not None for f in attrs.fields(payload_type))
 
 
 def _describe(error: BaseException, type_: type | None) -> str:
@@ -90,6 +120,10 @@ class JobType:
     def encode_payload(self, payload: object) -> str:
         """Validate ``payload`` (an instance of ``payload_type`` or a mapping of its
         fields) and return its JSON; raises InvalidPayload listing every problem."""
+        if type(payload) is self.payload_type:
+            fast = self._encode_plain(payload)
+            if fast is not None:
+                return fast
         if isinstance(payload, self.payload_type):
             try:
                 attrs.validate(payload)  # type: ignore[arg-type]
@@ -108,8 +142,32 @@ class JobType:
                  f"got {type(payload).__name__}"],
             )
         try:
-            return json.dumps(data, separators=(",", ":"), allow_nan=False)
+            return _encode_json(data)
         except (TypeError, ValueError) as e:
+            raise InvalidPayload(self.name, [f"payload is not JSON serialisable: {e}"]) from None
+
+    def _encode_plain(self, payload: object) -> str | None:
+        """The JSON of an instance whose fields all hold a value of exactly their plain
+        type (the usual case, and the hot path of bulk enqueues): the same text the
+        converter's path gives, in a fraction of the time. None: take that path."""
+        plain = _plain_fields(self.payload_type)
+        if plain is None:
+            return None
+        fields, validated = plain
+        data = {}
+        for name, accept in fields:
+            value = getattr(payload, name)
+            if type(value) not in accept:
+                return None
+            data[name] = value
+        if validated:
+            try:
+                attrs.validate(payload)  # type: ignore[arg-type]
+            except (TypeError, ValueError) as e:
+                raise InvalidPayload(self.name, [str(e)]) from None
+        try:
+            return _encode_json(data)
+        except ValueError as e:
             raise InvalidPayload(self.name, [f"payload is not JSON serialisable: {e}"]) from None
 
     def decode_payload(self, data: str, version: int) -> object:

@@ -44,15 +44,18 @@ class Running:
     deferred: Deferred[Any] | None = None
     timeout_call: IDelayedCall | None = None
     timed_out: bool = False
-    # Given back by a drain: whatever the processor does now is ignored.
+    # Given back by a drain, or its lease lost: whatever the processor does now is
+    # ignored.
     released: bool = False
+    ctx: JobContext | None = None
 
 
 class JobRunner:
     """Runs the jobs of one queue that this worker claimed (module docstring).
 
     ``on_slot_freed`` is called whenever a job stops running here, so the claim loop
-    may claim again.
+    may claim again; ``on_lease_lost(tokens)`` when a progress write finds a lease
+    lost.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class JobRunner:
         events: QueueJobEvents,
         counters: metrics.QueueCounters,
         on_slot_freed: Callable[[], None],
+        on_lease_lost: Callable[[list[str]], None],
     ) -> None:
         self._queue = queue
         self._worker_id = worker_id
@@ -83,7 +87,8 @@ class JobRunner:
         self._events = events
         self._counters = counters
         self._on_slot_freed = on_slot_freed
-        self._running: dict[str, Running] = {}
+        self._on_lease_lost = on_lease_lost
+        self._running: dict[str, Running] = {}  # by job id
         self._idle: Deferred[None] | None = None
         self._wait_hist = metrics.WAIT_SECONDS.labels(queue)
         self._in_flight = metrics.IN_FLIGHT.labels(queue)
@@ -135,6 +140,23 @@ class JobRunner:
         if running.deferred is not None:
             running.deferred.cancel()
 
+    def lose(self, token: str) -> ClaimedJob | None:
+        """The lease ``token`` is lost: if its job runs here, tell its context, cancel
+        its processor and ignore whatever it does from now on; returns the job, or None
+        when it does not run here."""
+        # Rare, and few jobs run here: a scan is fine.
+        running = next((r for r in self._running.values() if r.job.token == token), None)
+        if running is None or running.released:
+            return None
+        running.released = True
+        if running.ctx is not None:
+            running.ctx.lease_lost = True
+        if running.timeout_call is not None and running.timeout_call.active():
+            running.timeout_call.cancel()
+        self.drop(running)
+        self._in_flight.set(len(self._running))
+        return running.job
+
     # --- running
 
     def _run(self, job: ClaimedJob) -> None:
@@ -154,6 +176,7 @@ class JobRunner:
             self._idempotency_ttl,
             partial(self._progress, job, payload),
         )
+        running.ctx = ctx
         self._events.transition(job.id, job.type, "active", attempt=job.attempts_made + 1)
         started = time.perf_counter()
         try:
@@ -239,9 +262,17 @@ class JobRunner:
         if isinstance(file_id, str):
             self._events.publisher.publish(file_progress_topic(file_id), body)
         d = self._scripts.progress([self._keys.base], [job.id, job.token, json.dumps(body)])
+        d.addCallback(self._progress_stored, job)
         # Progress is advisory: a lost write must not fail the job.
         d.addErrback(
             lambda f: log.debug("progress of {job_id} not stored: {error}",
                                 job_id=job.id, error=f.getErrorMessage())
         )
-        return d.addCallback(lambda _: None)
+        return d
+
+    def _progress_stored(self, held: object, job: ClaimedJob) -> None:
+        # 0: the script found another lease (or none) on the job.
+        if held in (0, "0"):
+            running = self._running.get(job.id)
+            if running is not None and running.job.token == job.token:
+                self._on_lease_lost([job.token])

@@ -10,7 +10,9 @@ slot. Times come from Redis' own clock (TIME), so nodes with skewed clocks agree
 leases and due times. Layout of the keys below ``b = KEYS[1]``:
 
     b:job:<id>  hash: type data opts v priority state created ready attempts stalls
-                token finished progress result error errors uniq idem
+                token finished progress result error errors uniq idem stalled_token
+                (token: the lease token whose outcome the job took; stalled_token:
+                the lease that lapsed once too often, for a job dead of stalls)
     b:leases    hash id → lease token of every active job (the fence). A token reads
                 "<worker>|<claimed at ms>|<random>". The job hash is not written when a
                 job is claimed (its state field still says waiting): readers take
@@ -21,7 +23,9 @@ leases and due times. Layout of the keys below ``b = KEYS[1]``:
     b:retry     zset id → due time (ms)           failed, waiting for the next attempt
     b:completed zset id → finish time (ms)        bounded by retention
     b:dead      zset id → finish time (ms)        bounded by retention
-    b:meta      hash: paused
+    b:meta      hash: paused; hold (ms: no stall is counted before it, set after an
+                outage) and run_id (of the Redis that answered the last sweep: another
+                one means a restart or failover, which is an outage)
     b:unique    hash unique key → id of the pending job holding it
     b:idem:<k>  string → job id, expires after the idempotency TTL
     b:marker    list; a worker blocks on it (BLPOP) while the queue is empty
@@ -29,6 +33,9 @@ leases and due times. Layout of the keys below ``b = KEYS[1]``:
     b:workers   zset worker id → last heartbeat (ms)
     b:alive:<w> string with a short TTL: the worker is alive
     b:tp        hash minute → jobs completed in that minute (throughput)
+    b:ack:<f>   string "<number>\n<answer JSON>": the last report (complete or fail)
+                of result flusher <f>, so a report sent again after a lost reply gets
+                the same answer; expires after the outage grace
 """
 
 from __future__ import annotations

@@ -94,6 +94,11 @@ class JobsSettings:
     heartbeat_interval: float = field(default=1.0, validator=_positive)
     liveness_ttl: float = field(default=3.0, validator=_positive)
     sweeper_interval: float = field(default=1.0, validator=_positive)
+    # The longest Redis outage (restart, failover, lost connection) that live workers
+    # ride out with no stall, re-run or refused result. Redis remembers each worker's
+    # last report this long (plus a lease), so a report sent again after its reply was
+    # lost is answered as the first time.
+    outage_grace: float = field(default=30.0, validator=_positive)
     # Jobs claimed per script call (at most; never more than free slots).
     batch_size: int = field(default=50, validator=_positive)
     # Finished jobs are reported to Redis in batches at least this often.

@@ -2,16 +2,20 @@
 
 A queue's worker is made of separate parts, each in a module of its own:
 
-* ``claiming.ClaimLoop`` claims jobs in batches as slots free up, and blocks on the
-  queue's marker list while the queue is empty (no polling);
-* ``running.JobRunner`` runs each claimed job's processor with a timeout;
+* ``claiming.ClaimLoop`` claims jobs in batches as slots free up (a finished job's
+  slot is free once Redis has its result), and blocks on the queue's marker list
+  while the queue is empty (no polling);
+* ``running.JobRunner`` runs each claimed job's processor with a timeout, and cancels
+  it when its lease is lost;
 * ``results.ResultFlusher`` reports completions and failures in batches flushed every
-  ``flush_interval``;
+  ``flush_interval``, a report whose reply was lost sent again unchanged;
 * ``leases.Heartbeat`` renews the worker's leases and liveness key every
-  ``heartbeat_interval``; ``leases.Sweeper`` returns the jobs of dead workers every
-  ``sweeper_interval`` (every node does this; the script makes it safe);
+  ``heartbeat_interval`` and as soon as Redis is back after an outage;
+  ``leases.Sweeper`` returns the jobs of dead workers every ``sweeper_interval``
+  (every node does this; the script makes it safe, and counts no stall right after
+  an outage); ``lost.LostLeases`` logs and counts each lease lost once;
 * ``outage.Outage`` paces each of them while Redis fails, and one ``outage.OutageLog``
-  per service tells the operator once.
+  per service tells the operator once and ends every pause when Redis is back.
 
 On stop a worker lets running jobs finish within ``grace`` and puts the rest back at
 the head of the queue without spending an attempt (``queue_worker``). Stopping is
@@ -24,7 +28,7 @@ import os
 import secrets
 import socket
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -102,11 +106,14 @@ class WorkerService(Service):
         self.workers: dict[str, QueueWorker] = {}
         # The one stop in progress or done since the last start.
         self._stopped: Deferred[None] | None = None
+        self._unhook: Callable[[], None] = lambda: None
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         self._stopped = None
         outage = OutageLog()
+        # A new connection means Redis may answer again: every paused loop tries now.
+        self._unhook = self.queue.redis.on_connected(outage.back)
         for name in self.queues:
             worker = QueueWorker(
                 self.queue, name, self.worker_id, self._reactor,
@@ -122,6 +129,7 @@ class WorkerService(Service):
         service tree's own stop) waits for the same drain instead of starting another."""
         if self._stopped is None:
             super().stopService()  # type: ignore[no-untyped-call]
+            self._unhook()
             workers, self.workers = list(self.workers.values()), {}
             stopping = [Deferred.fromCoroutine(w.stop(self.grace)) for w in workers]
             d = defer.gatherResults(stopping, consumeErrors=True)

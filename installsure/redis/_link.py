@@ -26,14 +26,17 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from installsure._compat import PoolSlot, SentinelEndpoint, SlotFactory
-from installsure.redis.interfaces import RedisUnavailable
+from installsure.redis.interfaces import LONGEST_RECONNECT_DELAY, RedisUnavailable
 from installsure.redis.target import RedisTarget
 
 log = Logger(namespace="installsure.redis")
 
-# Delays between reconnection attempts: 0.2 s, 0.5 s, 1.5 s, 4 s, then 5 s.
+# Delays between reconnection attempts: 0.2 s, 0.5 s, then 1 s (with txredisapi's
+# jitter). Short, so that after an outage every process is back within about a second
+# of Redis: the job runner's leases count on it (a worker that came back late would
+# find its jobs given away); an attempt to a Redis that is down costs next to nothing.
 RECONNECT_INITIAL_DELAY = 0.2
-RECONNECT_MAX_DELAY = 5.0
+RECONNECT_MAX_DELAY = LONGEST_RECONNECT_DELAY
 
 
 @implementer(ILogObserver)

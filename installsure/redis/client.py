@@ -154,7 +154,8 @@ class RedisService(Service):
         self._gate_open = start_after is None
         self._gate_error: str | None = None
         self._unstarted: list[_Link] = []
-        self._pool = self._new_link("pool", pool_size, command_timeout)
+        self._connected_callbacks: list[Callable[[], object]] = []
+        self._pool = self._new_pool()
         self._subscriber: Subscriber | None = None
 
     # --- service
@@ -207,9 +208,31 @@ class RedisService(Service):
         self._gate_open = self._start_after is None
         self._gate_error = None
         self._unstarted = []
-        self._pool = self._new_link("pool", self.pool_size, self.command_timeout)
+        self._pool = self._new_pool()
         d = defer.gatherResults(closing, consumeErrors=True)
         return d.addBoth(lambda _: None)
+
+    def _new_pool(self) -> _Link:
+        pool = self._new_link("pool", self.pool_size, self.command_timeout)
+        pool.on_connection.append(self._pool_connected)
+        return pool
+
+    def _pool_connected(self, _conn: object) -> None:
+        for callback in list(self._connected_callbacks):
+            try:
+                callback()
+            except Exception:
+                log.failure("a Redis on-connected callback failed")
+
+    def on_connected(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """See ``RedisCommands.on_connected``."""
+        self._connected_callbacks.append(callback)
+
+        def remove() -> None:
+            if callback in self._connected_callbacks:
+                self._connected_callbacks.remove(callback)
+
+        return remove
 
     def _new_link(
         self, name: str, size: int, reply_timeout: float | None, **kw: Any

@@ -14,6 +14,10 @@ from twisted.internet.defer import Deferred
 
 RedisArg: TypeAlias = str | bytes | int | float
 
+LONGEST_RECONNECT_DELAY = 1.0
+"""Seconds the Redis client waits at most between attempts to reconnect: once Redis
+listens again, every process using it is back within about this long."""
+
 
 class RedisUnavailable(Exception):  # noqa: N818 - the name others already code against
     """Redis did not answer in time or is not connected; the caller may retry later."""
@@ -95,4 +99,10 @@ class RedisCommands(Protocol):
 
     def ping(self) -> Deferred[float]:
         """Round-trip latency in milliseconds."""
+        ...
+
+    def on_connected(self, callback: Callable[[], object]) -> Callable[[], None]:
+        """Call ``callback()`` whenever a pooled connection is made: at start, and the
+        moment Redis can be reached again after an outage (so a caller pausing between
+        retries need not wait out its pause). Returns what unregisters it."""
         ...

@@ -93,9 +93,12 @@ def make_settings(**queue_kw: Any) -> JobsSettings:
     )
 
 
-def build_harness(redis_server: RedisServerProcess, settings: JobsSettings) -> Harness:
+def build_harness(
+    redis_server: RedisServerProcess, settings: JobsSettings, url: str | None = None
+) -> Harness:
+    """``url``: reach the server another way (through a proxy) than its own URL."""
     redis = RedisService(
-        RedisTarget.from_url(redis_server.url), command_timeout=2.0, key_prefix="t:"
+        RedisTarget.from_url(url or redis_server.url), command_timeout=2.0, key_prefix="t:"
     )
     redis.startService()
     registry = JobRegistry()
@@ -123,8 +126,13 @@ def harness_factory(redis_server: RedisServerProcess) -> Iterator[Any]:
     """Builds harnesses with given settings; stops their workers and clients after."""
     made: list[Harness] = []
 
-    def make(**queue_kw: Any) -> Harness:
-        h = build_harness(redis_server, make_settings(**queue_kw))
+    def make(url: str | None = None, jobs: dict[str, Any] | None = None,
+             **queue_kw: Any) -> Harness:
+        """``jobs``: JobsSettings fields to change (the lease, the heartbeat, ...)."""
+        settings = make_settings(**queue_kw)
+        if jobs:
+            settings = attrs.evolve(settings, **jobs)
+        h = build_harness(redis_server, settings, url)
         made.append(h)
         return h
 

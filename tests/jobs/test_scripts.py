@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -12,7 +13,8 @@ from installsure.jobs.backoff import BackoffPolicy
 from installsure.jobs.errors import JobNotFound, JobStateConflict
 from installsure.jobs.queue import JobSpec
 from installsure.jobs.wire import ClaimDecoder, ClaimReply, JobOptions
-from tests.jobs.conftest import Echo, Harness, sleep
+from tests.fixtures.redis import RedisServerProcess
+from tests.jobs.conftest import Echo, Harness, sleep, wait_until
 
 _FALLBACK = JobOptions(attempts=1, backoff=BackoffPolicy(), timeout=1.0)
 
@@ -22,14 +24,42 @@ async def claim(h: Harness, count: int = 10, worker: str = "w1", **kw: Any) -> C
     qs = h.settings.queue("test")
     reply = await h.queue.scripts.claim(
         [h.queue.keys("test").base],
-        [count, worker, kw.get("lease", 1000), "tok:", kw.get("rate", 0),
-         kw.get("period", 60000), qs.priority_aging * 1000],
+        [count, worker, kw.get("lease", 1000), kw.get("base", "tok:"), kw.get("rate", 0),
+         kw.get("period", 60000), qs.priority_aging * 1000, kw.get("again", "0")],
     )
     return ClaimDecoder(_FALLBACK).decode(reply)
 
 
 def batch(*items: Any) -> str:
     return json.dumps(list(items))
+
+
+def sweep_args(max_stalls: int, hold: int = 2000, outage: str = "0") -> list[Any]:
+    """The arguments of sweep: max_stalls, aging, liveness, retention, then how long
+    stalls are held after an outage and whether the sweeper saw one."""
+    return [max_stalls, 1000, 1000, 100, 0, 100, 0, hold, outage]
+
+
+_REPORT_NUMBERS = itertools.count(1)
+
+
+def report(
+    keep: int, age: int, rows: str, flusher: str = "f1", number: int | None = None
+) -> list[Any]:
+    """The arguments of fail: retention, the rows, then the flusher's id, the report's
+    number (a fresh one unless given) and how long its answer is kept."""
+    return [keep, age, rows, flusher, number or next(_REPORT_NUMBERS), 60000]
+
+
+def completion(
+    keep: int, age: int, rows: str, flusher: str = "f1", number: int | None = None
+) -> list[Any]:
+    """The arguments of complete: as ``report``, the rows last and as plain arguments
+    (four per job: id, token, result, unique key)."""
+    flat: list[Any] = []
+    for row in json.loads(rows):
+        flat += [*row, ""] if len(row) == 3 else row
+    return [keep, age, flusher, number or next(_REPORT_NUMBERS), 60000, *flat]
 
 
 def base(h: Harness) -> list[str]:
@@ -58,19 +88,104 @@ async def test_enqueue_then_claim_leases_in_order(harness: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_claim_sent_again_answers_the_jobs_it_leased(harness: Harness) -> None:
+    """A claim sent again with the same token base (its reply was lost) answers with the
+    jobs that claim leased, their leases renewed, and leases no new ones; with a base
+    that leased nothing it claims as usual."""
+    ids = await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(5)])
+    first = await claim(harness, count=2, base="aaaa:", lease=100)
+    await claim(harness, count=1, base="bbbb:", worker="w2")
+    again = await claim(harness, count=2, base="aaaa:", again="1", lease=5000)
+    assert sorted((j.id, j.token) for j in again.jobs) == sorted(
+        (j.id, j.token) for j in first.jobs
+    )
+    assert again.jobs[0].data == {"value": again.jobs[0].data["value"], "note": ""}
+    counts = await harness.queue.stats("test")
+    assert (counts.active, counts.waiting) == (3, 2)
+    await sleep(0.15)  # past the first lease of 100 ms: renewed by the repeat
+    stalled, _, _, _ = await harness.queue.scripts.sweep(
+        base(harness), sweep_args(3)
+    )
+    assert list(stalled) == []
+    fresh = await claim(harness, count=2, base="cccc:", again="1")
+    assert [j.id for j in fresh.jobs] == ids[3:5]
+
+
+@pytest_twisted.ensureDeferred
 async def test_complete_is_fenced_by_lease_token(harness: Harness) -> None:
     """Completion with the right token completes; a wrong token is refused, job untouched."""
     a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
     rows = (await claim(harness)).jobs
     tokens = {r.id: r.token for r in rows}
     refused = await harness.queue.scripts.complete(
-        base(harness), [100, 0, batch([a, tokens[a], "1"], [b, "stale-token", "2"])]
+        base(harness), completion(100, 0, batch([a, tokens[a], "1"], [b, "stale-token", "2"]))
     )
     assert list(refused) == [b]
     assert await state(harness, a) == "completed"
     assert await state(harness, b) == "active"
     record = await harness.queue.get("test", a)
     assert record.result == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_complete_sent_again_after_a_lost_reply_is_a_success(harness: Harness) -> None:
+    """A completion sent again unchanged (its reply was lost) gets the first answer and
+    counts once; sent again in another report (another number, another flusher) it is
+    still a success, recognised by the token the job kept; a token that never was this
+    job's outcome is refused."""
+    a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
+    tok = {r.id: r.token for r in (await claim(harness)).jobs}
+    first = completion(100, 0, batch([a, tok[a], "1"], [b, "stale", "2"]), number=7)
+    assert list(await harness.queue.scripts.complete(base(harness), first)) == [b]
+    assert list(await harness.queue.scripts.complete(base(harness), first)) == [b]
+    again = completion(100, 0, batch([a, tok[a], "1"]), flusher="f2")
+    assert list(await harness.queue.scripts.complete(base(harness), again)) == []
+    other = completion(100, 0, batch([a, "someone-else|1|x", "1"]), flusher="f2")
+    assert list(await harness.queue.scripts.complete(base(harness), other)) == [a]
+    counts = await harness.queue.stats("test")
+    assert (counts.completed, counts.active, counts.completed_last_minute) == (1, 1, 1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_answer_of_a_report_outlives_its_job(harness: Harness) -> None:
+    """Retention may delete a completed job at once (keep 0); the same report sent again
+    is still answered as before from the flusher's record, while a new report with that
+    token is refused, since nothing is left to show it was applied."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    token = (await claim(harness)).jobs[0].token
+    first = completion(0, 0, batch([job_id, token, "1"]), number=3)
+    assert list(await harness.queue.scripts.complete(base(harness), first)) == []
+    with pytest.raises(JobNotFound):
+        await harness.queue.get("test", job_id)
+    assert list(await harness.queue.scripts.complete(base(harness), first)) == []
+    later = completion(0, 0, batch([job_id, token, "1"]), number=4)
+    assert list(await harness.queue.scripts.complete(base(harness), later)) == [job_id]
+    ttl = await harness.redis.execute("PTTL", base(harness)[0] + ":ack:f1")
+    assert 0 < int(ttl) <= 60000
+
+
+@pytest_twisted.ensureDeferred
+async def test_fail_sent_again_spends_one_attempt(harness: Harness) -> None:
+    """A failed attempt reported twice (lost reply) spends one attempt and records one
+    error; the token still counts as reported while the next worker runs the job, and
+    once that worker's outcome replaced it, a third report of the old token is refused."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    old = (await claim(harness)).jobs[0].token
+    row = batch([job_id, old, "retry", 0, {"message": "boom"}])
+    first = report(100, 0, row, number=1)
+    assert list(await harness.queue.scripts.fail(base(harness), first)) == []
+    assert list(await harness.queue.scripts.fail(base(harness), first)) == []
+    record = await harness.queue.get("test", job_id)
+    assert (record.attempts_made, len(record.errors)) == (1, 1)
+    new = (await claim(harness, worker="w2")).jobs[0].token
+    assert list(await harness.queue.scripts.fail(base(harness), report(100, 0, row))) == []
+    assert (await harness.queue.get("test", job_id)).state == "active"
+    await harness.queue.scripts.complete(
+        base(harness), completion(100, 0, batch([job_id, new, "2"]), flusher="f2")
+    )
+    assert list(await harness.queue.scripts.fail(base(harness), report(100, 0, row))) == [job_id]
+    record = await harness.queue.get("test", job_id)
+    assert (record.state, record.result, record.attempts_made) == ("completed", 2, 1)
 
 
 @pytest_twisted.ensureDeferred
@@ -82,8 +197,8 @@ async def test_fail_retry_later_and_dead_transitions(harness: Harness) -> None:
     err = {"message": "boom"}
     await harness.queue.scripts.fail(
         base(harness),
-        [100, 0, batch([a, tok[a], "retry", 50, err], [b, tok[b], "later", 50, err],
-                       [c, tok[c], "dead", 0, err])],
+        report(100, 0, batch([a, tok[a], "retry", 50, err], [b, tok[b], "later", 50, err],
+                       [c, tok[c], "dead", 0, err])),
     )
     ra, rb, rc = [await harness.queue.get("test", i) for i in (a, b, c)]
     assert (ra.state, ra.attempts_made, ra.errors[0]["message"]) == ("failed", 1, "boom")
@@ -114,18 +229,20 @@ async def test_delayed_job_waits_until_due(harness: Harness) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_heartbeat_extends_leases_and_reports_lost_ones(harness: Harness) -> None:
-    """Heartbeat pushes the lease deadline forward and names jobs it no longer holds."""
-    a, b = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)])
+    """Heartbeat pushes the lease deadline forward and names the tokens it no longer
+    holds (a job held twice, under an old token and its own, is named by the old one)."""
+    a, b, c = await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2), Echo(3)])
     tok = {r.id: r.token for r in (await claim(harness, lease=200)).jobs}
     lost = await harness.queue.scripts.heartbeat(
-        base(harness), ["w1", 5000, 1000, batch(a, tok[a], b, "not-mine")]
+        base(harness),
+        ["w1", 5000, 1000, batch(a, tok[a], b, "not-mine", c, "old", c, tok[c]), "0", 2000],
     )
-    assert list(lost) == [b]
+    assert list(lost) == ["not-mine", "old"]
     await sleep(0.25)
-    stalled, dead, _ = await harness.queue.scripts.sweep(
-        base(harness), [3, 1000, 1000, 100, 0, 100, 0]
+    stalled, dead, _, _ = await harness.queue.scripts.sweep(
+        base(harness), sweep_args(3)
     )
-    assert list(stalled) == [b]  # its lease lapsed; a's was renewed
+    assert list(stalled) == [b]  # its lease lapsed; a's and c's were renewed
     assert dead == []
     assert await state(harness, a) == "active"
     counts = await harness.queue.stats("test")
@@ -141,8 +258,8 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
     for _ in range(3):
         token = (await claim(harness, lease=10)).jobs[0].token
         await sleep(0.02)
-        stalled, dead, _ = await harness.queue.scripts.sweep(
-            base(harness), [2, 1000, 1000, 100, 0, 100, 0]
+        stalled, dead, _, _ = await harness.queue.scripts.sweep(
+            base(harness), sweep_args(2)
         )
     assert list(stalled) == []
     assert list(dead) == [job_id]
@@ -151,7 +268,7 @@ async def test_sweeper_counts_stalls_and_kills_after_max(harness: Harness) -> No
     assert record.stalls == 3
     assert "stalled 3 times" in (record.error or "")
     refused = await harness.queue.scripts.complete(
-        base(harness), [100, 0, batch([job_id, token, "1"])]
+        base(harness), completion(100, 0, batch([job_id, token, "1"]))
     )
     assert list(refused) == [job_id]
 
@@ -176,7 +293,9 @@ async def test_unique_key_dedupes_pending_jobs_only(harness: Harness) -> None:
     assert again == first
     token = (await claim(harness)).jobs[0].token
     assert await harness.queue.enqueue("echo", Echo(3), unique_key="file-42") == first
-    await harness.queue.scripts.complete(base(harness), [100, 0, batch([first, token, "null"])])
+    await harness.queue.scripts.complete(
+        base(harness), completion(100, 0, batch([first, token, "null"]))
+    )
     later = await harness.queue.enqueue("echo", Echo(4), unique_key="file-42")
     assert later != first
 
@@ -186,7 +305,9 @@ async def test_idempotency_key_dedupes_even_after_completion(harness: Harness) -
     """An idempotency key answers with the first job's id for the TTL, finished or not."""
     first = await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1")
     token = (await claim(harness)).jobs[0].token
-    await harness.queue.scripts.complete(base(harness), [100, 0, batch([first, token, "null"])])
+    await harness.queue.scripts.complete(
+        base(harness), completion(100, 0, batch([first, token, "null"]))
+    )
     assert await harness.queue.enqueue("echo", Echo(1), idempotency_key="req-1") == first
     ids = await harness.queue.enqueue_bulk(
         "echo", [JobSpec(Echo(1), idempotency_key="req-1"), JobSpec(Echo(2))]
@@ -243,7 +364,9 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     ids = await h.queue.enqueue_bulk("echo", [Echo(i) for i in range(12)])
     rows = (await claim(h, count=12)).jobs
     for row in rows:  # one by one, so finish times follow the order
-        await h.queue.scripts.complete(base(h), [5, 0, batch([row.id, row.token, "null"])])
+        await h.queue.scripts.complete(
+            base(h), completion(5, 0, batch([row.id, row.token, "null"]))
+        )
     counts = await h.queue.stats("test")
     assert counts.completed == 5
     with pytest.raises(JobNotFound):
@@ -253,7 +376,7 @@ async def test_retention_bounds_finished_jobs(harness_factory: Any) -> None:
     extra = await h.queue.enqueue("echo", Echo(99))
     token = (await claim(h)).jobs[0].token
     await sleep(0.01)
-    await h.queue.scripts.complete(base(h), [5, 1, batch([extra, token, "null"])])
+    await h.queue.scripts.complete(base(h), completion(5, 1, batch([extra, token, "null"])))
     assert (await h.queue.stats("test")).completed <= 1
 
 
@@ -265,7 +388,7 @@ async def test_admin_retry_remove_purge_retry_all(harness: Harness) -> None:
     tok = {r.id: r.token for r in (await claim(harness)).jobs}
     err = {"message": "x"}
     await harness.queue.scripts.fail(
-        base(harness), [100, 0, batch(*[[i, tok[i], "dead", 0, err] for i in ids[:3]])]
+        base(harness), report(100, 0, batch(*[[i, tok[i], "dead", 0, err] for i in ids[:3]]))
     )
     with pytest.raises(JobStateConflict):
         await harness.queue.remove("test", ids[3])  # active
@@ -309,7 +432,59 @@ async def test_claim_reply_stays_json_whatever_the_worker_id(harness: Harness, w
     assert reply.jobs[0].token.startswith(worker + "|")
     assert (await harness.queue.get("test", job_id)).worker == worker
     lost = await harness.queue.scripts.heartbeat(
-        base(harness), [worker, 5000, 1000, batch(job_id, reply.jobs[0].token)]
+        base(harness), [worker, 5000, 1000, batch(job_id, reply.jobs[0].token), "0", 2000]
     )
     assert list(lost) == []
     assert (await harness.queue.stats("test")).workers == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_sweep_after_a_worker_saw_an_outage_counts_no_stall_for_a_while(
+    harness: Harness,
+) -> None:
+    """A sweep from a worker that could not reach Redis counts no stall, and no sweep
+    does for the hold that follows (it answers how long is left); after it, a lease
+    that lapsed is a stall again. A heartbeat that says so starts the same hold."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    await claim(harness, lease=50)
+    await sleep(0.1)
+    stalled, _, _, left = await harness.queue.scripts.sweep(
+        base(harness), sweep_args(3, hold=400, outage="1")
+    )
+    assert (list(stalled), 300 < left <= 400) == ([], True)
+    stalled, _, _, left = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert (list(stalled), 0 < left <= 400) == ([], True)
+    await sleep(0.45)
+    stalled, _, _, left = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert (list(stalled), left) == ([job_id], 0)
+    await claim(harness, lease=50)
+    await harness.queue.scripts.heartbeat(base(harness), ["w9", 5000, 1000, "[]", "1", 400])
+    await sleep(0.1)
+    stalled, _, _, left = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert (list(stalled), left > 200) == ([], True)
+    record = await harness.queue.get("test", job_id)
+    assert (record.state, record.stalls) == ("active", 1)
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_sweep_takes_a_restarted_redis_for_an_outage(
+    harness: Harness, redis_server: RedisServerProcess
+) -> None:
+    """The first sweep that meets another Redis than the last one did (a restart, here
+    with AOF; a failover is the same to it) holds stalls, although no worker said it
+    saw an outage; a queue's very first sweep holds nothing."""
+    job_id = await harness.queue.enqueue("echo", Echo(1))
+    _, _, _, left = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert left == 0
+    await claim(harness, lease=50)
+    redis_server.restart()
+    await wait_until(lambda: harness.redis.execute("PING"), timeout=10)
+    await sleep(0.1)
+    stalled, _, _, left = await harness.queue.scripts.sweep(
+        base(harness), sweep_args(3, hold=300)
+    )
+    assert (list(stalled), 200 < left <= 300) == ([], True)
+    await sleep(0.35)
+    stalled, _, _, _ = await harness.queue.scripts.sweep(base(harness), sweep_args(3))
+    assert list(stalled) == [job_id]

@@ -312,3 +312,39 @@ async def test_readonly_replica_is_unavailable_not_a_bad_command(
     finally:
         await eventually(lambda: redis.execute("REPLICAOF", "NO", "ONE"))
     assert await redis.execute("SET", "k", "v") == "OK"
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_connected_tells_when_redis_can_be_reached_again(
+    redis_server: RedisServerProcess, make_service: MakeService
+) -> None:
+    """on_connected callbacks run when the pool connects, and again within about a
+    second of a restarted Redis listening (the reconnect delay stays short); once
+    removed, a callback is not called any more."""
+    calls: list[float] = []
+    service = make_service(command_timeout=1.0)
+    remove = service.on_connected(lambda: calls.append(reactor.seconds()))
+    await eventually(lambda: within(0.1, service.execute("PING")))
+    await eventually(lambda: _true(bool(calls)))
+    redis_server.stop()
+    await eventually(lambda: _fails(service))
+    await task.deferLater(reactor, 3.0, lambda: None)  # reconnect attempts back off
+    before = len(calls)
+    redis_server.start()
+    back = reactor.seconds()
+    await eventually(lambda: _true(len(calls) > before), seconds=5, interval=0.01)
+    assert calls[-1] - back < 1.6
+    remove()
+    after = len(calls)
+    redis_server.restart()
+    await eventually(lambda: within(0.5, service.execute("PING")), seconds=10)
+    assert len(calls) == after
+
+
+async def _true(value: bool) -> None:
+    assert value
+
+
+async def _fails(service: RedisService) -> None:
+    with pytest.raises(RedisUnavailable):
+        await service.execute("PING")

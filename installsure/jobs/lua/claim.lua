@@ -8,6 +8,9 @@
 -- ARGV[5]: the queue's rate limit, jobs per window (0 = none)
 -- ARGV[6]: the rate-limit window in ms
 -- ARGV[7]: ms of waiting one priority level is worth (aging)
+-- ARGV[8]: '1' when this claim is sent again because its reply never came: the jobs
+--          it leased then (tokens with the same random base) are answered again
+--          instead of new ones, so a lost reply leaves no lease nobody knows of
 -- Returns one JSON object (one bulk reply parses far faster than many), decoded by
 -- installsure.jobs.wire.ClaimReply:
 --   status      'ok' | 'paused' | 'limited'
@@ -23,10 +26,60 @@ local count = tonumber(ARGV[1])
 local lease = tonumber(ARGV[3])
 local rmax = tonumber(ARGV[5])
 local now = now_ms()
-local function num(value, default) return tostring(tonumber(value) or default) end
 local function text_or_null(value)
   if value then return cjson.encode(value) end
   return 'null'
+end
+-- Texts most jobs of a claim share (type, options) are encoded once per claim.
+local encoded = {}
+local function shared(value)
+  if not value then return 'null' end
+  local text = encoded[value]
+  if not text then
+    text = cjson.encode(value)
+    encoded[value] = text
+  end
+  return text
+end
+local fields = {'type', 'data', 'opts', 'v', 'attempts', 'stalls', 'created', 'ready',
+  'idem', 'uniq'}
+-- The numbers go in as the text stored (written by these scripts: integers), for
+-- converting numbers to text and back is what a claim spent most of its time on.
+local now_text = tostring(now)
+local function encode(id, token_json, f)
+  return '{"id":' .. cjson.encode(id) .. ',"token":' .. token_json
+    .. ',"type":' .. shared(f[1]) .. ',"data":' .. f[2]
+    .. ',"options":' .. shared(f[3]) .. ',"version":' .. (f[4] or '1')
+    .. ',"attempts_made":' .. (f[5] or '0') .. ',"stalls":' .. (f[6] or '0')
+    .. ',"created":' .. (f[7] or now_text) .. ',"ready":' .. (f[8] or now_text)
+    .. ',"idempotency_key":' .. text_or_null(f[9])
+    .. ',"unique_key":' .. text_or_null(f[10]) .. '}'
+end
+local function reply(out, due)
+  local due_text = 'null'
+  if due and due ~= cjson.null then due_text = tostring(due) end
+  return '{"status":"ok","now":' .. now_text .. ',"due":' .. due_text .. ',"jobs":['
+    .. table.concat(out, ',') .. ']}'
+end
+if ARGV[8] == '1' then
+  -- Rare (after a lost reply), so scanning every lease of the queue is fine.
+  local mark = '|' .. ARGV[4]
+  local all = redis.call('HGETALL', b .. ':leases')
+  local out, renewed = {}, {}
+  for i = 1, #all, 2 do
+    if string.find(all[i + 1], mark, 1, true) then
+      local f = redis.call('HMGET', b .. ':job:' .. all[i], unpack(fields))
+      if f[1] then
+        out[#out + 1] = encode(all[i], cjson.encode(all[i + 1]), f)
+        renewed[#renewed + 1] = now + lease
+        renewed[#renewed + 1] = all[i]
+      end
+    end
+  end
+  if #out > 0 then
+    redis.call('ZADD', b .. ':active', unpack(renewed))
+    return reply(out, next_due(b))
+  end
 end
 promote(b, now, tonumber(ARGV[7]))
 local due = next_due(b) or cjson.null
@@ -45,24 +98,21 @@ end
 local popped = redis.call('ZPOPMIN', b .. ':wait', count)
 local out = {}
 local deadlines, leases = {}, {}
+-- Every token of this claim is this prefix and a number: its JSON is made once, the
+-- worker id (any text) escaped once.
+local prefix = ARGV[2] .. '|' .. now_text .. '|' .. ARGV[4]
+local prefix_json = string.sub(cjson.encode(prefix), 1, -2)
+local deadline = tostring(now + lease)
 for i = 1, #popped, 2 do
   local id = popped[i]
-  local jk = b .. ':job:' .. id
-  local f = redis.call('HMGET', jk, 'type', 'data', 'opts', 'v', 'attempts', 'stalls',
-    'created', 'ready', 'idem', 'uniq')
+  local f = redis.call('HMGET', b .. ':job:' .. id, unpack(fields))
   if f[1] then
-    local token = ARGV[2] .. '|' .. now .. '|' .. ARGV[4] .. i
-    deadlines[#deadlines + 1] = now + lease
+    local n = tostring(i)
+    deadlines[#deadlines + 1] = deadline
     deadlines[#deadlines + 1] = id
     leases[#leases + 1] = id
-    leases[#leases + 1] = token
-    out[#out + 1] = '{"id":' .. cjson.encode(id) .. ',"token":' .. cjson.encode(token)
-      .. ',"type":' .. cjson.encode(f[1]) .. ',"data":' .. f[2]
-      .. ',"options":' .. text_or_null(f[3]) .. ',"version":' .. num(f[4], 1)
-      .. ',"attempts_made":' .. num(f[5], 0) .. ',"stalls":' .. num(f[6], 0)
-      .. ',"created":' .. num(f[7], now) .. ',"ready":' .. num(f[8], now)
-      .. ',"idempotency_key":' .. text_or_null(f[9])
-      .. ',"unique_key":' .. text_or_null(f[10]) .. '}'
+    leases[#leases + 1] = prefix .. n
+    out[#out + 1] = encode(id, prefix_json .. n .. '"', f)
   end
 end
 local claimed = #leases / 2
@@ -76,7 +126,4 @@ end
 -- Work left: wake one more idle worker (it wakes the next); none left: drop stale
 -- markers so idle workers do not wake for nothing.
 if redis.call('ZCARD', b .. ':wait') > 0 then wake(b) else redis.call('DEL', b .. ':marker') end
-local due_text = 'null'
-if due ~= cjson.null then due_text = tostring(due) end
-return '{"status":"ok","now":' .. now .. ',"due":' .. due_text .. ',"jobs":['
-  .. table.concat(out, ',') .. ']}'
+return reply(out, due)

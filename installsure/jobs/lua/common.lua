@@ -78,3 +78,33 @@ local function next_due(b)
   end
   return best
 end
+-- Idempotent reports (complete, fail). A report whose reply was lost is sent again,
+-- unchanged, before anything else of its flusher; two records tell that it was applied:
+-- * b:ack:<flusher> holds the number and answer of the flusher's last report (a
+--   flusher has one report in flight at a time, so one key per flusher is enough, and
+--   it expires after the outage grace);
+-- * the job hash keeps the token whose outcome it took, for as long as the job is kept.
+local function earlier_answer(b, flusher, number)
+  local last = redis.call('GET', b .. ':ack:' .. flusher)
+  if not last then return false end
+  local sep = string.find(last, '\n', 1, true)
+  if string.sub(last, 1, sep - 1) ~= number then return false end
+  return cjson.decode(string.sub(last, sep + 1))
+end
+local function remember_answer(b, flusher, number, ttl, refused)
+  local text = '[]'
+  if #refused > 0 then text = cjson.encode(refused) end
+  redis.call('SET', b .. ':ack:' .. flusher, number .. '\n' .. text, 'PX', ttl)
+end
+-- The outcome reported under `token` was applied already (the token is no longer the
+-- job's lease because that outcome ended it).
+local function reported(b, id, token)
+  return redis.call('HGET', b .. ':job:' .. id, 'token') == token
+end
+-- After an outage: count no stall until `ms` from now (or later, if already so).
+-- Returns when stalls are counted again.
+local function hold_stalls(b, now, ms)
+  local hold = math.max(tonumber(redis.call('HGET', b .. ':meta', 'hold') or '0'), now + ms)
+  redis.call('HSET', b .. ':meta', 'hold', hold)
+  return hold
+end

@@ -6,18 +6,25 @@
 -- ARGV[3]: the job type
 -- ARGV[4]: the job options, JSON (installsure.jobs.wire.JobOptions)
 -- ARGV[5]: the payload schema version
--- ARGV[6]: JSON array of jobs [id, data, priority, delay ms, unique key, idempotency key]
+-- ARGV[6]...: six arguments per job: id, data (payload JSON), priority, delay ms,
+--          unique key or '', idempotency key or ''. Plain arguments rather than one
+--          JSON array: nothing to decode here, and the payloads travel unescaped.
 -- Returns {index, existing id, ...} for the jobs answered by an existing job; every
 -- other job was created under the id it was given.
 local idem_ttl = tonumber(ARGV[1])
 local aging = tonumber(ARGV[2])
 local jtype, opts, version = ARGV[3], ARGV[4], ARGV[5]
-local jobs = cjson.decode(ARGV[6])
 local now = now_ms()
+local now_text = tostring(now)
 local dups = {}
 local ranks = {}
-for i, job in ipairs(jobs) do
-  local id, data, prio, delay, uniq, idem = job[1], job[2], job[3], job[4], job[5], job[6]
+local n = (#ARGV - 5) / 6
+for i = 1, n do
+  local k = 5 + (i - 1) * 6
+  local id, data, prio_text, delay = ARGV[k + 1], ARGV[k + 2], ARGV[k + 3],
+    tonumber(ARGV[k + 4])
+  local prio = tonumber(prio_text)
+  local uniq, idem = ARGV[k + 5], ARGV[k + 6]
   local existing = false
   if idem ~= '' then
     existing = redis.call('GET', b .. ':idem:' .. idem)
@@ -33,32 +40,34 @@ for i, job in ipairs(jobs) do
     dups[#dups + 1] = i
     dups[#dups + 1] = existing
   else
-    local fields = {'type', jtype, 'data', data, 'opts', opts, 'v', version,
-      'priority', prio, 'created', now, 'attempts', 0, 'stalls', 0}
+    local state, ready = 'waiting', now_text
+    if delay > 0 then
+      state, ready = 'delayed', tostring(now + delay)
+      redis.call('ZADD', b .. ':delayed', ready, id)
+    else
+      -- The index keeps jobs of one call in order (ties in a zset sort by member):
+      -- rank now + priority * aging + i / 1000, written as text by integer formatting
+      -- when it can be (a fraction printed from a number costs far more).
+      local whole = now + prio * aging + math.floor(i / 1000)
+      if whole == math.floor(whole) then
+        ranks[#ranks + 1] = string.format('%d.%03d', whole, i % 1000)
+      else
+        ranks[#ranks + 1] = now + prio * aging + i * 0.001
+      end
+      ranks[#ranks + 1] = id
+    end
+    -- attempts and stalls start at 0: absent fields read as 0 everywhere.
+    local jk = b .. ':job:' .. id
+    redis.call('HSET', jk, 'type', jtype, 'data', data, 'opts', opts, 'v', version,
+      'priority', prio_text, 'created', now_text, 'state', state, 'ready', ready)
     if uniq ~= '' then
-      fields[#fields + 1] = 'uniq'
-      fields[#fields + 1] = uniq
+      redis.call('HSET', jk, 'uniq', uniq)
       redis.call('HSET', b .. ':unique', uniq, id)
     end
     if idem ~= '' then
-      fields[#fields + 1] = 'idem'
-      fields[#fields + 1] = idem
+      redis.call('HSET', jk, 'idem', idem)
       redis.call('SET', b .. ':idem:' .. idem, id, 'PX', idem_ttl)
     end
-    local state, ready = 'waiting', now
-    if delay > 0 then
-      state, ready = 'delayed', now + delay
-      redis.call('ZADD', b .. ':delayed', ready, id)
-    else
-      -- The index keeps jobs of one call in order (ties in a zset sort by member).
-      ranks[#ranks + 1] = now + prio * aging + i * 0.001
-      ranks[#ranks + 1] = id
-    end
-    fields[#fields + 1] = 'state'
-    fields[#fields + 1] = state
-    fields[#fields + 1] = 'ready'
-    fields[#fields + 1] = ready
-    redis.call('HSET', b .. ':job:' .. id, unpack(fields))
   end
 end
 if #ranks > 0 then

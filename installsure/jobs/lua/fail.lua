@@ -1,12 +1,18 @@
 -- fail: record failed attempts of jobs this worker ran, fenced by their leases.
 -- 'retry' spends an attempt and waits in b:retry; 'later' (RetryLater) waits in
 -- b:delayed without spending one; 'dead' spends it and moves the job to b:dead.
+-- Idempotent per lease token, like complete.lua.
 -- KEYS[1]: the queue's base key
 -- ARGV[1]: how many dead jobs to keep
 -- ARGV[2]: how long to keep dead jobs, ms (0 = no age limit)
 -- ARGV[3]: JSON array of [id, lease token, action ('retry' | 'later' | 'dead'),
 --          delay ms, error object]
+-- ARGV[4]: the reporting flusher's id (one per worker and queue)
+-- ARGV[5]: this report's number, unique for the flusher
+-- ARGV[6]: how long Redis remembers this report's answer, ms
 -- Returns the ids whose lease was no longer held.
+local answer = earlier_answer(b, ARGV[4], ARGV[5])
+if answer then return answer end
 local now = now_ms()
 local jobs = cjson.decode(ARGV[3])
 local ids = {}
@@ -43,9 +49,10 @@ for i, job in ipairs(jobs) do
         died = true
       end
     end
-  else
+  elseif not reported(b, id, job[2]) then
     refused[#refused + 1] = id
   end
 end
 if died then trim(b, ':dead', tonumber(ARGV[1]), tonumber(ARGV[2]), now) end
+remember_answer(b, ARGV[4], ARGV[5], ARGV[6], refused)
 return refused

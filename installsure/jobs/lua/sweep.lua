@@ -10,11 +10,32 @@
 -- ARGV[5]: how long to keep dead jobs, ms (0 = no age limit)
 -- ARGV[6]: how many completed jobs to keep
 -- ARGV[7]: how long to keep completed jobs, ms (0 = no age limit)
--- Returns {stalled ids (back to waiting), ids moved to dead, delayed jobs promoted}.
+-- ARGV[8]: how long after an outage no stall is counted, ms
+-- ARGV[9]: '1' when the sweeping worker could not reach Redis since it last said so
+-- Returns {stalled ids (back to waiting), ids moved to dead, delayed jobs promoted,
+--          ms until stalls are counted again (0: they are)}.
+--
+-- A lease lapses on Redis' clock, which runs on while the workers cannot reach it. So
+-- a lapsed lease is taken as a dead worker only once every live worker has had the
+-- time to renew: no stall is counted until ARGV[8] ms after the last outage seen. An
+-- outage is seen when this Redis is not the one that answered before (a restart or a
+-- failover gives another run_id), or when a worker says it could not reach Redis
+-- (here, or in the heartbeat script: see hold_stalls in common.lua).
 local max_stalls = tonumber(ARGV[1])
 local aging = tonumber(ARGV[2])
 local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', b .. ':active', '-inf', now, 'LIMIT', 0, 1000)
+local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+local hold = tonumber(redis.call('HGET', b .. ':meta', 'hold') or '0')
+local seen = redis.call('HGET', b .. ':meta', 'run_id')
+if ARGV[9] == '1' or (seen and seen ~= run_id) then
+  hold = hold_stalls(b, now, tonumber(ARGV[8]))
+end
+-- (A queue's first sweep has no run_id to compare: nothing of it is held yet.)
+if seen ~= run_id then redis.call('HSET', b .. ':meta', 'run_id', run_id) end
+local expired = {}
+if now >= hold then
+  expired = redis.call('ZRANGEBYSCORE', b .. ':active', '-inf', now, 'LIMIT', 0, 1000)
+end
 local held = leases_of(b, expired)
 local stalled, dead = {}, {}
 for i, id in ipairs(expired) do
@@ -33,7 +54,7 @@ for i, id in ipairs(expired) do
       errors[#errors + 1] = {message = msg, kind = 'stalled', worker = worker}
       while #errors > 10 do table.remove(errors, 1) end
       redis.call('HSET', jk, 'state', 'dead', 'finished', now,
-        'errors', cjson.encode(errors), 'error', msg, 'token', held[i] or '')
+        'errors', cjson.encode(errors), 'error', msg, 'stalled_token', held[i] or '')
       redis.call('ZADD', b .. ':dead', now, id)
       release_unique(b, id, f[4])
       dead[#dead + 1] = id
@@ -55,4 +76,4 @@ local minute = math.floor(now / 60000)
 for _, m in ipairs(redis.call('HKEYS', b .. ':tp')) do
   if tonumber(m) < minute - 60 then redis.call('HDEL', b .. ':tp', m) end
 end
-return {stalled, dead, promoted}
+return {stalled, dead, promoted, math.max(0, hold - now)}
