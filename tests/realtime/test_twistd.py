@@ -91,3 +91,86 @@ async def test_two_processes_share_events_and_retained_ones(
     finally:
         for server in servers:
             server.kill()
+
+
+PASSWORD = "amber-tractor-58"
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_accounts_projects_and_logout_across_two_processes(
+    tmp_path: Path, redis_server: Any
+) -> None:
+    """Two twistd processes sharing Redis and a database, with real accounts: a member
+    signs in, subscribes on node B with its access token (the real verifier and the real
+    membership check), sees the admin's change made on node A (the domain's event
+    publisher), is closed on B within 1 s when it logs out on A, and, signed in again on
+    the plain protocol, has its subscription revoked when the admin removes it from the
+    project."""
+    import time
+
+    import treq
+
+    env = {
+        "INSTALLSURE_AUTH_JWT_SECRET": "e2e-shared-signing-secret-0123456789-abcdefghij",
+        "INSTALLSURE_AUTH_ARGON2_TIME_COST": "1",
+        "INSTALLSURE_AUTH_ARGON2_MEMORY_KIB": "1024",
+        "INSTALLSURE_AUTH_ARGON2_PARALLELISM": "1",
+    }
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    nodes = [ServerProcess(tmp_path / name, "--environment", "test", "--redis-url",
+                           redis_server.url, "--database-url", database, env=env)
+             for name in ("a", "b")]
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            await node.wait_until("/readyz", timeout=60)
+        a, b = nodes
+
+        async def call(method: str, url: str, token: str | None = None, **kw: Any) -> Any:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            response = await treq.request(method, url, headers=headers, **kw)
+            body = await response.json()
+            assert response.code < 300, (response.code, body)
+            return body["data"]
+
+        admin = await call("POST", a.base + "/api/auth/register", json={
+            "email": "nina@example.com", "password": PASSWORD, "name": "Nina"})
+        member = await call("POST", a.base + "/api/auth/register", json={
+            "email": "bob@example.com", "password": PASSWORD, "name": "Bob"})
+        boss, bob_id = admin["accessToken"], member["user"]["id"]
+        project = await call("POST", a.base + "/api/projects", boss, json={"name": "Tower"})
+        await call("POST", a.base + f"/api/projects/{project['id']}/members", boss,
+                   json={"userId": bob_id, "role": "viewer"})
+        topic = f"installsure.project.{project['id']}.updated"
+
+        bob = await connect(b.port, member["accessToken"])
+        assert bob.details_role() == "member"
+        await bob.subscribe(bob.record, topic)
+        await call("PATCH", a.base + f"/api/projects/{project['id']}", boss,
+                   json={"description": "forty floors"})
+        await wait_for(lambda: bob.events, timeout=20)
+        assert bob.events[0][1][0]["type"] == "project.updated"
+
+        await call("POST", a.base + "/api/auth/logout", member["accessToken"])
+        started = time.monotonic()
+        await bob.left
+        assert time.monotonic() - started < 1.0
+        assert bob.goodbye.reason == "installsure.close.revoked"
+
+        again = await call("POST", b.base + "/api/auth/login", json={
+            "email": "bob@example.com", "password": PASSWORD})
+        from tests.realtime.helpers import connect_plain
+
+        plain = await connect_plain(b.port)
+        plain.send({"type": "auth", "token": again["accessToken"]})
+        await plain.next("welcome")
+        plain.send({"type": "subscribe", "topic": topic})
+        await plain.next("subscribed")
+        await call("DELETE", a.base + f"/api/projects/{project['id']}/members/{bob_id}", boss)
+        revoked = await plain.next("unsubscribed", timeout=20)
+        assert revoked["reason"] == "wamp.subscription.revoked"
+        plain.transport.loseConnection()
+    finally:
+        for node in nodes:
+            node.kill()
