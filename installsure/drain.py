@@ -130,6 +130,11 @@ class DrainService(Service):
     #: Called when the drain begins with a callable that ends the delay: the process
     #: points a second SIGTERM or SIGINT at it (installsure.process.StopSignals).
     on_begin: Callable[[Callable[[int], None]], None] | None = None
+    #: Whether the stop is a fatal error's (installsure.process.stopping_on_error): then
+    #: there is nothing to announce, since a process that never became ready or cannot
+    #: go on gets no traffic worth waiting for, and the delay only keeps the operator
+    #: waiting for the error's exit status.
+    failing: Callable[[], bool] = lambda: False
     phase: Phase = field(default=Phase.SERVING, init=False)
     _participants: list[DrainParticipant] = field(factory=list, init=False)
     _draining: bool = field(default=False, init=False)
@@ -208,7 +213,12 @@ class DrainService(Service):
         answered_before = _answered()
         self._enter(Phase.ANNOUNCING)
         counts = self.counts()
-        if self.delay > 0:
+        if self.delay > 0 and self.failing():
+            log.info(
+                "shutdown 1/4, announce: no delay, the process is stopping on an error; "
+                "{summary}", delay=self.delay, summary=self._summary(counts), **counts,
+            )
+        elif self.delay > 0:
             log.info(
                 "shutdown 1/4, announce: /readyz answers 503 for {delay:g} s while the "
                 "rest is served; {summary}",

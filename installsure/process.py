@@ -73,6 +73,11 @@ def fail_and_stop(reactor: IReactorCore, message: str, code: int = 1, **fields: 
         reactor.callWhenRunning(reactor.stop)
 
 
+def stopping_on_error() -> bool:
+    """Whether :func:`fail_and_stop` has been called: the process is ending on an error."""
+    return _exit_code not in (None, 0)
+
+
 def exit_zero_after_graceful_stop(reactor: IReactorCore) -> None:
     """Exit 0, not "killed by SIGTERM", once a SIGTERM/SIGINT stop has drained cleanly,
     and exit as soon as twistd is done.

@@ -56,7 +56,12 @@ from installsure.jobs import metrics as jobs_metrics
 from installsure.jobs.admin import QueueAdmin
 from installsure.listeners import HttpListeners
 from installsure.logs import configure_logging
-from installsure.process import StopSignals, exit_zero_after_graceful_stop, fail_and_stop
+from installsure.process import (
+    StopSignals,
+    exit_zero_after_graceful_stop,
+    fail_and_stop,
+    stopping_on_error,
+)
 from installsure.realtime.drain import RealtimeDrain
 from installsure.realtime.service import (
     HealthAnnouncer,
@@ -322,7 +327,7 @@ def build_service(
     services.stop_signals = signals
     reactor.callWhenRunning(signals.install)
     drain = DrainService(grace=config.shutdown.grace, delay=config.shutdown_delay,
-                         reactor=reactor, on_begin=signals.catch)
+                         reactor=reactor, on_begin=signals.catch, failing=stopping_on_error)
     services.drain = drain
     if jobs_drain is not None:
         # Jobs drain alongside HTTP, so a stop takes one grace period, not two; the

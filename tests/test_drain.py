@@ -141,6 +141,23 @@ def test_without_a_delay_the_listeners_close_at_once() -> None:
         "stop_accepting", "drain_connections", "finish"]
 
 
+def test_a_stop_on_a_fatal_error_skips_the_delay() -> None:
+    """A process stopping on an error (the database's schema is unusable, a port is
+    taken) has no traffic to announce its stop to: phase 2 follows at once, with a
+    line that says why, instead of keeping the operator waiting for the exit status."""
+    clock = Clock()
+    with captured_events("") as events:
+        service, recorder = drain_with(clock, grace=30.0, delay=5.0, failing=lambda: True)
+        service.stopService()
+    assert [call[:2] for call in recorder.calls] == [
+        ("stop_accepting", Phase.CLOSING_LISTENERS),
+        ("drain_connections", Phase.CLOSING_LISTENERS),
+        ("finish", Phase.FINISHING_WORK),
+    ]
+    assert recorder.calls[0][2] == 0.0
+    assert "stopping on an error" in formats(events)[0]
+
+
 def test_a_failing_participant_is_logged_and_the_drain_goes_on() -> None:
     """A participant whose phase raises is logged with its name and method; the other
     participants go through every phase and the drain ends."""
