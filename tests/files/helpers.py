@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
+import random
 import socket
 import time
 from collections.abc import Iterable, Sequence
 
 BOUNDARY = "----installsure-test-boundary-7d2f"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + os.urandom(200)
-PDF = b"%PDF-1.7\n" + os.urandom(300)
+# Fixed noise, not os.urandom: parametrized tests show these bytes in their ids, and
+# pytest-xdist refuses to run when its workers collect different ids.
+_NOISE = random.Random(20261204)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + _NOISE.randbytes(200)
+PDF = b"%PDF-1.7\n" + _NOISE.randbytes(300)
 IFC = b"ISO-10303-21;\nHEADER;\nFILE_DESCRIPTION(('ViewDefinition'),'2;1');\nENDSEC;\n"
 
 Part = tuple[str, str | None, bytes]

@@ -119,7 +119,8 @@ async def test_too_many_files_is_413_and_keeps_none(small_world: FilesWorld) -> 
     ("model.ifc", b"<?xml version='1.0'?><ifc/>", "is not a .ifc file"),
     ("sheet.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64), "is not a .xlsx file"),
     ("passwd", b"root:x:0:0", "not a file type"),
-])
+], ids=["exe", "pdf-named-png", "png-named-pdf", "bad-dwg", "xml-named-ifc", "ole-named-xlsx",
+        "no-extension"])
 @pytest_twisted.ensureDeferred
 async def test_wrong_and_spoofed_types_are_415(
     small_world: FilesWorld, name: str, content: bytes, why: str,
