@@ -10,6 +10,7 @@ them.
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from installsure.auth.tokens import AccessTokens
 from installsure.auth.user_admin import UserAdmin
 from installsure.auth.verifier import TokenVerifier
 from installsure.db.service import Database
+from installsure.db.sessions import recently_revoked_sessions
 from installsure.http.ratelimit import RateLimiter
 from installsure.redis.interfaces import RedisCommands
 
@@ -94,8 +96,14 @@ def build_auth(
     hasher = hasher or PasswordHasher.from_settings(settings, reactor=reactor)
     tokens = AccessTokens(signing_key(settings), issuer=settings.jwt_issuer,
                           audience=settings.jwt_audience, ttl=settings.access_token_ttl)
+    def recently_revoked(seconds: float) -> defer.Deferred[list[str]]:
+        since = datetime.now(UTC) - timedelta(seconds=seconds)
+        return database.run(lambda conn: recently_revoked_sessions(conn, since),
+                            readonly=True)
+
     revocations = SessionRevocations(redis, access_token_ttl=settings.access_token_ttl,
-                                     cache_ttl=settings.revocation_cache_ttl, reactor=reactor)
+                                     cache_ttl=settings.revocation_cache_ttl, reactor=reactor,
+                                     recently_revoked=recently_revoked)
     verifier = TokenVerifier(tokens, revocations, database.run)
     accounts = Accounts(database=database, hasher=hasher, tokens=tokens,
                         revocations=revocations, settings=settings,

@@ -5,10 +5,18 @@ as its access tokens can live (``auth.access_token_ttl``, plus the clock leeway)
 is announced on :data:`~installsure.auth.interfaces.SESSION_REVOKED_CHANNEL`. Each
 process keeps a small cache of the sessions it has checked: a session found live is
 trusted for ``auth.revocation_cache_ttl`` seconds, and an announcement removes it from
-every cache at once. The cache is only trusted while the subscription stands; before
-that (or should subscribing fail) every check asks Redis. So a request costs nothing
+every cache at once. The cache is only trusted while Redis confirms the subscription;
+before that, while the connection is down, or should subscribing fail, every check
+asks Redis (and the database when Redis cannot answer). So a request costs nothing
 extra while its session is in the cache, and a logout is seen everywhere as soon as
 the announcement arrives (milliseconds), or the cache entry ages out should it be lost.
+
+Announcements made while the pub/sub connection was down never arrive, and a revocation
+made while Redis could not be reached is in the database only. So when the subscription
+is confirmed again after a lost connection, the cache is emptied and the sessions the
+database has revoked within an access token's lifetime (``recently_revoked``) are
+written and announced again: every process then refuses them, and so does the
+realtime broker, which closes their WebSocket sessions on the announcement.
 
 The database stays the source of truth (``sessions.revoked_at``): when Redis cannot
 answer, :class:`~installsure.auth.verifier.TokenVerifier` asks the database instead.
@@ -47,6 +55,7 @@ class SessionRevocations:
         reactor: IReactorTime,
         clock: Callable[[], float] = time.monotonic,
         channel: str = SESSION_REVOKED_CHANNEL,
+        recently_revoked: Callable[[float], defer.Deferred[list[str]]] | None = None,
     ) -> None:
         self._redis = redis
         self._remember_ms = int((access_token_ttl + CLOCK_LEEWAY_SECONDS + 1) * 1000)
@@ -54,6 +63,8 @@ class SessionRevocations:
         self._reactor = reactor
         self._clock = clock
         self._channel = channel
+        #: Sessions the database revoked within the given number of seconds.
+        self._recently_revoked = recently_revoked
         #: Session id -> until when (clock) it is trusted to be live.
         self._live: dict[str, float] = {}
         #: Session id -> until when it is known to be revoked.
@@ -103,7 +114,30 @@ class SessionRevocations:
                      reason=failure.getErrorMessage(), delay=RESUBSCRIBE_DELAY)
             self._retry = self._reactor.callLater(RESUBSCRIBE_DELAY, self._subscribe)
 
-        self._redis.subscribe(self._channel, self._announced).addCallbacks(subscribed, failed)
+        self._redis.subscribe(self._channel, self._announced, on_gap=self._gap) \
+            .addCallbacks(subscribed, failed)
+
+    def _gap(self) -> None:
+        """The subscription is back after a lost connection (see module docstring)."""
+        self._live.clear()
+        if self._recently_revoked is None or not self._running:
+            return
+        window = self._remember_ms / 1000
+
+        def announce(session_ids: list[str]) -> defer.Deferred[None]:
+            log.info("Redis pub/sub is back: announcing again the {count} session(s) "
+                     "revoked in the last {window:g} s", count=len(session_ids),
+                     window=window)
+            return self.revoke(session_ids)
+
+        def failed(failure: Any) -> None:
+            log.warn("could not announce again the sessions revoked while Redis was "
+                     "unreachable ({reason}); other processes refuse them once their "
+                     "cache entries age out, or when Redis cannot answer",
+                     reason=failure.getErrorMessage())
+
+        d = defer.maybeDeferred(self._recently_revoked, window)
+        d.addCallback(announce).addErrback(failed)
 
     def _announced(self, _channel: str, session_id: str) -> None:
         self._forget_live(session_id)
@@ -119,6 +153,10 @@ class SessionRevocations:
 
     # -- checks -----------------------------------------------------------------------
 
+    def _listening(self) -> bool:
+        subscription = self._subscription
+        return subscription is not None and subscription.live
+
     def _key(self, session_id: str) -> str:
         return self._redis.key("revoked", "session", session_id)
 
@@ -132,7 +170,7 @@ class SessionRevocations:
             del self._revoked[session_id]
         trusted = self._live.get(session_id)
         if trusted is not None:
-            if trusted > now and self._subscription is not None:
+            if trusted > now and self._listening():
                 return False
             del self._live[session_id]
         return None
@@ -149,7 +187,7 @@ class SessionRevocations:
             revoked = bool(int(found))
             if revoked:
                 self._forget_live(session_id)
-            elif self._subscription is not None and self._cache_ttl > 0:
+            elif self._cache_ttl > 0 and self._listening():
                 if len(self._live) >= MAX_CACHED:
                     self._live.clear()
                 self._live[session_id] = self._clock() + self._cache_ttl

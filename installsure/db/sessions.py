@@ -136,6 +136,12 @@ def revoke_user_sessions(
     return ids
 
 
+def recently_revoked_sessions(conn: Connection, since: datetime) -> list[str]:
+    """The ids of the sessions revoked at or after ``since``."""
+    query = select(sessions.c.id).where(sessions.c.revoked_at >= since)
+    return [row.id for row in conn.execute(query)]
+
+
 def session_is_live(conn: Connection, session_id: str) -> bool:
     """Not revoked, and its user is active: the database's answer when Redis has none."""
     row = conn.execute(

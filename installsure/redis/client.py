@@ -27,6 +27,7 @@ from installsure.redis._execute import run_on
 from installsure.redis._link import _Link
 from installsure.redis.blocking import BlockingConnection
 from installsure.redis.interfaces import (
+    GapCallback,
     MessageCallback,
     RedisArg,
     RedisUnavailable,
@@ -375,8 +376,10 @@ class RedisService(Service):
             self._start_link(self._subscriber.link)
         return self._subscriber
 
-    def subscribe(self, channel: str, callback: MessageCallback) -> defer.Deferred[Subscription]:
-        return self._get_subscriber().add(False, channel, callback)
+    def subscribe(self, channel: str, callback: MessageCallback, *,
+                  on_gap: GapCallback | None = None) -> defer.Deferred[Subscription]:
+        return self._get_subscriber().add(False, channel, callback, on_gap=on_gap)
 
-    def psubscribe(self, pattern: str, callback: MessageCallback) -> defer.Deferred[Subscription]:
-        return self._get_subscriber().add(True, pattern, callback)
+    def psubscribe(self, pattern: str, callback: MessageCallback, *,
+                   on_gap: GapCallback | None = None) -> defer.Deferred[Subscription]:
+        return self._get_subscriber().add(True, pattern, callback, on_gap=on_gap)

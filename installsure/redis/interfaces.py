@@ -69,9 +69,20 @@ class BlockingRedis(Protocol):
 class Subscription(Protocol):
     def cancel(self) -> Deferred[None]: ...
 
+    @property
+    def live(self) -> bool:
+        """Whether Redis confirms the subscription on the connection up right now: while
+        it is not, messages published to it are lost."""
+        ...
+
 
 MessageCallback: TypeAlias = Callable[[str, str], object]
 """Called with ``(channel, message)`` for each message received."""
+
+GapCallback: TypeAlias = Callable[[], object]
+"""Called when a subscription is confirmed again after its connection was lost: the
+messages published meanwhile never arrived, so what they would have said must be
+found out another way."""
 
 
 class RedisCommands(Protocol):
@@ -91,11 +102,14 @@ class RedisCommands(Protocol):
 
     def publish(self, channel: str, message: str) -> Deferred[int]: ...
 
-    def subscribe(self, channel: str, callback: MessageCallback) -> Deferred[Subscription]:
-        """Subscribe (re-subscribed automatically after a reconnect)."""
+    def subscribe(self, channel: str, callback: MessageCallback, *,
+                  on_gap: GapCallback | None = None) -> Deferred[Subscription]:
+        """Subscribe (re-subscribed automatically after a reconnect, then ``on_gap()``
+        is called)."""
         ...
 
-    def psubscribe(self, pattern: str, callback: MessageCallback) -> Deferred[Subscription]: ...
+    def psubscribe(self, pattern: str, callback: MessageCallback, *,
+                   on_gap: GapCallback | None = None) -> Deferred[Subscription]: ...
 
     def ping(self) -> Deferred[float]:
         """Round-trip latency in milliseconds."""

@@ -18,7 +18,12 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from installsure.redis._link import _Link, _Protocol, _SentinelProtocol
-from installsure.redis.interfaces import MessageCallback, RedisUnavailable, Subscription
+from installsure.redis.interfaces import (
+    GapCallback,
+    MessageCallback,
+    RedisUnavailable,
+    Subscription,
+)
 from installsure.redis.target import RedisTarget
 
 log = Logger(namespace="installsure.redis.pubsub")
@@ -62,16 +67,22 @@ class LinkFactory(Protocol):
 
 
 class _Subscription:
-    __slots__ = ("_subscriber", "callback", "key")
+    __slots__ = ("_subscriber", "callback", "key", "on_gap")
 
-    def __init__(self, subscriber: Subscriber, key: _Key, callback: MessageCallback) -> None:
+    def __init__(self, subscriber: Subscriber, key: _Key, callback: MessageCallback,
+                 on_gap: GapCallback | None) -> None:
         self._subscriber = subscriber
         self.key = key
         self.callback = callback
+        self.on_gap = on_gap
 
     def cancel(self) -> defer.Deferred[None]:
         """Stop delivering to this callback (UNSUBSCRIBE when it was the last one)."""
         return self._subscriber._remove(self)
+
+    @property
+    def live(self) -> bool:
+        return self._subscriber._is_live(self)
 
     def __repr__(self) -> str:
         kind = "pattern" if self.key[0] else "channel"
@@ -107,6 +118,8 @@ class Subscriber:
         self._silent_reported = False
         self._callbacks: dict[_Key, list[_Subscription]] = {}
         self._confirmed: set[_Key] = set()
+        # Confirmed on some earlier connection: a confirmation on a later one ends a gap.
+        self._once_confirmed: set[_Key] = set()
         self._ack_waiters: dict[_Key, list[defer.Deferred[None]]] = {}
         self._conn: Any = None
         self._connections = 0
@@ -174,7 +187,8 @@ class Subscriber:
     # --- subscribing
 
     def add(
-        self, pattern: bool, name: str, callback: MessageCallback
+        self, pattern: bool, name: str, callback: MessageCallback, *,
+        on_gap: GapCallback | None = None,
     ) -> defer.Deferred[Subscription]:
         if not isinstance(name, str) or not name:
             return defer.fail(ValueError("a channel or pattern name must be a non-empty string"))
@@ -182,7 +196,7 @@ class Subscriber:
         if not callable(given):
             return defer.fail(TypeError(f"the message callback must be callable, not {given!r}"))
         key = (pattern, name)
-        subscription = _Subscription(self, key, callback)
+        subscription = _Subscription(self, key, callback, on_gap)
         existing = self._callbacks.setdefault(key, [])
         existing.append(subscription)
         if key in self._confirmed:
@@ -245,7 +259,12 @@ class Subscriber:
         if not callbacks:
             del self._callbacks[key]
             self._confirmed.discard(key)
+            self._once_confirmed.discard(key)
         return True
+
+    def _is_live(self, subscription: _Subscription) -> bool:
+        key = subscription.key
+        return key in self._confirmed and subscription in self._callbacks.get(key, ())
 
     def _send(self, command: str, *names: str) -> None:
         conn = self._conn
@@ -283,11 +302,23 @@ class Subscriber:
         if kind.startswith(("un", "pun")):
             return
         key = (kind == "psubscribe", name)
-        if key in self._callbacks:
+        if key in self._callbacks and key not in self._confirmed:
             self._confirmed.add(key)
+            if key in self._once_confirmed:
+                self._gap_ended(key)
+            self._once_confirmed.add(key)
         for d in self._ack_waiters.pop(key, []):
             if not d.called:  # a caller may have cancelled it
                 d.callback(None)
+
+    def _gap_ended(self, key: _Key) -> None:
+        for subscription in list(self._callbacks.get(key, ())):
+            if subscription.on_gap is None:
+                continue
+            try:
+                subscription.on_gap()
+            except Exception:
+                log.failure("pub/sub gap callback for {name} failed", name=key[1])
 
     def _deliver(self, pattern: bool, name: Any, channel: Any, message: Any) -> None:
         callbacks = self._callbacks.get((pattern, _text(name)))

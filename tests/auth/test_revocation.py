@@ -8,7 +8,9 @@ import time
 
 import pytest_twisted
 
-from tests.auth.conftest import SECRET, MakeStack, Stack, sleep
+from tests.auth.conftest import SECRET, MakeStack, Stack, sleep, wait_until
+from tests.fixtures.redis import RedisServerProcess
+from tests.redis.helpers import eventually
 
 
 async def _refused_within(stack: Stack, token: str, seconds: float) -> float:
@@ -93,3 +95,34 @@ async def test_without_redis_the_database_decides(make_stack: MakeStack) -> None
     assert (await a.call("GET", "/api/auth/me", token=dead["accessToken"])).status == 401
     a.redis.startService()
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_logout_while_redis_is_down_is_refused_everywhere_after_it_returns(
+    make_stack: MakeStack, redis_server: RedisServerProcess,
+) -> None:
+    """A logout on A while Redis is down reaches only the database. B, which trusted
+    the session from its cache, stops trusting the cache once its subscription is lost
+    and asks the database; once Redis is back, A and B announce the sessions the
+    database revoked meanwhile, so a process that never saw the session (C) refuses it
+    from the revocation set as well."""
+    a = await make_stack(revocation_cache_ttl=60)
+    b = await make_stack(revocation_cache_ttl=60)
+    token = (await a.register("ros@example.com")).data["accessToken"]
+    assert (await b.call("GET", "/api/auth/me", token=token)).status == 200
+    session_id = b.auth.tokens.verify(token).session_id
+    assert b.auth.revocations.cached(session_id) is False
+    redis_server.stop()
+    await wait_until(lambda: b.auth.revocations.cached(session_id) is None)
+    assert (await a.call("POST", "/api/auth/logout", token=token)).status == 200
+    assert (await b.call("GET", "/api/auth/me", token=token)).status == 401
+    redis_server.start()
+    key = a.redis.key("revoked", "session", session_id)
+
+    async def announced_again() -> None:
+        assert await a.redis.execute("EXISTS", key) == 1
+
+    await eventually(announced_again)
+    c = await make_stack(revocation_cache_ttl=60)
+    assert (await c.call("GET", "/api/auth/me", token=token)).status == 401
+    assert (await b.call("GET", "/api/auth/me", token=token)).status == 401

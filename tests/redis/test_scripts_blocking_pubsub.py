@@ -201,6 +201,45 @@ async def test_resubscribes_after_redis_restart(redis_server: RedisServerProcess
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_gap_is_reported_once_per_reconnection(redis_server: RedisServerProcess,
+                                                       redis: RedisService) -> None:
+    """A subscription is live while Redis confirms it; when its connection is lost it
+    is not, and once it is confirmed again on a new connection on_gap is called (once,
+    not at the first subscription), so the subscriber can find out what it missed."""
+    gaps: list[str] = []
+    sub = await within(5, redis.subscribe("revocations", Inbox(),
+                                          on_gap=lambda: gaps.append("channel")))
+    psub = await within(5, redis.psubscribe("changes.*", Inbox(),
+                                            on_gap=lambda: gaps.append("pattern")))
+    assert sub.live
+    assert psub.live
+    assert gaps == []
+    redis_server.stop()
+
+    async def down() -> None:
+        assert not sub.live
+        assert not psub.live
+
+    await eventually(down)
+    redis_server.start()
+
+    async def reported() -> None:
+        assert sorted(gaps) == ["channel", "pattern"]
+
+    await eventually(reported)
+    assert sub.live
+    assert psub.live
+    redis_server.restart()
+    await eventually(lambda: _assert_gaps(gaps, 4))
+    await sub.cancel()
+    assert not sub.live
+
+
+async def _assert_gaps(gaps: list[str], count: int) -> None:
+    assert len(gaps) == count, gaps
+
+
+@pytest_twisted.ensureDeferred
 async def test_blocking_command_waits_for_reconnection(redis_server: RedisServerProcess,
                                                        redis: RedisService) -> None:
     """While Redis is down a blocking command fails only after its timeout (no busy loop
