@@ -91,13 +91,15 @@ class WampSession(SessionLifetime):
     # -- the broker's side (Peer) --------------------------------------------------------
 
     def deliver(self, event: OutgoingEvent) -> None:
-        if self.state in (OPEN, CLOSING) and not self.closed:
+        # Not once GOODBYE is said: a client takes any message after it as a protocol
+        # error and drops the connection instead of finishing the close.
+        if self.state == OPEN and not self.closed:
             self.channel.send_event(event)
 
     def revoke(self, subscription: Subscription, reason: str) -> None:
         # Only a subscriber that announced the feature may be told (WAMP's subscription
         # revocation); to the others the subscription just falls silent.
-        if self._hears_revocation:
+        if self._hears_revocation and self.state == OPEN and not self.closed:
             self.channel.send_message(
                 m.Unsubscribed(0, subscription=subscription.id, reason=reason))
 

@@ -483,6 +483,26 @@ def test_goodbye_all_says_system_shutdown_and_closes_1001() -> None:
     assert not router.broker.sessions
 
 
+def test_nothing_follows_the_routers_goodbye_but_the_close() -> None:
+    """Once the router has said GOODBYE, events and subscription revocations are no
+    longer sent to that session (a WAMP client treats a message after GOODBYE as a
+    protocol error and drops the connection without the close code)."""
+    router = MemoryRouter()
+    session, channel = router.joined("a", "admin")
+    sub = subscribed_id(subscribe(session, channel, "installsure.system.health"))
+    router.broker.publish("installsure.system.health", [{"status": "ok"}])
+    assert [e.subscription for e in channel.of(m.Event)] == [sub]
+    router.broker.goodbye_all("wamp.close.system_shutdown")
+    channel.take()
+    router.broker.publish("installsure.system.health", [{"status": "stopping"}])
+    for subscription in router.broker.held_by(session):
+        router.broker.revoke(session, subscription, "wamp.subscription.revoked")
+    assert channel.take() == []
+    session.received([m.Goodbye()])
+    assert [type(message) for message in channel.take()] == []
+    assert channel.closed == (GOING_AWAY, "")
+
+
 def test_membership_removed_revokes_subscriptions() -> None:
     """After the member is removed and the cache dropped, re-checking revokes the
     subscription: UNSUBSCRIBED with reason wamp.subscription.revoked, no more events."""
