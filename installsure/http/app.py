@@ -196,17 +196,16 @@ class ApiResource(Resource):
                 self.authenticate, ctx, route.auth, self.rate_limiter
             )
         if route.rate_limit is not None and self.rate_limiter is not None:
-            key = f"user:{ctx.user_id}" if ctx.user_id else f"ip:{ctx.remote}"
-            per_address = None
+            address = f"ip:{ctx.remote}"
+            hits = [(route.rate_limit, f"user:{ctx.user_id}" if ctx.user_id else address)]
             if ctx.user_id and self._per_address:
-                # Counted alongside the principal's hit (both in flight at once).
-                per_address = self.rate_limiter.check(ADDRESS_RULE, f"ip:{ctx.remote}")
-            decision = await self.rate_limiter.check(route.rate_limit, key)
-            if per_address is not None:
-                address_decision = await per_address
-                if address_decision is not None and not address_decision.allowed:
-                    raise address_decision.error("Too many requests from this address")
-            if decision is not None:
+                # Signed-in requests also share their address's budget (same Redis call).
+                hits.append((ADDRESS_RULE, address))
+            decisions = await self.rate_limiter.check_all(hits)
+            if decisions is not None:
+                decision = decisions[0]
+                if len(decisions) > 1 and not decisions[1].allowed:
+                    raise decisions[1].error("Too many requests from this address")
                 if not decision.allowed:
                     raise decision.error()
                 for name, value in decision.headers():

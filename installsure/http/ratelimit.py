@@ -1,9 +1,10 @@
 """Fixed-window rate limits kept in Redis, so every process shares the same counters.
 
-One Lua call per request counts the hit and reads the window's remaining time
-atomically. When Redis is unavailable the limiter FAILS OPEN: an outage of Redis must
-not take the API down with it. After a failure it stops asking Redis for a short
-pause, so requests do not each wait for a command timeout while Redis is down.
+One Lua call per request counts its hits (per principal and, for signed-in requests,
+per address too) and reads each window's remaining time atomically. When Redis is
+unavailable the limiter FAILS OPEN: an outage of Redis must not take the API down with
+it. After a failure it stops asking Redis for a short pause, so requests do not each
+wait for a command timeout while Redis is down.
 
 Failed authentications have a rule of their own (``http.rate_limit_failed_auth``),
 counted per client address by :class:`AuthFailures`: before credentials are checked,
@@ -19,7 +20,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
@@ -33,14 +34,20 @@ from installsure.redis.interfaces import RedisCommands
 
 log = Logger(namespace="installsure.http.ratelimit")
 
+# One hit on each of KEYS, ARGV[i] the window of KEYS[i] in ms; {count, ttl} per key.
 HIT_SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if count == 1 or ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  local ttl = redis.call('PTTL', key)
+  if count == 1 or ttl < 0 then
+    redis.call('PEXPIRE', key, ARGV[i])
+    ttl = tonumber(ARGV[i])
+  end
+  out[#out + 1] = count
+  out[#out + 1] = ttl
 end
-return {count, ttl}
+return out
 """
 
 PEEK_SCRIPT = """
@@ -115,44 +122,63 @@ class RateLimiter:
 
     def check(self, rule_name: str, key: str) -> defer.Deferred[RateDecision | None]:
         """Count one hit; ``None`` means "not counted" (Redis unavailable: let it through)."""
-        return self._ask(rule_name, key, count=True)
+        def first(decisions: list[RateDecision] | None) -> RateDecision | None:
+            return decisions[0] if decisions is not None else None
+
+        return self.check_all([(rule_name, key)]).addCallback(first)
+
+    def check_all(
+        self, hits: Sequence[tuple[str, str]]
+    ) -> defer.Deferred[list[RateDecision] | None]:
+        """Count one hit on each ``(rule, key)`` in one Redis call (a request counted per
+        principal and per address pays one round trip); the decisions in that order, or
+        ``None`` when Redis is unavailable."""
+        rules = [self.rule(rule_name) for rule_name, _key in hits]
+        if self._paused():
+            return defer.succeed(None)
+        keys = [self._redis.key("ratelimit", rule_name, key) for rule_name, key in hits]
+        windows = [_window_ms(rule) for rule in rules]
+        try:
+            d: defer.Deferred[Any] = self._script(keys, windows)
+        except Exception:
+            self._failed(None)
+            return defer.succeed(None)
+
+        def decide(reply: Any) -> list[RateDecision]:
+            self._answered()
+            return [
+                _decision(rule, int(reply[2 * i]), int(reply[2 * i + 1]), count=True)
+                for i, rule in enumerate(rules)
+            ]
+
+        d.addCallbacks(decide, self._failed)
+        return d
 
     def peek(self, rule_name: str, key: str) -> defer.Deferred[RateDecision | None]:
         """Whether one more hit would still be allowed, without counting one."""
-        return self._ask(rule_name, key, count=False)
-
-    def _ask(self, rule_name: str, key: str, *, count: bool) -> defer.Deferred[RateDecision | None]:
         rule = self.rule(rule_name)
-        if self._failing and self._clock() < self._paused_until:
+        if self._paused():
             return defer.succeed(None)
-        window_ms = max(1, int(rule.window * 1000))
-        redis_key = self._redis.key("ratelimit", rule_name, key)
         try:
-            d: defer.Deferred[Any] = (
-                self._script([redis_key], [window_ms]) if count else self._peek([redis_key], [])
-            )
+            d: defer.Deferred[Any] = self._peek([self._redis.key("ratelimit", rule_name, key)], [])
         except Exception:
             self._failed(None)
             return defer.succeed(None)
 
         def decide(reply: Any) -> RateDecision:
-            hits, ttl_ms = int(reply[0]), int(reply[1])
-            if self._failing:
-                self._failing = False
-                log.info("rate limiting works again: Redis answers")
-            # A key that does not exist (yet) resets a whole window from now.
-            reset = max(1, math.ceil((ttl_ms if ttl_ms > 0 else window_ms) / 1000))
-            return RateDecision(
-                # A hit is allowed up to the limit; a peek asks about the next one.
-                allowed=hits <= rule.requests if count else hits < rule.requests,
-                limit=rule.requests,
-                remaining=max(0, rule.requests - hits),
-                reset=reset,
-                hits=hits,
-            )
+            self._answered()
+            return _decision(rule, int(reply[0]), int(reply[1]), count=False)
 
         d.addCallbacks(decide, self._failed)
         return d
+
+    def _paused(self) -> bool:
+        return self._failing and self._clock() < self._paused_until
+
+    def _answered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("rate limiting works again: Redis answers")
 
     def _failed(self, failure: Any) -> None:
         self._paused_until = self._clock() + self._pause
@@ -163,6 +189,23 @@ class RateLimiter:
                 "rate limiting is off while Redis is unavailable (requests pass): {reason}",
                 reason=reason,
             )
+
+
+def _window_ms(rule: RateRule) -> int:
+    return max(1, int(rule.window * 1000))
+
+
+def _decision(rule: RateRule, hits: int, ttl_ms: int, *, count: bool) -> RateDecision:
+    # A key that does not exist (yet) resets a whole window from now.
+    reset = max(1, math.ceil((ttl_ms if ttl_ms > 0 else _window_ms(rule)) / 1000))
+    return RateDecision(
+        # A hit is allowed up to the limit; a peek asks about the next one.
+        allowed=hits <= rule.requests if count else hits < rule.requests,
+        limit=rule.requests,
+        remaining=max(0, rule.requests - hits),
+        reset=reset,
+        hits=hits,
+    )
 
 
 def client_key(ctx: RequestContext) -> str:

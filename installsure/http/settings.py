@@ -99,8 +99,12 @@ def _check_header_name(_inst: object, attribute: Any, value: str) -> None:
 
 def _default_named_rates() -> dict[str, str]:
     # login: sign-in and registration attempts per client address; login_account:
-    # sign-in attempts per e-mail address, from anywhere (installsure.auth.accounts).
-    return {"login": "10/60", "login_account": "10/300", "upload": "30/60"}
+    # sign-in attempts per e-mail address, from anywhere (installsure.auth.accounts);
+    # address: every signed-in request per client address, on top of its principal's
+    # budget, so that accounts made in bulk from one address do not multiply it (20
+    # principals' worth by default: an office behind one NAT is not throttled).
+    return {"login": "10/60", "login_account": "10/300", "upload": "30/60",
+            ADDRESS_RULE: "6000/60"}
 
 
 @frozen
@@ -158,9 +162,10 @@ class HttpSettings:
     rate_limit_failed_auth: str = field(default="20/300", validator=_check_rate)
     #: Stricter named limits routes can ask for (``rate_limit="login"``). ``login``: sign-in
     #: and registration requests per client address; ``login_account``: sign-ins per
-    #: account; ``address`` (unset by default): every signed-in request per client
-    #: address as well as per principal, e.g. "1200/60", so many accounts used from one
-    #: address share one budget.
+    #: account; ``upload``: uploads per user; ``address``: every signed-in request per
+    #: client address as well as per principal, so many accounts used from one address
+    #: share one budget (set it very high, e.g. "100000000/60", to count per principal
+    #: only).
     rate_limits: dict[str, str] = field(
         factory=_default_named_rates, converter=dict, validator=_check_named_rates
     )

@@ -120,12 +120,25 @@ async def test_throttle_fails_open_without_redis(make_stack: MakeStack) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_optional_address_rule_counts_every_account_from_one_address(
+async def test_address_rule_counts_every_account_from_one_address(
     make_stack: MakeStack,
 ) -> None:
-    """With ``http.rate_limits.address`` set, signed-in requests of different accounts
-    from one address share its budget (each account alone is far under its own limit);
-    without it (the default) they do not."""
+    """``http.rate_limits.address`` makes signed-in requests of different accounts from
+    one address share its budget (each account alone is far under its own limit); it is
+    on by default, each signed-in request counted once per principal and once for the
+    address."""
+    # The default named limits (address 6000/60), a generous per-principal one.
+    by_default = await make_stack(http=HttpSettings(
+        rate_limit_default="1000/60", rate_limit_failed_auth="1000/60"))
+    assert HttpSettings().rate_limits["address"] == "6000/60"
+    tokens = [(await by_default.register(f"solo{n}@example.com")).data["accessToken"]
+              for n in range(2)]
+    assert [(await by_default.call("GET", "/api/auth/me", token=tokens[n % 2])).status
+            for n in range(6)] == [200] * 6
+    address_key = by_default.redis.key("ratelimit", "address", "ip:127.0.0.1")
+    assert int(await by_default.redis.execute("GET", address_key)) == 6
+    await by_default.redis.execute("DEL", address_key)
+
     shared = HttpSettings(
         rate_limit_default="1000/60", rate_limit_failed_auth="1000/60",
         rate_limits={"login": "1000/60", "login_account": "1000/60", "address": "4/60"})
@@ -135,8 +148,3 @@ async def test_optional_address_rule_counts_every_account_from_one_address(
     answers = [(await stack.call("GET", "/api/auth/me", token=tokens[n % 2])).status
                for n in range(5)]
     assert answers == [200, 200, 200, 200, 429], answers
-    unshared = await make_stack()
-    tokens = [(await unshared.register(f"solo{n}@example.com")).data["accessToken"]
-              for n in range(2)]
-    assert [(await unshared.call("GET", "/api/auth/me", token=tokens[n % 2])).status
-            for n in range(6)] == [200] * 6

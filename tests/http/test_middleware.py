@@ -402,10 +402,11 @@ def test_drain_waits_for_in_flight_requests_within_the_grace_period() -> None:
 
 def test_rate_limit_key_is_the_user_when_known_else_the_address() -> None:
     """Routes count hits per user once the auth hook names one, per address otherwise,
-    under the route's named limit."""
+    under the route's named limit; a signed-in request also counts under the address
+    rule, in the same call."""
     from installsure.http.ratelimit import RateDecision
 
-    seen: list[tuple[str, str]] = []
+    seen: list[tuple[tuple[str, str], ...]] = []
 
     class RecordingLimiter:
         auth_failures = None  # no failed-authentication rule: only request limits
@@ -414,11 +415,14 @@ def test_rate_limit_key_is_the_user_when_known_else_the_address() -> None:
             return name
 
         def has_rule(self, name: str) -> bool:
-            return False  # no per-address rule: signed-in requests count per user
+            return name == "address"
 
-        def check(self, rule: str, key: str) -> defer.Deferred[RateDecision]:
-            seen.append((rule, key))
-            return defer.succeed(RateDecision(allowed=True, limit=5, remaining=4, reset=60))
+        def check_all(
+            self, hits: list[tuple[str, str]]
+        ) -> defer.Deferred[list[RateDecision]]:
+            seen.append(tuple(hits))
+            return defer.succeed([RateDecision(allowed=True, limit=5, remaining=4, reset=60)
+                                  for _ in hits])
 
     @frozen
     class User:
@@ -437,7 +441,9 @@ def test_rate_limit_key_is_the_user_when_known_else_the_address() -> None:
     fetch(client, "POST", "/api/auth/login")
     fetch(client, "GET", "/api/mine")
     assert header(open_response, "RateLimit-Remaining") == "4"
-    assert seen[0][0] == "default"
-    assert seen[0][1].startswith("ip:")
-    assert seen[1][0] == "login"
-    assert seen[2] == ("default", "user:u-7")
+    assert len(seen[0]) == 1
+    assert seen[0][0][0] == "default"
+    assert seen[0][0][1].startswith("ip:")
+    assert [rule for rule, _key in seen[1]] == ["login"]
+    assert seen[2][0] == ("default", "user:u-7")
+    assert seen[2][1] == ("address", seen[0][0][1])

@@ -56,6 +56,37 @@ async def test_two_limiters_share_one_counter(services: list[RedisService]) -> N
     assert other.remaining == 2
 
 
+@pytest_twisted.ensureDeferred
+async def test_check_all_counts_each_key_under_its_own_rule_in_one_call(
+    services: list[RedisService],
+) -> None:
+    """``check_all`` counts one hit on every (rule, key) given, each against its own limit
+    and window, in one script call, and answers in the order asked."""
+    limiter = RateLimiter(services[0], RULES)
+    calls_before = await _script_calls(services[0])
+    first = await limiter.check_all([("default", "user:u1"), ("login", "ip:9.9.9.9")])
+    assert await _script_calls(services[0]) == calls_before + 1
+    second = await limiter.check_all([("default", "user:u1"), ("login", "ip:9.9.9.9")])
+    assert first is not None
+    assert second is not None
+    assert [(d.limit, d.remaining, d.allowed) for d in first] == [(3, 2, True), (1, 0, True)]
+    assert [(d.limit, d.remaining, d.allowed) for d in second] == [(3, 1, True), (1, 0, False)]
+    assert second[1].reset <= 2 < second[0].reset
+    login_ttl = await services[0].execute(
+        "PTTL", services[0].key("ratelimit", "login", "ip:9.9.9.9"))
+    assert 0 < login_ttl <= 2000
+
+
+async def _script_calls(redis: RedisService) -> int:
+    """EVAL and EVALSHA calls the server has run so far."""
+    stats = await redis.execute("INFO", "commandstats")
+    total = 0
+    for line in str(stats).splitlines():
+        if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
+            total += int(line.split("calls=")[1].split(",")[0])
+    return total
+
+
 def test_unknown_rule_name_is_a_clear_error(services: list[RedisService]) -> None:
     """Asking for a limit that is not configured names the setting to add."""
     limiter = RateLimiter(services[0], RULES)
