@@ -45,7 +45,7 @@ from installsure.http.incoming import BodyStream, from_content
 from installsure.http.inflight import InFlight
 from installsure.http.outgoing import StreamedBody, send_streamed
 from installsure.http.policy import HeaderPolicy, add_header
-from installsure.http.ratelimit import RateLimiter, authenticate_counted
+from installsure.http.ratelimit import RateLimiter, admit, authenticate_counted
 from installsure.http.routing import Response, Route, Router
 from installsure.http.settings import ADDRESS_RULE, HttpSettings
 from installsure.http.validation import structure_query
@@ -195,21 +195,9 @@ class ApiResource(Resource):
             ctx.user = await authenticate_counted(
                 self.authenticate, ctx, route.auth, self.rate_limiter
             )
-        if route.rate_limit is not None and self.rate_limiter is not None:
-            address = f"ip:{ctx.remote}"
-            hits = [(route.rate_limit, f"user:{ctx.user_id}" if ctx.user_id else address)]
-            if ctx.user_id and self._per_address:
-                # Signed-in requests also share their address's budget (same Redis call).
-                hits.append((ADDRESS_RULE, address))
-            decisions = await self.rate_limiter.check_all(hits)
-            if decisions is not None:
-                decision = decisions[0]
-                if len(decisions) > 1 and not decisions[1].allowed:
-                    raise decisions[1].error("Too many requests from this address")
-                if not decision.allowed:
-                    raise decision.error()
-                for name, value in decision.headers():
-                    ctx.add_header(name, value)
+        if self.rate_limiter is not None:
+            await admit(self.rate_limiter, ctx, rule=route.rate_limit,
+                        authenticated=route.auth is not None, per_address=self._per_address)
         result = self._call(ctx, route, params)
         if isinstance(result, defer.Deferred):
             result = await result

@@ -1,18 +1,23 @@
 """Fixed-window rate limits kept in Redis, so every process shares the same counters.
 
-One Lua call per request counts its hits (per principal and, for signed-in requests,
-per address too) and reads each window's remaining time atomically. When Redis is
-unavailable the limiter FAILS OPEN: an outage of Redis must not take the API down with
-it. After a failure it stops asking Redis for a short pause, so requests do not each
-wait for a command timeout while Redis is down.
+One Lua call per request asks everything the request is limited by: its hit under the
+route's rule (per principal once signed in, else per address), for a signed-in request
+its hit under the per-address rule, and whether its address is locked out of
+authentication; each window's remaining time is read atomically with its count. When
+Redis is unavailable the limiter FAILS OPEN: an outage of Redis must not take the API
+down with it. After a failure it stops asking Redis for a short pause, so requests do
+not each wait for a command timeout while Redis is down.
 
 Failed authentications have a rule of their own (``http.rate_limit_failed_auth``),
-counted per client address by :class:`AuthFailures`: before credentials are checked,
-an address that used up its failures gets 429 without them being looked at; each
-failure counts one. The count only grows, so an attacker cannot reset it by
-succeeding once with an account of their own. Many attempts in flight at once may all
-pass the first look, but each failure's count is atomic and every one past the limit
-answers 429, so the answers are right however the requests interleave.
+counted per client address by :class:`AuthFailures`: each failure counts one, and an
+address that used up its failures gets 429 on every route that needs credentials, with
+wrong ones and with right ones alike, until the window ends (so a locked-out address
+learns nothing from its guesses). Credentials are checked locally before that question
+is asked with the request's other limits, so a signed-in request pays one Redis call
+in all. The count only grows, so an attacker cannot reset it by succeeding once with an
+account of their own. Many attempts in flight at once may all find the address not yet
+locked out, but each failure's count is atomic and every one past the limit answers
+429, so the answers are right however the requests interleave.
 """
 
 from __future__ import annotations
@@ -29,20 +34,27 @@ from twisted.logger import Logger
 
 from installsure.http.context import RequestContext
 from installsure.http.errors import ApiError
-from installsure.http.settings import FAILED_AUTH_RULE, RateRule
+from installsure.http.settings import ADDRESS_RULE, FAILED_AUTH_RULE, RateRule
 from installsure.redis.interfaces import RedisCommands
 
 log = Logger(namespace="installsure.http.ratelimit")
 
-# One hit on each of KEYS, ARGV[i] the window of KEYS[i] in ms; {count, ttl} per key.
-HIT_SCRIPT = """
+# For each of KEYS, ARGV[i] is the window of its rule in ms, or -1 to read the count
+# without counting a hit (a peek); the reply is {count, ttl in ms} for each key in turn.
+LIMITS_SCRIPT = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
+  local window = tonumber(ARGV[i])
+  local count
+  if window < 0 then
+    count = tonumber(redis.call('GET', key) or '0')
+  else
+    count = redis.call('INCR', key)
+  end
   local ttl = redis.call('PTTL', key)
-  if count == 1 or ttl < 0 then
-    redis.call('PEXPIRE', key, ARGV[i])
-    ttl = tonumber(ARGV[i])
+  if window >= 0 and (count == 1 or ttl < 0) then
+    redis.call('PEXPIRE', key, window)
+    ttl = window
   end
   out[#out + 1] = count
   out[#out + 1] = ttl
@@ -50,10 +62,19 @@ end
 return out
 """
 
-PEEK_SCRIPT = """
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-return {count, redis.call('PTTL', KEYS[1])}
-"""
+
+#: What a locked-out address is told (with 429 and ``Retry-After``).
+LOCKED_OUT = "Too many failed authentications from this address"
+
+
+@frozen
+class RateQuery:
+    """One question for :meth:`RateLimiter.ask`: count a hit of ``key`` under the rule
+    ``rule`` (or, with ``count=False``, whether one more would still be allowed)."""
+
+    rule: str
+    key: str
+    count: bool = True
 
 
 @frozen
@@ -99,8 +120,7 @@ class RateLimiter:
             raise ValueError("rate limiter rules need a 'default' rule")
         self._redis = redis
         self._rules = dict(rules)
-        self._script = redis.script("ratelimit_hit", HIT_SCRIPT)
-        self._peek = redis.script("ratelimit_peek", PEEK_SCRIPT)
+        self._script = redis.script("ratelimit_limits", LIMITS_SCRIPT)
         self._pause = pause_after_failure
         self._clock = clock
         self._paused_until = 0.0
@@ -122,22 +142,27 @@ class RateLimiter:
 
     def check(self, rule_name: str, key: str) -> defer.Deferred[RateDecision | None]:
         """Count one hit; ``None`` means "not counted" (Redis unavailable: let it through)."""
+        return self._ask_one(RateQuery(rule_name, key))
+
+    def peek(self, rule_name: str, key: str) -> defer.Deferred[RateDecision | None]:
+        """Whether one more hit would still be allowed, without counting one."""
+        return self._ask_one(RateQuery(rule_name, key, count=False))
+
+    def _ask_one(self, query: RateQuery) -> defer.Deferred[RateDecision | None]:
         def first(decisions: list[RateDecision] | None) -> RateDecision | None:
             return decisions[0] if decisions is not None else None
 
-        return self.check_all([(rule_name, key)]).addCallback(first)
+        return self.ask([query]).addCallback(first)
 
-    def check_all(
-        self, hits: Sequence[tuple[str, str]]
-    ) -> defer.Deferred[list[RateDecision] | None]:
-        """Count one hit on each ``(rule, key)`` in one Redis call (a request counted per
-        principal and per address pays one round trip); the decisions in that order, or
-        ``None`` when Redis is unavailable."""
-        rules = [self.rule(rule_name) for rule_name, _key in hits]
+    def ask(self, queries: Sequence[RateQuery]) -> defer.Deferred[list[RateDecision] | None]:
+        """Answer every query in one Redis call, in the order given; ``None`` when Redis
+        is unavailable (nothing was counted: let the request through)."""
+        rules = [self.rule(query.rule) for query in queries]
         if self._paused():
             return defer.succeed(None)
-        keys = [self._redis.key("ratelimit", rule_name, key) for rule_name, key in hits]
-        windows = [_window_ms(rule) for rule in rules]
+        keys = [self._redis.key("ratelimit", query.rule, query.key) for query in queries]
+        windows = [_window_ms(rule) if query.count else -1
+                   for query, rule in zip(queries, rules, strict=True)]
         try:
             d: defer.Deferred[Any] = self._script(keys, windows)
         except Exception:
@@ -147,27 +172,9 @@ class RateLimiter:
         def decide(reply: Any) -> list[RateDecision]:
             self._answered()
             return [
-                _decision(rule, int(reply[2 * i]), int(reply[2 * i + 1]), count=True)
-                for i, rule in enumerate(rules)
+                _decision(rule, int(reply[2 * i]), int(reply[2 * i + 1]), count=query.count)
+                for i, (query, rule) in enumerate(zip(queries, rules, strict=True))
             ]
-
-        d.addCallbacks(decide, self._failed)
-        return d
-
-    def peek(self, rule_name: str, key: str) -> defer.Deferred[RateDecision | None]:
-        """Whether one more hit would still be allowed, without counting one."""
-        rule = self.rule(rule_name)
-        if self._paused():
-            return defer.succeed(None)
-        try:
-            d: defer.Deferred[Any] = self._peek([self._redis.key("ratelimit", rule_name, key)], [])
-        except Exception:
-            self._failed(None)
-            return defer.succeed(None)
-
-        def decide(reply: Any) -> RateDecision:
-            self._answered()
-            return _decision(rule, int(reply[0]), int(reply[1]), count=False)
 
         d.addCallbacks(decide, self._failed)
         return d
@@ -216,19 +223,14 @@ def client_key(ctx: RequestContext) -> str:
 class AuthFailures:
     """Failed authentications per key (a client address) under ``failed_auth``.
 
-    The HTTP layer uses it around its authentication hook (:func:`authenticate_counted`);
-    a login handler uses the same two calls around checking a password.
+    The HTTP layer counts the failures of its authentication hook
+    (:func:`authenticate_counted`) and asks whether an address is locked out along with
+    a request's other limits (:func:`admit`).
     """
 
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
         self._rule = limiter.rule(FAILED_AUTH_RULE)
-
-    async def refuse_if_locked_out(self, key: str) -> None:
-        """Raise 429 when ``key`` has no failure left in the current window."""
-        decision = await self._limiter.peek(FAILED_AUTH_RULE, key)
-        if decision is not None and not decision.allowed:
-            raise decision.error("Too many failed authentications from this address")
 
     async def failed(self, key: str, error: ApiError) -> ApiError:
         """Count one failure; the error to answer with: ``error`` with how many are left,
@@ -244,7 +246,7 @@ class AuthFailures:
                 key=key, seconds=decision.reset, count=decision.hits,
             )
         if not decision.allowed:
-            return decision.error("Too many failed authentications from this address")
+            return decision.error(LOCKED_OUT)
         return ApiError(
             error.code,
             error.message,
@@ -260,11 +262,10 @@ async def authenticate_counted(
     requirement: str,
     limiter: RateLimiter | None,
 ) -> Any:
-    """``authenticate(ctx, requirement)``, refused up front for a locked-out client
-    address, with every 401 counted as one failure of that address."""
+    """``authenticate(ctx, requirement)``, with every 401 counted as one failure of the
+    client address (429 once they are used up). Whether an address is locked out is
+    asked afterwards, with the request's own limits (:func:`admit`)."""
     failures = limiter.auth_failures if limiter is not None else None
-    if failures is not None:
-        await failures.refuse_if_locked_out(client_key(ctx))
     try:
         user = authenticate(ctx, requirement)
         if inspect.isawaitable(user):
@@ -275,3 +276,45 @@ async def authenticate_counted(
             raise
         raise await failures.failed(client_key(ctx), error) from None
     return user
+
+
+async def admit(
+    limiter: RateLimiter,
+    ctx: RequestContext,
+    *,
+    rule: str | None,
+    authenticated: bool,
+    per_address: bool,
+) -> None:
+    """Ask, in one Redis call, everything this request is limited by (see the module
+    docstring): raise 429 for a locked-out address (on a route that needs credentials),
+    for an address over its budget, or for a principal or address over the route's
+    rule; otherwise add the route rule's ``RateLimit-*`` headers to the response."""
+    address = client_key(ctx)
+    queries = []
+    locked_out_asked = authenticated and limiter.auth_failures is not None
+    if locked_out_asked:
+        queries.append(RateQuery(FAILED_AUTH_RULE, address, count=False))
+    if rule is not None:
+        queries.append(RateQuery(rule, f"user:{ctx.user_id}" if ctx.user_id else address))
+        if ctx.user_id and per_address:
+            queries.append(RateQuery(ADDRESS_RULE, address))
+    if not queries:
+        return
+    decisions = await limiter.ask(queries)
+    if decisions is None:
+        return
+    if locked_out_asked:
+        locked_out, *decisions = decisions
+        if not locked_out.allowed:
+            raise locked_out.error(LOCKED_OUT)
+    if not decisions:
+        return
+    route_decision, *address_decisions = decisions
+    for decision in address_decisions:
+        if not decision.allowed:
+            raise decision.error("Too many requests from this address")
+    if not route_decision.allowed:
+        raise route_decision.error()
+    for name, value in route_decision.headers():
+        ctx.add_header(name, value)

@@ -157,8 +157,8 @@ class HttpSettings:
     #: Default limit per client address, ``"<requests>/<seconds>"``.
     rate_limit_default: str = field(default="300/60", validator=_check_rate)
     #: Failed authentications allowed per client address, ``"<requests>/<seconds>"``;
-    #: past it the address gets 429 on every route that needs credentials, before they
-    #: are checked, until the window ends. Stricter than the default on purpose.
+    #: past it the address gets 429 on every route that needs credentials, wrong or
+    #: right, until the window ends. Stricter than the default on purpose.
     rate_limit_failed_auth: str = field(default="20/300", validator=_check_rate)
     #: Stricter named limits routes can ask for (``rate_limit="login"``). ``login``: sign-in
     #: and registration requests per client address; ``login_account``: sign-ins per

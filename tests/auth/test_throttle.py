@@ -4,6 +4,7 @@ limits, over HTTP with a real Redis."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest_twisted
 
@@ -148,3 +149,35 @@ async def test_address_rule_counts_every_account_from_one_address(
     answers = [(await stack.call("GET", "/api/auth/me", token=tokens[n % 2])).status
                for n in range(5)]
     assert answers == [200, 200, 200, 200, 429], answers
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_signed_in_request_asks_its_limits_in_one_redis_call(
+    make_stack: MakeStack,
+) -> None:
+    """Once its session is known live, a signed-in request costs one Redis call in all:
+    whether its address is locked out, its hit per principal and its hit per address
+    are one script call, and nothing else is asked."""
+    stack = await make_stack(http=HttpSettings(
+        rate_limit_default="1000/60", rate_limit_failed_auth="1000/60"))
+    token = (await stack.register("one-call@example.com")).data["accessToken"]
+    assert (await stack.call("GET", "/api/auth/me", token=token)).status == 200
+    before = await _command_calls(stack)
+    assert (await stack.call("GET", "/api/auth/me", token=token)).status == 200
+    after = await _command_calls(stack)
+    asked = {name: after[name] - before.get(name, 0) for name in after
+             if after[name] != before.get(name, 0) and name not in ("info", "ping")}
+    # Redis counts the commands a script runs too: the lock-out peek (GET, PTTL) and the
+    # two hits (INCR, PTTL each); any other call would add to these.
+    assert asked == {"evalsha": 1, "get": 1, "incr": 2, "pttl": 3}, asked
+
+
+async def _command_calls(stack: Any) -> dict[str, int]:
+    """Calls per command the test's Redis has served so far."""
+    stats = str(await stack.redis.execute("INFO", "commandstats"))
+    calls: dict[str, int] = {}
+    for line in stats.splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            calls[name] = int(rest.split("calls=")[1].split(",")[0])
+    return calls

@@ -404,7 +404,7 @@ def test_rate_limit_key_is_the_user_when_known_else_the_address() -> None:
     """Routes count hits per user once the auth hook names one, per address otherwise,
     under the route's named limit; a signed-in request also counts under the address
     rule, in the same call."""
-    from installsure.http.ratelimit import RateDecision
+    from installsure.http.ratelimit import RateDecision, RateQuery
 
     seen: list[tuple[tuple[str, str], ...]] = []
 
@@ -417,12 +417,11 @@ def test_rate_limit_key_is_the_user_when_known_else_the_address() -> None:
         def has_rule(self, name: str) -> bool:
             return name == "address"
 
-        def check_all(
-            self, hits: list[tuple[str, str]]
-        ) -> defer.Deferred[list[RateDecision]]:
-            seen.append(tuple(hits))
+        def ask(self, queries: list[RateQuery]) -> defer.Deferred[list[RateDecision]]:
+            assert all(query.count for query in queries)
+            seen.append(tuple((query.rule, query.key) for query in queries))
             return defer.succeed([RateDecision(allowed=True, limit=5, remaining=4, reset=60)
-                                  for _ in hits])
+                                  for _ in queries])
 
     @frozen
     class User:
