@@ -7,6 +7,12 @@ revoking it refuses the token), ``jti`` (this token's id), ``iss``, ``aud``, ``i
 the public key is used as an HMAC secret), fails before its signature is looked at.
 Every claim is required, and ``iss`` and ``aud`` must be ours.
 
+A token that passed is remembered (its text, up to :data:`VERIFIED_CACHE_SIZE` of them)
+until it expires, so a client sending the same token with every request pays for the
+signature and claim checks once: a remembered token is only checked for expiry again.
+Whether its session still stands is asked per request all the same
+(:mod:`installsure.auth.verifier`).
+
 Refresh tokens are not JWTs: they are random values kept (hashed) in the database, see
 :mod:`installsure.auth.sessions`.
 """
@@ -29,6 +35,10 @@ from installsure.db.tables import GLOBAL_ROLES
 REQUIRED_CLAIMS = ("sub", "role", "sid", "jti", "iss", "aud", "iat", "exp")
 #: Clock difference tolerated between the node that issued a token and one checking it.
 CLOCK_LEEWAY_SECONDS = 5
+
+#: Verified tokens remembered per process (emptied when full: a token that is not
+#: remembered any more is simply verified again).
+VERIFIED_CACHE_SIZE = 4096
 
 INVALID_TOKEN = "The access token is invalid or expired; sign in again or refresh it."  # noqa: S105
 
@@ -72,6 +82,8 @@ class AccessTokens:
         self.ttl = int(ttl)
         self._clock = clock
         self._options: Any = {"require": list(REQUIRED_CLAIMS), "verify_signature": True}
+        #: Token text -> its claims, for tokens that passed every check.
+        self._verified: dict[str, AccessClaims] = {}
 
     @property
     def algorithm(self) -> str:
@@ -95,6 +107,19 @@ class AccessTokens:
 
     def verify(self, token: str) -> AccessClaims:
         """The claims of a valid token; :class:`AuthenticationError` for anything else."""
+        known = self._verified.get(token)
+        if known is None:
+            known = self._check(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = known
+        # The clock the token was checked against is PyJWT's; ours may be a test's.
+        if known.expires_at + CLOCK_LEEWAY_SECONDS < self._clock():
+            self._verified.pop(token, None)
+            raise AuthenticationError(INVALID_TOKEN)
+        return known
+
+    def _check(self, token: str) -> AccessClaims:
         try:
             claims = jwt.decode(
                 token,
@@ -109,9 +134,6 @@ class AccessTokens:
             raise AuthenticationError(INVALID_TOKEN) from None
         sub, role, sid, jti = claims["sub"], claims["role"], claims["sid"], claims["jti"]
         if not all(isinstance(v, str) and v for v in (sub, sid, jti)) or role not in GLOBAL_ROLES:
-            raise AuthenticationError(INVALID_TOKEN)
-        # The clock the token was checked against is PyJWT's; ours may be a test's.
-        if int(claims["exp"]) + CLOCK_LEEWAY_SECONDS < self._clock():
             raise AuthenticationError(INVALID_TOKEN)
         return AccessClaims(
             user_id=sub, role=role, session_id=sid, jti=jti,

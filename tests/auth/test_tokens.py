@@ -19,7 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from installsure.auth.interfaces import AuthenticationError
 from installsure.auth.keys import KeyFileError, SigningKey, hmac_key, load_signing_key
-from installsure.auth.tokens import REQUIRED_CLAIMS, AccessTokens
+from installsure.auth.tokens import (
+    CLOCK_LEEWAY_SECONDS,
+    REQUIRED_CLAIMS,
+    VERIFIED_CACHE_SIZE,
+    AccessTokens,
+)
 
 SECRET = "tests-only-signing-secret-0123456789abcdef-long-enough-for-hs512!"
 
@@ -65,9 +70,11 @@ def test_issued_token_round_trips_with_every_claim() -> None:
 
 
 def test_tampered_payload_and_signature_are_refused() -> None:
-    """Changing one claim (role: member -> admin) or one signature byte fails."""
+    """Changing one claim (role: member -> admin) or one signature byte fails, also
+    once the genuine token has been verified (and remembered)."""
     signer = tokens()
     token = signer.issue("user-1", "member", "s").token
+    assert signer.verify(token).role == "member"
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["role"] = "admin"
@@ -94,6 +101,44 @@ def test_expired_wrong_audience_wrong_issuer_and_other_key_are_refused() -> None
     for token in cases:
         with pytest.raises(AuthenticationError):
             signer.verify(token)
+
+
+def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    """A token verified once is remembered, and is checked for expiry on every use: past
+    ``exp`` plus the leeway it fails (and is forgotten), before then it passes without
+    its signature being checked again."""
+    now = [time.time()]
+    signer = tokens(clock=lambda: now[0], ttl=60)
+    token = signer.issue("u", "member", "s").token
+    decodes = []
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        decodes.append(1)
+        return real_decode(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jwt, "decode", counting_decode)
+        assert signer.verify(token).user_id == "u"
+        now[0] += 60 + CLOCK_LEEWAY_SECONDS - 1
+        assert signer.verify(token).user_id == "u"
+        assert len(decodes) == 1
+        now[0] += 2
+        with pytest.raises(AuthenticationError):
+            signer.verify(token)
+        with pytest.raises(AuthenticationError):
+            signer.verify(token)
+
+
+def test_the_remembered_tokens_stay_bounded() -> None:
+    """However many distinct valid tokens arrive, at most VERIFIED_CACHE_SIZE are
+    remembered, and each still verifies."""
+    signer = tokens()
+    issued = [signer.issue(f"u{n}", "member", f"s{n}").token
+              for n in range(VERIFIED_CACHE_SIZE + 10)]
+    assert [signer.verify(token).user_id for token in issued] == [
+        f"u{n}" for n in range(len(issued))]
+    assert len(signer._verified) <= VERIFIED_CACHE_SIZE
 
 
 @pytest.mark.parametrize("missing", REQUIRED_CLAIMS)
