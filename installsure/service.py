@@ -45,6 +45,7 @@ from installsure.drain import DrainParticipant, DrainService
 from installsure.events import DomainEventPublisher
 from installsure.files.library import FileLibrary
 from installsure.files.processing import file_processing_job_type
+from installsure.heap import freeze_once_started
 from installsure.http.app import Authenticator
 from installsure.http.factory import build_site as http_site
 from installsure.http.factory import rate_rules
@@ -241,9 +242,12 @@ class InstallSureService(MultiService):
 def build_service(
     config: Config, options: object = None, reactor: Any = None,
     routers: Sequence[Router] = (),
+    freeze_heap: bool = False,
 ) -> IService:
     """The whole process as a service tree (see module docstring); ``routers`` are
-    served beside the built-in ones (an embedding program's, a test's)."""
+    served beside the built-in ones (an embedding program's, a test's). With
+    ``freeze_heap``, what start-up leaves on the heap is frozen once the database is
+    ready (:mod:`installsure.heap`; the server's own process only)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -284,6 +288,8 @@ def build_service(
     database.setServiceParent(services)  # type: ignore[no-untyped-call]
     services.database = database
     database.started().addErrback(_stop_on_unusable_database, reactor)
+    if freeze_heap:
+        freeze_once_started(reactor, database.started())
     services.project_access = DatabaseProjectAccess(database)
 
     storage = Storage(build_backend(config.storage, config.data_path),

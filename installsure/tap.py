@@ -84,7 +84,8 @@ def makeService(options: Options) -> IService:
     from installsure.service import build_service
 
     try:
-        return build_service(config, options)
+        # The heap is frozen in the server's own process only (see installsure.heap).
+        return build_service(config, options, freeze_heap=True)
     except LogFileError as exc:
         raise SystemExit(f"installsure: {exc}") from None
 
