@@ -17,7 +17,9 @@ from attrs import frozen
 from sqlalchemy import Connection, and_, delete, exists, false, func, insert, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from installsure.db.tables import audit_log, files, project_members, projects
+from installsure.auth.principal import Principal
+from installsure.db import audit
+from installsure.db.tables import files, project_members, projects
 
 #: Sort orders of a listing, as the query string names them.
 SORTS: dict[str, tuple[Any, bool]] = {
@@ -62,15 +64,6 @@ class NewFile:
     size: int
     sha256: str
     uploaded_by: str | None
-
-
-@frozen
-class Actor:
-    """Who is written into the audit log: a user's id (None for a service principal)."""
-
-    user_id: str | None
-    name: str | None
-    request_id: str | None = None
 
 
 @frozen
@@ -139,22 +132,13 @@ def _where(visibility: Visibility, wanted: FileFilter) -> list[ColumnElement[boo
     return clauses
 
 
-def _audit(connection: Connection, actor: Actor, action: str, row: FileRow | NewFile,
-           changes: dict[str, Any] | None = None) -> None:
-    # A tiny writer of audit rows until the shared audit repository exists.
-    connection.execute(insert(audit_log).values(
-        at=dt.datetime.now(dt.UTC), actor_id=actor.user_id, actor_name=actor.name,
-        project_id=row.project_id, action=action, target_type="file", target_id=row.id,
-        changes=changes, request_id=actor.request_id,
-    ))
-
-
 def project_exists(connection: Connection, project_id: str) -> bool:
     found = connection.execute(select(projects.c.id).where(projects.c.id == project_id))
     return found.first() is not None
 
 
-def insert_files(connection: Connection, new: Sequence[NewFile], actor: Actor) -> list[FileRow]:
+def insert_files(connection: Connection, new: Sequence[NewFile], actor: Principal,
+                 request_id: str | None = None) -> list[FileRow]:
     """Record the files of one upload (all or none), each with its audit row."""
     now = dt.datetime.now(dt.UTC)
     for index, item in enumerate(new):
@@ -166,8 +150,10 @@ def insert_files(connection: Connection, new: Sequence[NewFile], actor: Actor) -
             extension=item.extension, size=item.size, sha256=item.sha256,
             status="uploaded", uploaded_by=item.uploaded_by, created_at=created,
         ))
-        _audit(connection, actor, "file.uploaded", item, {
-            "originalName": [None, item.original_name], "size": [None, item.size]})
+        audit.record(connection, actor=actor, action="file.uploaded", target_type="file",
+                     target_id=item.id, project_id=item.project_id, request_id=request_id,
+                     changes={"originalName": [None, item.original_name],
+                              "size": [None, item.size]}, at=created)
     rows = connection.execute(
         select(*_COLUMNS).where(files.c.id.in_([item.id for item in new]))
         .order_by(files.c.created_at)
@@ -218,13 +204,16 @@ def file_stats(connection: Connection, visibility: Visibility, wanted: FileFilte
     )
 
 
-def delete_file(connection: Connection, file_id: str, actor: Actor) -> FileRow | None:
+def delete_file(connection: Connection, file_id: str, actor: Principal,
+                request_id: str | None = None) -> FileRow | None:
     """Remove a file's record (with its audit row); the row removed, or None."""
     row = get_file(connection, file_id)
     if row is None:
         return None
     connection.execute(delete(files).where(files.c.id == file_id))
-    _audit(connection, actor, "file.deleted", row, {"originalName": [row.original_name, None]})
+    audit.record(connection, actor=actor, action="file.deleted", target_type="file",
+                 target_id=row.id, project_id=row.project_id, request_id=request_id,
+                 changes={"originalName": [row.original_name, None]})
     return row
 
 

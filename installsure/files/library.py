@@ -23,7 +23,7 @@ from installsure.auth.interfaces import ProjectAccess
 from installsure.auth.policy import ProjectAction, project_permits, require_project
 from installsure.auth.principal import Principal
 from installsure.db import files as repository
-from installsure.db.files import Actor, FileFilter, FileRow, FileStats, NewFile, Visibility
+from installsure.db.files import FileFilter, FileRow, FileStats, NewFile, Visibility
 from installsure.db.projects import DeletedFile
 from installsure.db.service import Database
 from installsure.events import DomainEventPublisher
@@ -146,7 +146,6 @@ class FileLibrary:
         records cannot be written; once written, a client that leaves does not undo
         them."""
         uploader = None if principal.is_service else principal.id
-        actor = Actor(uploader, principal.name or principal.id, request_id)
         new = [
             NewFile(id=f.id, project_id=upload.project_id, storage_key=f.key,
                     original_name=f.original_name, mime_type=f.kind.mime_type,
@@ -154,7 +153,8 @@ class FileLibrary:
                     uploaded_by=uploader)
             for f in upload.files
         ]
-        writing = self.database.run(lambda c: repository.insert_files(c, new, actor))
+        writing = self.database.run(
+            lambda c: repository.insert_files(c, new, principal, request_id))
 
         def keep_or_remove(result: object) -> object:
             if isinstance(result, Failure):
@@ -231,9 +231,8 @@ class FileLibrary:
             if row.project_id is not None:
                 role = await self.access.project_role(principal, row.project_id)
                 require_project(principal, role, ProjectAction.DELETE_FILE)
-        actor = Actor(None if principal.is_service else principal.id,
-                      principal.name or principal.id, request_id)
-        removed = await self.database.run(lambda c: repository.delete_file(c, file_id, actor))
+        removed = await self.database.run(
+            lambda c: repository.delete_file(c, file_id, principal, request_id))
         if removed is None:  # deleted by someone else meanwhile
             raise ApiError("NOT_FOUND", _NOT_FOUND)
         # After the commit: a failure leaves unreferenced bytes (logged), never a record
