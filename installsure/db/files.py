@@ -14,11 +14,24 @@ from typing import Any
 
 import attrs
 from attrs import frozen
-from sqlalchemy import Connection, and_, delete, exists, false, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from installsure.auth.principal import Principal
 from installsure.db import audit
+from installsure.db.members import member_role_column
 from installsure.db.tables import files, project_members, projects
 
 #: Sort orders of a listing, as the query string names them.
@@ -161,9 +174,23 @@ def insert_files(connection: Connection, new: Sequence[NewFile], actor: Principa
     return [_row(row) for row in rows]
 
 
-def get_file(connection: Connection, file_id: str) -> FileRow | None:
-    row = connection.execute(select(*_COLUMNS).where(files.c.id == file_id)).first()
-    return _row(row) if row is not None else None
+# Built once, as the projects repository's reads are: every file route runs it.
+_BY_ID_FOR = select(*_COLUMNS, member_role_column(files.c.project_id, files)).where(
+    files.c.id == bindparam("file_id"))
+_BY_ID_FOR_LOCKED = _BY_ID_FOR.with_for_update(of=files)
+
+
+def get_file_for(
+    connection: Connection, file_id: str, user_id: str | None, *, lock: bool = False
+) -> tuple[FileRow | None, str | None]:
+    """The file and ``user_id``'s role in its project (None: no user, no project or
+    not a member), in one query. ``lock``: hold the row until the transaction ends
+    (``FOR UPDATE`` on PostgreSQL; SQLite's writers are serialized already)."""
+    row = connection.execute(_BY_ID_FOR_LOCKED if lock else _BY_ID_FOR,
+                             {"file_id": file_id, "user_id": user_id}).first()
+    if row is None:
+        return None, None
+    return _row(row), row._mapping["member_role"]
 
 
 def list_files(
@@ -204,17 +231,17 @@ def file_stats(connection: Connection, visibility: Visibility, wanted: FileFilte
     )
 
 
-def delete_file(connection: Connection, file_id: str, actor: Principal,
-                request_id: str | None = None) -> FileRow | None:
-    """Remove a file's record (with its audit row); the row removed, or None."""
-    row = get_file(connection, file_id)
-    if row is None:
-        return None
-    connection.execute(delete(files).where(files.c.id == file_id))
+def delete_file(connection: Connection, row: FileRow, actor: Principal,
+                request_id: str | None = None) -> bool:
+    """Remove a file's record (read in this transaction) with its audit row; False when
+    it was gone already."""
+    removed = connection.execute(delete(files).where(files.c.id == row.id)).rowcount
+    if not removed:
+        return False
     audit.record(connection, actor=actor, action="file.deleted", target_type="file",
                  target_id=row.id, project_id=row.project_id, request_id=request_id,
                  changes={"originalName": [row.original_name, None]})
-    return row
+    return True
 
 
 def stored_keys(row: FileRow) -> list[str]:
