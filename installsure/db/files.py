@@ -249,6 +249,21 @@ def stored_keys(row: FileRow) -> list[str]:
     return [key for key in (row.storage_key, row.thumbnail_key) if key]
 
 
+def referenced_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` a file row names, as its bytes or its thumbnail (both columns
+    indexed). For the orphan sweeper: keep ``keys`` to a few hundred per call."""
+    if not keys:
+        return set()
+    wanted = list(keys)
+    named = connection.execute(
+        select(files.c.storage_key).where(files.c.storage_key.in_(wanted))
+    ).scalars().all()
+    thumbnails = connection.execute(
+        select(files.c.thumbnail_key).where(files.c.thumbnail_key.in_(wanted))
+    ).scalars().all()
+    return {str(key) for key in (*named, *thumbnails)}
+
+
 def project_storage_keys(connection: Connection, project_id: str) -> list[str]:
     """The storage keys of every file of a project: read them before deleting the
     project (its file rows go with it), then hand them to
