@@ -7,8 +7,9 @@ Children start in order and stop in reverse (DESIGN.md "The process"):
    storage,
 4. auth (password-hashing threads, the session revocation subscription) and the
    realtime broker with its backplane (every role: workers publish job events),
-5. job workers (roles all/worker), 6. the HTTP/WebSocket listeners (roles all/api;
-   ``/ws`` is served by the same site as the API),
+5. job workers and the sweeper of orphaned stored files (roles all/worker),
+6. the HTTP/WebSocket listeners (roles all/api; ``/ws`` is served by the same site as
+   the API),
 7. the drain service, which therefore stops first: it takes the listeners, the broker's
    sessions and the workers through the phases of a shutdown (installsure.drain), then
    the rest stops one by one in reverse order.
@@ -44,6 +45,7 @@ from installsure.db.service import Database
 from installsure.drain import DrainParticipant, DrainService
 from installsure.events import DomainEventPublisher
 from installsure.files.library import FileLibrary
+from installsure.files.orphans import OrphanSweeper, OrphanSweeperService
 from installsure.files.processing import file_processing_job_type
 from installsure.heap import freeze_once_started
 from installsure.http.app import Authenticator
@@ -237,6 +239,7 @@ class InstallSureService(MultiService):
     workers: WorkerService | None = None
     http: HttpListeners | None = None
     auth: AuthParts | None = None
+    orphan_sweeper: OrphanSweeperService | None = None
 
 
 def build_service(
@@ -328,6 +331,16 @@ def build_service(
         jobs_drain = workers
     else:
         jobs_drain = None
+
+    if config.runs_jobs and config.storage.orphan_sweep_interval > 0:
+        # Background upkeep goes with the jobs; after storage and the database, so it
+        # stops (finishing a sweep in progress) before them.
+        sweeper = OrphanSweeperService(
+            OrphanSweeper(database, storage, min_age=config.storage.orphan_min_age,
+                          clock=reactor),
+            config.storage.orphan_sweep_interval, clock=reactor)
+        sweeper.setServiceParent(services)  # type: ignore[no-untyped-call]
+        services.orphan_sweeper = sweeper
 
     signals = StopSignals(reactor)
     services.stop_signals = signals

@@ -28,7 +28,14 @@ from installsure.http.ranges import (
     parse_range,
     range_still_valid,
 )
-from installsure.http.routing import BinaryFile, Paged, Response, Router
+from installsure.http.routing import (
+    BinaryFile,
+    HeaderDoc,
+    Paged,
+    Response,
+    ResponseDoc,
+    Router,
+)
 from installsure.storage.interface import ObjectMissingError, StorageError
 
 TAGS = ("files",)
@@ -36,6 +43,44 @@ MAX_PER_PAGE = 100
 FileType = Literal[ACCEPTED_EXTENSIONS]  # type: ignore[valid-type]
 FileStatus = Literal["uploaded", "processing", "processed", "failed"]
 FileSort = Literal["createdAt", "-createdAt", "originalName", "-originalName", "size", "-size"]
+
+
+# What the download route reads and answers, for the OpenAPI document (the handler and
+# installsure.http.ranges do the work).
+_ETAG = HeaderDoc("ETag", "The file's SHA-256, quoted: the same for every download of it.",
+                  required=True)
+DOWNLOAD_REQUEST_HEADERS = (
+    HeaderDoc("Range", "One range of bytes: `bytes=<first>-[<last>]` or `bytes=-<how many "
+              "at the end>`, answered 206; 416 when it starts past the end. Several ranges, "
+              "another unit or a malformed value are ignored (the whole file, 200)."),
+    HeaderDoc("If-Range", "The ETag the client holds: the Range applies only while the "
+              "file still has it, else the whole file comes (200)."),
+    HeaderDoc("If-None-Match", "ETags the client holds, or `*`: answered 304 without a "
+              "body when one of them is the file's."),
+)
+DOWNLOAD_HEADERS = (
+    _ETAG,
+    HeaderDoc("Accept-Ranges", "`bytes`: ranges may be asked for.", required=True),
+    HeaderDoc("Content-Disposition", "`attachment`, with the name as uploaded in "
+              "`filename*` (RFC 6266) and an ASCII `filename`.", required=True),
+)
+DOWNLOAD_RESPONSES = (
+    ResponseDoc(200, "The whole file, in its record's `mimeType`."),
+    ResponseDoc(206, "The range asked for.", headers=(HeaderDoc(
+        "Content-Range", "The bytes sent and the file's size: `bytes <first>-<last>/<size>`.",
+        required=True, schema={"type": "string", "pattern": r"^bytes \d+-\d+/\d+$"}),)),
+    ResponseDoc(302, "With S3 storage and `storage.s3_presigned_downloads`: the file is at "
+                "`Location`, a presigned URL of the bucket valid for "
+                "`storage.s3_presign_ttl`.", has_body=False, headers=(
+                    HeaderDoc("Location", "The presigned URL.", required=True),)),
+    ResponseDoc(304, "Not modified: `If-None-Match` named the file's ETag.", has_body=False,
+                headers=(_ETAG,)),
+)
+UNSATISFIABLE_RANGE = ResponseDoc(
+    416, "Range not satisfiable: it starts past the end of the file (or the file is "
+    "empty).", headers=(HeaderDoc(
+        "Content-Range", "The file's size: `bytes */<size>`.", required=True,
+        schema={"type": "string", "pattern": r"^bytes \*/\d+$"}),))
 
 
 @frozen
@@ -183,8 +228,9 @@ def files_router(library: FileLibrary, limits: UploadSettings, *,
     @router.route(
         "GET", "/api/files/{id}/download", auth="user", tags=TAGS,
         # The file's own type (its record's mimeType): any media type.
-        media_type="*/*", errors=(416, 503),
-        responses=((206, None), (302, None), (304, None)),
+        media_type="*/*", request_headers=DOWNLOAD_REQUEST_HEADERS,
+        response_headers=DOWNLOAD_HEADERS, responses=DOWNLOAD_RESPONSES,
+        errors=(UNSATISFIABLE_RANGE, 503),
         summary="The file's bytes (Range, ETag, If-None-Match)",
         description=(
             "`Content-Disposition: attachment` with the name as uploaded (RFC 6266 "

@@ -31,14 +31,16 @@ from twisted.python.failure import Failure
 from installsure.auth.interfaces import MEMBERSHIP_CHANGED_CHANNEL
 from installsure.auth.policy import (
     ProjectAction,
+    file_permits,
     may_see_all_projects,
     project_permits,
     require_project,
 )
 from installsure.auth.principal import Principal
+from installsure.db.files import get_file_for
 from installsure.db.projects import role_of
 from installsure.db.service import Database
-from installsure.db.tables import files, projects
+from installsure.db.tables import projects
 from installsure.redis.interfaces import RedisCommands
 
 log = Logger(namespace="installsure.auth.membership")
@@ -61,15 +63,10 @@ def _may_view_project(connection: Connection, principal: Principal, project_id: 
 
 
 def _may_view_file(connection: Connection, principal: Principal, file_id: str) -> bool:
-    row = connection.execute(
-        select(files.c.project_id, files.c.uploaded_by).where(files.c.id == file_id)
-    ).first()
-    if row is None:
-        return False
-    if row.project_id is None:
-        return principal.role == "admin" or (
-            not principal.is_service and row.uploaded_by == principal.id)
-    return _may_view_project(connection, principal, row.project_id)
+    row, role = get_file_for(connection, file_id, None if principal.is_service else principal.id)
+    return row is not None and file_permits(
+        principal, ProjectAction.VIEW, project_id=row.project_id,
+        uploaded_by=row.uploaded_by, project_role=role)
 
 
 def _subject(topic: str, prefix: str) -> str | None:

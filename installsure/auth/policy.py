@@ -12,6 +12,10 @@ project, manages no accounts), ``member`` (creates projects, works in those it b
 to), ``viewer`` (read-only: even as a project editor or owner it changes nothing).
 Project roles: ``owner`` (edits, deletes, manages members), ``editor`` (edits the project
 and its files), ``viewer`` (reads).
+
+A file of a project is seen by those who may view the project and deleted by those who
+may delete its files, and by its uploader while it can see the file; a file without a
+project belongs to its uploader (and admins).
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ __all__ = [
     "ProjectAction",
     "allows_global",
     "can_create_project",
+    "file_permits",
     "may_manage_users",
     "may_see_all_projects",
     "project_permits",
+    "require_file",
     "require_project",
 ]
 
@@ -99,4 +105,41 @@ def require_project(
             "FORBIDDEN",
             f"Your role does not allow this ({action.value}) in this project: ask one of "
             "its owners or an administrator.",
+        )
+
+
+def file_permits(
+    principal: Principal, action: ProjectAction, *, project_id: str | None,
+    uploaded_by: str | None, project_role: str | None,
+) -> bool:
+    """May ``principal`` do ``action`` (``VIEW`` or ``DELETE_FILE``) to a file of
+    ``project_id`` (None: of no project) that ``uploaded_by`` uploaded, ``project_role``
+    being its role in that project?"""
+    own = not principal.is_service and uploaded_by is not None and uploaded_by == principal.id
+    if project_id is None:
+        return own or principal.role == "admin"
+    if not project_permits(principal, project_role, ProjectAction.VIEW):
+        return False
+    return action is ProjectAction.VIEW or own or project_permits(
+        principal, project_role, action)
+
+
+def require_file(
+    principal: Principal, action: ProjectAction, *, exists: bool, project_id: str | None,
+    uploaded_by: str | None, project_role: str | None,
+) -> None:
+    """Raise the API error for a refused ``action`` on a file: 404 ``NOT_FOUND`` when
+    it does not exist or the principal may not see it, 403 ``FORBIDDEN`` when it may
+    see it but not do this."""
+    facts = {"project_id": project_id, "uploaded_by": uploaded_by,
+             "project_role": project_role}
+    if not exists or not file_permits(principal, ProjectAction.VIEW, **facts):
+        raise ApiError("NOT_FOUND", "No such file.")
+    if not file_permits(principal, action, **facts):
+        # Only files of a project get here: one of no project is seen by its uploader
+        # and admins, who may do anything to it.
+        raise ApiError(
+            "FORBIDDEN",
+            f"Your role does not allow this ({action.value}) in this file's project: ask "
+            "its uploader, one of the project's owners or an administrator.",
         )

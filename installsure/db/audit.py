@@ -1,8 +1,11 @@
 """The audit log: who changed what and when, one append-only row per change.
 
-Writers call :func:`record` inside the transaction that makes the change (through
-``Database.run``), so a change and its audit row commit or roll back together. Readers
-page through a project's history with :func:`project_activity`, newest first.
+:func:`record` is the one writer of ``audit_log`` rows: account changes
+(:mod:`installsure.auth.audit`), projects and their members, files. Writers call it
+inside the transaction that makes the change (through ``Database.run``), so a change and
+its audit row commit or roll back together; the business-log event of the change is the
+caller's, after the commit. Readers page through a project's history with
+:func:`project_activity`, newest first.
 
 ``changes`` is ``{field: [before, after]}`` with JSON values (dates as ISO strings,
 money as numbers) in the API's camelCase names, because clients read it back as is.
@@ -37,8 +40,16 @@ class AuditEntry:
     request_id: str | None
 
 
-def actor_name_of(connection: Connection, principal: Principal) -> str | None:
-    """The name to remember for ``principal``: its own, else its user row's."""
+#: The actor named in rows written by the operator command line (``python -m
+#: installsure user ...``), which acts without a principal.
+COMMAND_LINE_ACTOR = "operator (command line)"
+
+
+def actor_name_of(connection: Connection, principal: Principal | None) -> str | None:
+    """The name to remember for ``principal``: its own, else its user row's (a service
+    principal without a name: its id; no principal: the command line)."""
+    if principal is None:
+        return COMMAND_LINE_ACTOR
     if principal.name:
         return principal.name
     if principal.is_service:
@@ -51,7 +62,7 @@ def actor_name_of(connection: Connection, principal: Principal) -> str | None:
 def record(
     connection: Connection,
     *,
-    actor: Principal,
+    actor: Principal | None,
     action: str,
     target_type: str,
     target_id: str,
@@ -60,19 +71,20 @@ def record(
     request_id: str | None = None,
     at: datetime | None = None,
 ) -> int:
-    """Append one row; its id. Service principals have no user row: their id is kept
-    out of ``actor_id`` (a foreign key to users) and their name kept instead."""
+    """Append one row; its id. ``actor`` None is the operator command line. Service
+    principals have no user row: their id is kept out of ``actor_id`` (a foreign key to
+    users) and their name kept instead. Empty ``changes`` are stored as NULL."""
     result = connection.execute(
         insert(audit_log)
         .values(
             at=at or datetime.now(UTC),
-            actor_id=None if actor.is_service else actor.id,
+            actor_id=None if actor is None or actor.is_service else actor.id,
             actor_name=actor_name_of(connection, actor),
             project_id=project_id,
             action=action,
             target_type=target_type,
             target_id=target_id,
-            changes=dict(changes) if changes is not None else None,
+            changes=dict(changes) if changes else None,
             request_id=request_id,
         )
     )

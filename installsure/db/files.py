@@ -14,10 +14,25 @@ from typing import Any
 
 import attrs
 from attrs import frozen
-from sqlalchemy import Connection, and_, delete, exists, false, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
-from installsure.db.tables import audit_log, files, project_members, projects
+from installsure.auth.principal import Principal
+from installsure.db import audit
+from installsure.db.members import member_role_column
+from installsure.db.tables import files, project_members, projects
 
 #: Sort orders of a listing, as the query string names them.
 SORTS: dict[str, tuple[Any, bool]] = {
@@ -62,15 +77,6 @@ class NewFile:
     size: int
     sha256: str
     uploaded_by: str | None
-
-
-@frozen
-class Actor:
-    """Who is written into the audit log: a user's id (None for a service principal)."""
-
-    user_id: str | None
-    name: str | None
-    request_id: str | None = None
 
 
 @frozen
@@ -139,22 +145,13 @@ def _where(visibility: Visibility, wanted: FileFilter) -> list[ColumnElement[boo
     return clauses
 
 
-def _audit(connection: Connection, actor: Actor, action: str, row: FileRow | NewFile,
-           changes: dict[str, Any] | None = None) -> None:
-    # A tiny writer of audit rows until the shared audit repository exists.
-    connection.execute(insert(audit_log).values(
-        at=dt.datetime.now(dt.UTC), actor_id=actor.user_id, actor_name=actor.name,
-        project_id=row.project_id, action=action, target_type="file", target_id=row.id,
-        changes=changes, request_id=actor.request_id,
-    ))
-
-
 def project_exists(connection: Connection, project_id: str) -> bool:
     found = connection.execute(select(projects.c.id).where(projects.c.id == project_id))
     return found.first() is not None
 
 
-def insert_files(connection: Connection, new: Sequence[NewFile], actor: Actor) -> list[FileRow]:
+def insert_files(connection: Connection, new: Sequence[NewFile], actor: Principal,
+                 request_id: str | None = None) -> list[FileRow]:
     """Record the files of one upload (all or none), each with its audit row."""
     now = dt.datetime.now(dt.UTC)
     for index, item in enumerate(new):
@@ -166,8 +163,10 @@ def insert_files(connection: Connection, new: Sequence[NewFile], actor: Actor) -
             extension=item.extension, size=item.size, sha256=item.sha256,
             status="uploaded", uploaded_by=item.uploaded_by, created_at=created,
         ))
-        _audit(connection, actor, "file.uploaded", item, {
-            "originalName": [None, item.original_name], "size": [None, item.size]})
+        audit.record(connection, actor=actor, action="file.uploaded", target_type="file",
+                     target_id=item.id, project_id=item.project_id, request_id=request_id,
+                     changes={"originalName": [None, item.original_name],
+                              "size": [None, item.size]}, at=created)
     rows = connection.execute(
         select(*_COLUMNS).where(files.c.id.in_([item.id for item in new]))
         .order_by(files.c.created_at)
@@ -175,9 +174,23 @@ def insert_files(connection: Connection, new: Sequence[NewFile], actor: Actor) -
     return [_row(row) for row in rows]
 
 
-def get_file(connection: Connection, file_id: str) -> FileRow | None:
-    row = connection.execute(select(*_COLUMNS).where(files.c.id == file_id)).first()
-    return _row(row) if row is not None else None
+# Built once, as the projects repository's reads are: every file route runs it.
+_BY_ID_FOR = select(*_COLUMNS, member_role_column(files.c.project_id, files)).where(
+    files.c.id == bindparam("file_id"))
+_BY_ID_FOR_LOCKED = _BY_ID_FOR.with_for_update(of=files)
+
+
+def get_file_for(
+    connection: Connection, file_id: str, user_id: str | None, *, lock: bool = False
+) -> tuple[FileRow | None, str | None]:
+    """The file and ``user_id``'s role in its project (None: no user, no project or
+    not a member), in one query. ``lock``: hold the row until the transaction ends
+    (``FOR UPDATE`` on PostgreSQL; SQLite's writers are serialized already)."""
+    row = connection.execute(_BY_ID_FOR_LOCKED if lock else _BY_ID_FOR,
+                             {"file_id": file_id, "user_id": user_id}).first()
+    if row is None:
+        return None, None
+    return _row(row), row._mapping["member_role"]
 
 
 def list_files(
@@ -218,19 +231,37 @@ def file_stats(connection: Connection, visibility: Visibility, wanted: FileFilte
     )
 
 
-def delete_file(connection: Connection, file_id: str, actor: Actor) -> FileRow | None:
-    """Remove a file's record (with its audit row); the row removed, or None."""
-    row = get_file(connection, file_id)
-    if row is None:
-        return None
-    connection.execute(delete(files).where(files.c.id == file_id))
-    _audit(connection, actor, "file.deleted", row, {"originalName": [row.original_name, None]})
-    return row
+def delete_file(connection: Connection, row: FileRow, actor: Principal,
+                request_id: str | None = None) -> bool:
+    """Remove a file's record (read in this transaction) with its audit row; False when
+    it was gone already."""
+    removed = connection.execute(delete(files).where(files.c.id == row.id)).rowcount
+    if not removed:
+        return False
+    audit.record(connection, actor=actor, action="file.deleted", target_type="file",
+                 target_id=row.id, project_id=row.project_id, request_id=request_id,
+                 changes={"originalName": [row.original_name, None]})
+    return True
 
 
 def stored_keys(row: FileRow) -> list[str]:
     """Every storage key a file's record names (its bytes, its thumbnail)."""
     return [key for key in (row.storage_key, row.thumbnail_key) if key]
+
+
+def referenced_keys(connection: Connection, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` a file row names, as its bytes or its thumbnail (both columns
+    indexed). For the orphan sweeper: keep ``keys`` to a few hundred per call."""
+    if not keys:
+        return set()
+    wanted = list(keys)
+    named = connection.execute(
+        select(files.c.storage_key).where(files.c.storage_key.in_(wanted))
+    ).scalars().all()
+    thumbnails = connection.execute(
+        select(files.c.thumbnail_key).where(files.c.thumbnail_key.in_(wanted))
+    ).scalars().all()
+    return {str(key) for key in (*named, *thumbnails)}
 
 
 def project_storage_keys(connection: Connection, project_id: str) -> list[str]:

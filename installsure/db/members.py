@@ -13,9 +13,33 @@ from datetime import datetime
 from typing import Any
 
 from attrs import frozen
-from sqlalchemy import Connection, RowMapping, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from installsure.db.tables import PROJECT_ROLES, project_members, projects, users
+
+
+def member_role_column(project_id: Any, outer: Any) -> Any:
+    """A column of a query over ``outer`` (projects, files): the role of the user bound
+    as ``user_id`` in the project ``project_id`` names (NULL: no user, no project or not
+    a member), so a row and its reader's role come in one query."""
+    return (
+        select(project_members.c.role)
+        .where(project_members.c.project_id == project_id,
+               project_members.c.user_id == bindparam("user_id"))
+        .correlate(outer)
+        .scalar_subquery()
+        .label("member_role")
+    )
 
 
 class MembershipRefused(Exception):  # noqa: N818 - refusals, named for what they say

@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from installsure.db.members import member_role_column
 from installsure.db.tables import files, project_members, projects
 
 #: The columns a client may set, in the order the API lists them.
@@ -153,14 +154,7 @@ def _record(row: RowMapping) -> ProjectRecord:
 
 # The reads every request makes are built once: building a statement costs ten times
 # what running it does (SQLAlchemy then finds the compiled form in its cache).
-_MEMBER_ROLE = (
-    select(project_members.c.role)
-    .where(project_members.c.project_id == projects.c.id,
-           project_members.c.user_id == bindparam("user_id"))
-    .correlate(projects)
-    .scalar_subquery()
-    .label("member_role")
-)
+_MEMBER_ROLE = member_role_column(projects.c.id, projects)
 _BY_ID = _select_projects().where(projects.c.id == bindparam("project_id"))
 _BY_ID_FOR = _select_projects(_MEMBER_ROLE).where(projects.c.id == bindparam("project_id"))
 _BY_ID_FOR_LOCKED = _BY_ID_FOR.with_for_update(of=projects)

@@ -244,7 +244,7 @@ files = Table(
     Column("sha256", String(64), nullable=False),
     Column("status", Text, nullable=False, server_default="uploaded"),
     Column("metadata", JSON, nullable=True),
-    Column("thumbnail_key", Text, nullable=True),
+    Column("thumbnail_key", Text, nullable=True, index=True),
     _uuid_column("uploaded_by", ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     _created_at(),
     Column("processed_at", UtcDateTime(), nullable=True),

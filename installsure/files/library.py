@@ -4,9 +4,11 @@
 :mod:`installsure.auth.policy`: a file of a project is visible to those who may view
 the project (404 otherwise, as for the project itself), changed by those who may edit
 it; a file without a project is visible to its uploader and to admins. Uploaders may
-delete their own files. Every change writes an audit row and a business-log event,
-queues what follows (a ``file-processing`` job per upload) and publishes the project's
-file event.
+delete their own files. A route about one file reads the file and the caller's role in
+its project in one query (:func:`installsure.db.files.get_file_for`) and decides on
+that, in the same transaction as the change for a delete. Every change writes an audit
+row and a business-log event, queues what follows (a ``file-processing`` job per upload)
+and publishes the project's file event.
 """
 
 from __future__ import annotations
@@ -14,16 +16,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Connection
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from installsure import logs
 from installsure.auth.interfaces import ProjectAccess
-from installsure.auth.policy import ProjectAction, project_permits, require_project
+from installsure.auth.policy import (
+    ProjectAction,
+    project_permits,
+    require_file,
+    require_project,
+)
 from installsure.auth.principal import Principal
 from installsure.db import files as repository
-from installsure.db.files import Actor, FileFilter, FileRow, FileStats, NewFile, Visibility
+from installsure.db.files import FileFilter, FileRow, FileStats, NewFile, Visibility
 from installsure.db.projects import DeletedFile
 from installsure.db.service import Database
 from installsure.events import DomainEventPublisher
@@ -122,20 +130,11 @@ class FileLibrary:
         return Deferred.fromCoroutine(
             self.require_project(principal, project_id, ProjectAction.EDIT))
 
-    async def visible_file(self, principal: Principal, file_id: str) -> FileRow:
-        row = await self.database.run(lambda c: repository.get_file(c, file_id),
-                                      readonly=True)
-        if row is None or not await self._may_see(principal, row):
-            raise ApiError("NOT_FOUND", _NOT_FOUND)
-        return row
-
-    async def _may_see(self, principal: Principal, row: FileRow) -> bool:
-        if principal.role == "admin":
-            return True
-        if row.project_id is None:
-            return row.uploaded_by is not None and row.uploaded_by == principal.id
-        role = await self.access.project_role(principal, row.project_id)
-        return project_permits(principal, role, ProjectAction.VIEW)
+    def visible_file(self, principal: Principal, file_id: str) -> Deferred[FileRow]:
+        """The file, if ``principal`` may see it (404 otherwise): one query."""
+        return self.database.run(
+            lambda c: _permitted_file(c, principal, file_id, ProjectAction.VIEW),
+            readonly=True)
 
     # -- uploads ----------------------------------------------------------------------
 
@@ -146,7 +145,6 @@ class FileLibrary:
         records cannot be written; once written, a client that leaves does not undo
         them."""
         uploader = None if principal.is_service else principal.id
-        actor = Actor(uploader, principal.name or principal.id, request_id)
         new = [
             NewFile(id=f.id, project_id=upload.project_id, storage_key=f.key,
                     original_name=f.original_name, mime_type=f.kind.mime_type,
@@ -154,7 +152,8 @@ class FileLibrary:
                     uploaded_by=uploader)
             for f in upload.files
         ]
-        writing = self.database.run(lambda c: repository.insert_files(c, new, actor))
+        writing = self.database.run(
+            lambda c: repository.insert_files(c, new, principal, request_id))
 
         def keep_or_remove(result: object) -> object:
             if isinstance(result, Failure):
@@ -223,21 +222,19 @@ class FileLibrary:
     # -- deleting ---------------------------------------------------------------------
 
     async def delete(self, principal: Principal, file_id: str, request_id: str) -> FileRow:
-        row = await self.visible_file(principal, file_id)
-        own = not principal.is_service and row.uploaded_by == principal.id
-        if not own:
-            if row.project_id is None and principal.role != "admin":
-                raise ApiError("FORBIDDEN", "Only its uploader or an admin may delete it.")
-            if row.project_id is not None:
-                role = await self.access.project_role(principal, row.project_id)
-                require_project(principal, role, ProjectAction.DELETE_FILE)
-        actor = Actor(None if principal.is_service else principal.id,
-                      principal.name or principal.id, request_id)
-        removed = await self.database.run(lambda c: repository.delete_file(c, file_id, actor))
-        if removed is None:  # deleted by someone else meanwhile
-            raise ApiError("NOT_FOUND", _NOT_FOUND)
-        # After the commit: a failure leaves unreferenced bytes (logged), never a record
-        # without its bytes.
+        """Delete a file's record and then its bytes: reading it with the caller's role,
+        deciding, deleting and the audit row are one transaction."""
+
+        def remove(c: Connection) -> FileRow:
+            row = _permitted_file(c, principal, file_id, ProjectAction.DELETE_FILE,
+                                  lock=True)
+            if not repository.delete_file(c, row, principal, request_id):
+                raise ApiError("NOT_FOUND", _NOT_FOUND)  # deleted by someone else meanwhile
+            return row
+
+        removed = await self.database.run(remove)
+        # After the commit: a failure leaves unreferenced bytes (logged; the orphan
+        # sweeper takes them later), never a record without its bytes.
         self.storage.delete_stored_files(repository.stored_keys(removed))
         logs.business_event("file.deleted", fileId=removed.id, projectId=removed.project_id,
                             userId=principal.id)
@@ -251,6 +248,19 @@ class FileLibrary:
         log.info("removing {count} stored files of deleted project {project_id}",
                  count=len(files), project_id=project_id)
         self.storage.delete_stored_files(keys)
+
+
+def _permitted_file(connection: Connection, principal: Principal, file_id: str,
+                    action: ProjectAction, *, lock: bool = False) -> FileRow:
+    """The file if ``principal`` may do ``action`` to it, read with the principal's
+    role in its project in one query; else the policy's 404 or 403."""
+    user_id = None if principal.is_service else principal.id
+    row, role = repository.get_file_for(connection, file_id, user_id, lock=lock)
+    require_file(principal, action, exists=row is not None,
+                 project_id=row.project_id if row else None,
+                 uploaded_by=row.uploaded_by if row else None, project_role=role)
+    assert row is not None  # noqa: S101 - require_file refused otherwise
+    return row
 
 
 async def _nothing() -> None:

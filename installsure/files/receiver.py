@@ -31,6 +31,7 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
+from installsure.files.keys import storage_key
 from installsure.files.names import clean_filename
 from installsure.files.settings import UploadSettings
 from installsure.files.sink import FileSink
@@ -61,11 +62,6 @@ class ReceivedFile:
 class ReceivedUpload:
     project_id: str | None
     files: tuple[ReceivedFile, ...]
-
-
-def storage_key(file_id: str) -> str:
-    """Where a file's bytes are kept: generated from its id, never from its name."""
-    return f"{file_id[:2]}/{file_id}"
 
 
 def _size_text(size: int) -> str:

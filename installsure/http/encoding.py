@@ -32,7 +32,8 @@ def encode_result(route: Route | None, result: Any) -> Encoded:
     status = route.status if route is not None else 200
     envelope = route.envelope if route is not None else True
     if isinstance(result, Response):
-        if result.status == 204 or (result.body is None and result.status in (204, 304)):
+        # No body: a 204 ever, a 304 or a redirect when the handler gave none.
+        if result.status == 204 or (result.body is None and 300 <= result.status < 400):
             return result.status, b"", None, result.headers
         if isinstance(result.body, bytes | StreamedBody):
             return result.status, result.body, result.content_type, result.headers

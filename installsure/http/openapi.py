@@ -23,7 +23,7 @@ import attrs
 
 from installsure.http import constraints
 from installsure.http.errors import STATUS_OF_CODE
-from installsure.http.routing import BinaryFile, Paged, Route
+from installsure.http.routing import BinaryFile, HeaderDoc, Paged, ResponseDoc, Route
 from installsure.http.validation import camel
 from installsure.http.wiretypes import INT_MAX, INT_MIN
 
@@ -183,9 +183,9 @@ def _error_schema() -> dict[str, Any]:
 
 
 def _response_schema(
-    builder: SchemaBuilder, route: Route, response: Any
+    builder: SchemaBuilder, route: Route, response: Any, status: int
 ) -> dict[str, Any] | None:
-    if route.status == 204:
+    if status == 204:
         return None
     if not route.media_type.startswith("application/json"):
         return {"type": "string"}
@@ -240,7 +240,7 @@ def _path_parameters(route: Route) -> list[dict[str, Any]]:
 
 def _error_statuses(route: Route, rate_limited: bool) -> set[int]:
     """Every error status the HTTP layer itself may answer this route with."""
-    statuses = set(route.errors) | {500}
+    statuses = {doc.status for doc in route.errors} | {500}
     if route.params:
         # 404 for a value no resource has; 400 for a path that is not valid UTF-8.
         statuses |= {400, 404}
@@ -270,11 +270,8 @@ def _operation(builder: SchemaBuilder, route: Route, rate_limited: bool) -> dict
     params = _path_parameters(route)
     if route.query is not None:
         params.extend(_query_parameters(builder, route.query))
-    params.extend(
-        {"name": h.name, "in": "header", "required": h.required, "description": h.description,
-         "schema": dict(h.schema)}
-        for h in route.request_headers
-    )
+    params.extend({"name": name, "in": "header", **header}
+                  for name, header in _headers(route.request_headers).items())
     if params:
         op["parameters"] = params
     if route.body is not None:
@@ -284,19 +281,13 @@ def _operation(builder: SchemaBuilder, route: Route, rate_limited: bool) -> dict
             "content": {ct: {"schema": body} for ct in route.content_types},
         }
     limited = rate_limited and route.rate_limit is not None
-    for status, response in ((route.status, route.response), *route.responses):
-        answer: dict[str, Any] = {"description": "Success" if status < 400 else "Failure"}
-        schema = _response_schema(builder, route, response)
-        if schema is not None:
-            answer["content"] = {route.media_type: {"schema": schema}}
-        headers = _rate_headers(required=False) if limited else {}
-        if status < 300:
-            headers.update({h.name: {"description": h.description, "required": h.required,
-                                     "schema": dict(h.schema)}
-                            for h in route.response_headers})
-        if headers:
-            answer["headers"] = headers
-        op["responses"][str(status)] = answer
+    own = {doc.status: doc for doc in route.responses}
+    main = own.pop(route.status, ResponseDoc(route.status))
+    for doc in (attrs.evolve(main, body=route.response), *own.values()):
+        op["responses"][str(doc.status)] = _answer(builder, route, doc, limited)
+    for doc in route.errors:
+        if doc.description or doc.headers:
+            op["responses"][str(doc.status)] = _error_answer(doc)
     if route.auth is not None:
         op["security"] = [{"bearerAuth": []}]
         op["x-auth"] = route.auth
@@ -305,6 +296,39 @@ def _operation(builder: SchemaBuilder, route: Route, rate_limited: bool) -> dict
     for status in sorted(_error_statuses(route, rate_limited)):
         op["responses"].setdefault(str(status), {"$ref": f"#/components/responses/E{status}"})
     return op
+
+
+def _headers(docs: Sequence[HeaderDoc]) -> dict[str, Any]:
+    return {h.name: {"description": h.description, "required": h.required,
+                     "schema": dict(h.schema)} for h in docs}
+
+
+def _answer(builder: SchemaBuilder, route: Route, doc: ResponseDoc,
+            limited: bool) -> dict[str, Any]:
+    """A response of the route with a body of its own (or none)."""
+    default = "Success" if doc.status < 400 else "Failure"
+    answer: dict[str, Any] = {"description": doc.description or default}
+    schema = _response_schema(builder, route, doc.body, doc.status) if doc.has_body else None
+    if schema is not None:
+        answer["content"] = {route.media_type: {"schema": schema}}
+    headers = _rate_headers(required=False) if limited else {}
+    if doc.status < 300:
+        headers.update(_headers(route.response_headers))
+    headers.update(_headers(doc.headers))
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _error_answer(doc: ResponseDoc) -> dict[str, Any]:
+    """An error-envelope answer with a description or headers of the route's own."""
+    answer: dict[str, Any] = {
+        "description": doc.description or _ERROR_TEXT.get(doc.status, "Failure"),
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if doc.headers:
+        answer["headers"] = _headers(doc.headers)
+    return answer
 
 
 def _rate_headers(*, required: bool) -> dict[str, Any]:

@@ -9,6 +9,15 @@ serves them and the OpenAPI generator documents them from the same declarations:
                   status=201, summary="Create a project", tags=("projects",), auth="user")
     async def create_project(ctx: RequestContext, body: NewProject) -> Project: ...
 
+Headers and answers beyond the success one are declared the same way, for the
+document (the handler reads and sends them itself)::
+
+    router.add("GET", "/api/files/{id}/download", download,
+               request_headers=(HeaderDoc("Range", "One byte range"),),
+               responses=(ResponseDoc(206, "The range", headers=(CONTENT_RANGE,)),
+                          ResponseDoc(304, "Not modified", has_body=False)),
+               errors=(ResponseDoc(416, headers=(UNSATISFIED_RANGE,)), 503))
+
 Handlers are called as ``handler(ctx, **path_params, [body=...], [query=...])`` and may
 return a value, a Deferred or a coroutine. Values are attrs instances (or anything
 :func:`~installsure.http.validation.unstructure` accepts), wrapped in the success
@@ -76,6 +85,44 @@ class HeaderDoc:
 
 
 @frozen
+class ResponseDoc:
+    """One answer of a route, as the OpenAPI document shows it.
+
+    In a route's ``responses``: an answer with a body of its own (``body``, its type,
+    as ``response`` is for the success answer), or none (``has_body=False``: a 304, a
+    redirect); one with the route's own ``status`` describes the success answer (its
+    body stays ``response``). In ``errors``: an answer with the error envelope, which
+    the route's statuses would refer to anyway; the doc adds its description and the
+    headers it carries (the ``Content-Range`` of a 416). ``headers`` are those of this
+    answer only; ``response_headers`` come with every success answer besides.
+    """
+
+    status: int
+    description: str = ""
+    body: Any = None
+    headers: tuple[HeaderDoc, ...] = ()
+    has_body: bool = True
+
+
+def _response_docs(what: str, items: Iterable[ResponseDoc | tuple[int, Any] | int]
+                   ) -> tuple[ResponseDoc, ...]:
+    """``responses``/``errors`` as declared (docs, ``(status, type)`` pairs, statuses)
+    as ResponseDocs in order of status, one per status."""
+    docs: dict[int, ResponseDoc] = {}
+    for item in items:
+        if isinstance(item, ResponseDoc):
+            doc = item
+        elif isinstance(item, int):
+            doc = ResponseDoc(item)
+        else:
+            doc = ResponseDoc(item[0], body=item[1])
+        if doc.status in docs:
+            raise ValueError(f"{what}: status {doc.status} is declared twice")
+        docs[doc.status] = doc
+    return tuple(docs[status] for status in sorted(docs))
+
+
+@frozen
 class Route:
     """One declared operation. ``path`` uses OpenAPI syntax: ``/api/projects/{id}``."""
 
@@ -100,13 +147,15 @@ class Route:
     forbid_extra: bool = False
     #: Content types the body may have (JSON by default).
     content_types: tuple[str, ...] = ("application/json",)
-    #: Extra error statuses worth documenting, e.g. ``(404, 409)``.
-    errors: tuple[int, ...] = ()
+    #: Extra error statuses worth documenting (the error envelope), e.g. ``(404,
+    #: 409)``; a :class:`ResponseDoc` for one that has more to say (its headers).
+    errors: tuple[ResponseDoc, ...] = ()
     #: Media type of the success response, e.g. ``text/plain`` for ``/metrics``.
     media_type: str = "application/json"
     #: Other statuses the handler answers with a body of its own (not the error
-    #: envelope), with that body's type: ``((503, ReadinessReport),)``.
-    responses: tuple[tuple[int, Any], ...] = ()
+    #: envelope), with that body's type: ``((503, ReadinessReport),)``, or as
+    #: :class:`ResponseDoc` (descriptions, headers, answers without a body).
+    responses: tuple[ResponseDoc, ...] = ()
     #: Request headers the handler reads, documented as header parameters.
     request_headers: tuple[HeaderDoc, ...] = ()
     #: Headers every success response of the route carries.
@@ -164,12 +213,12 @@ class Router:
         max_body: int | None = None,
         forbid_extra: bool = False,
         content_types: Sequence[str] = ("application/json",),
-        errors: Sequence[int] = (),
+        errors: Iterable[int | ResponseDoc] = (),
         hidden: bool = False,
         streamed: bool = False,
         operation_id: str = "",
         media_type: str = "application/json",
-        responses: Mapping[int, Any] | Iterable[tuple[int, Any]] = (),
+        responses: Mapping[int, Any] | Iterable[ResponseDoc | tuple[int, Any]] = (),
         request_headers: Sequence[HeaderDoc] = (),
         response_headers: Sequence[HeaderDoc] = (),
     ) -> Route:
@@ -186,6 +235,12 @@ class Router:
         for existing in self.routes:
             if existing.method == method and existing.path == path:
                 raise ValueError(f"route {method} {path} is declared twice")
+        error_docs = _response_docs(f"route {method} {path} errors", errors)
+        for doc in error_docs:
+            if doc.status < 400 or doc.body is not None or not doc.has_body:
+                raise ValueError(
+                    f"route {method} {path}: errors are answers with the error envelope at "
+                    f"400 and up; declare status {doc.status} in responses= instead")
         route = Route(
             method=method,
             path=path,
@@ -203,15 +258,14 @@ class Router:
             max_body=max_body,
             forbid_extra=forbid_extra,
             content_types=tuple(content_types),
-            errors=tuple(errors),
+            errors=error_docs,
             hidden=hidden,
             streamed=streamed,
             operation_id=operation_id or getattr(handler, "__name__", "") or path,
             media_type=media_type,
-            responses=tuple(sorted(
-                (responses.items() if isinstance(responses, Mapping) else responses),
-                key=lambda pair: pair[0],
-            )),
+            responses=_response_docs(
+                f"route {method} {path} responses",
+                responses.items() if isinstance(responses, Mapping) else responses),
             params=tuple(m.group(1) for m in _PARAM.finditer(path)),
             request_headers=tuple(request_headers),
             response_headers=tuple(response_headers),

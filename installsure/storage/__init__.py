@@ -9,6 +9,7 @@ from installsure.storage.interface import (
     ObjectWriter,
     StorageBackend,
     StorageError,
+    StoredObject,
     check_key,
 )
 from installsure.storage.local import LocalDirectory
@@ -25,6 +26,7 @@ __all__ = [
     "StorageBackend",
     "StorageError",
     "StorageSettings",
+    "StoredObject",
     "build_backend",
     "check_key",
 ]

@@ -9,11 +9,18 @@ client: :func:`check_key` holds every backend to the same shape.
 from __future__ import annotations
 
 import re
+from collections.abc import Generator
 from typing import Protocol
 
-#: Lower-case letters, digits, ``.``, ``_`` and ``-`` in ``/``-separated segments, none
-#: of them ``.`` or ``..``: nothing in a key can climb out of a directory.
-_KEY = re.compile(r"[a-z0-9_-][a-z0-9._-]{0,127}(/[a-z0-9_-][a-z0-9._-]{0,127}){0,7}")
+from attrs import frozen
+
+#: Lower-case letters, digits, ``.``, ``_`` and ``-`` in up to 8 ``/``-separated
+#: segments, none of them starting with ``.``: nothing in a key can climb out of a
+#: directory.
+_SEGMENT = r"[a-z0-9_-][a-z0-9._-]{0,127}"
+KEY_SEGMENT = re.compile(_SEGMENT)
+MAX_KEY_SEGMENTS = 8
+_KEY = re.compile(rf"{_SEGMENT}(/{_SEGMENT}){{0,{MAX_KEY_SEGMENTS - 1}}}")
 
 
 class StorageError(Exception):
@@ -28,11 +35,27 @@ class InvalidKeyError(ValueError):
     """A key that no generated key looks like: a bug, or an attempt to escape."""
 
 
+def is_key(key: str) -> bool:
+    """Whether ``key`` has the shape of a generated key."""
+    return isinstance(key, str) and _KEY.fullmatch(key) is not None
+
+
 def check_key(key: str) -> str:
     """``key`` when it has the shape of a generated key; else :class:`InvalidKeyError`."""
-    if not isinstance(key, str) or not _KEY.fullmatch(key):
+    if not is_key(key):
         raise InvalidKeyError(f"not a storage key: {key!r:.80}")
     return key
+
+
+@frozen
+class StoredObject:
+    """One object a backend holds, as listed."""
+
+    key: str
+    #: When it was last written, in seconds since the epoch (a local file's mtime; for
+    #: S3 the object's LastModified, the start of a multipart upload).
+    modified: float
+    size: int
 
 
 class ObjectWriter(Protocol):
@@ -77,6 +100,12 @@ class StorageBackend(Protocol):
 
     def delete(self, keys: list[str]) -> None:
         """Remove these objects; keys without an object are skipped."""
+
+    def list_objects(self) -> Generator[StoredObject, None, None]:
+        """Every committed object, in no particular order, shaped like a key (see
+        :func:`check_key`; anything else in the directory or under the prefix is not
+        ours and not listed). Lazy: each step blocks, so pull it on the storage pool,
+        and close it when done early."""
 
     def presigned_url(self, key: str, ttl: float, filename_header: str,
                       content_type: str) -> str | None:

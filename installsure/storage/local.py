@@ -5,6 +5,7 @@ An object is written to a temporary file under ``.partial/``, flushed to disk
 crash leaves either the whole object or none of it under its key, never a prefix.
 Partial files older than a day (a crash in the middle of an upload) are removed when
 the backend starts; younger ones may belong to another process sharing the directory.
+``list_objects`` walks the directory (without ``.partial/``) for the orphan sweeper.
 """
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Generator
 from pathlib import Path
 from typing import BinaryIO
 
-from installsure.storage.interface import ObjectMissingError, StorageError, check_key
+from installsure.storage.interface import (
+    KEY_SEGMENT,
+    MAX_KEY_SEGMENTS,
+    ObjectMissingError,
+    StorageError,
+    StoredObject,
+    check_key,
+    is_key,
+)
 
 PARTIAL_DIR = ".partial"
 STALE_PARTIAL_SECONDS = 86400.0
@@ -154,6 +164,30 @@ class LocalDirectory:
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             self.path_of(key).unlink(missing_ok=True)
+
+    def list_objects(self) -> Generator[StoredObject, None, None]:
+        yield from self._walk(self.root, "", 1)
+
+    def _walk(self, directory: Path, prefix: str,
+              depth: int) -> Generator[StoredObject, None, None]:
+        """The objects under ``directory`` (key ``prefix``, ``depth`` segments deep)."""
+        try:
+            entries = os.scandir(directory)
+        except FileNotFoundError:  # removed while we walked (or never made)
+            return
+        with entries:
+            for entry in entries:
+                key = prefix + entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        # .partial/ holds uploads in progress, and is no key segment.
+                        if KEY_SEGMENT.fullmatch(entry.name) and depth < MAX_KEY_SEGMENTS:
+                            yield from self._walk(Path(entry.path), key + "/", depth + 1)
+                    elif entry.is_file(follow_symlinks=False) and is_key(key):
+                        facts = entry.stat(follow_symlinks=False)
+                        yield StoredObject(key, facts.st_mtime, facts.st_size)
+                except FileNotFoundError:  # deleted while we walked
+                    continue
 
     def presigned_url(self, key: str, ttl: float, filename_header: str,
                       content_type: str) -> str | None:

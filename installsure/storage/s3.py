@@ -4,20 +4,28 @@ Every call blocks and runs on the storage pool (boto3 clients are thread-safe; o
 shared). An upload is held in memory one part at a time: a file smaller than
 ``storage.s3_part_size`` is one PUT when it is complete, a larger one a multipart upload
 that sends each part as soon as it is full and is aborted when the upload fails, so the
-bucket keeps no orphaned parts. Downloads read ranges with ``GET`` and ``Range``.
+bucket keeps no orphaned parts. Downloads read ranges with ``GET`` and ``Range``;
+``list_objects`` pages through ``ListObjectsV2`` under the prefix (the orphan sweeper).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from installsure.storage.interface import ObjectMissingError, StorageError, check_key
+from installsure.storage.interface import (
+    ObjectMissingError,
+    StorageError,
+    StoredObject,
+    check_key,
+    is_key,
+)
 from installsure.storage.settings import StorageSettings
 
-#: DeleteObjects takes at most this many keys per call.
+#: DeleteObjects takes at most this many keys per call, ListObjectsV2 answers as many.
 _DELETE_BATCH = 1000
+_LIST_PAGE = 1000
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -209,6 +217,19 @@ class S3Bucket:
                     f"S3 DeleteObjects refused {len(errors)} keys, e.g. {first.get('Key')}: "
                     f"{first.get('Code')}"
                 )
+
+    def list_objects(self) -> Generator[StoredObject, None, None]:
+        """The objects under ``storage.s3_prefix``, a page of ListObjectsV2 at a time."""
+        prefix = self.settings.s3_prefix
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": _LIST_PAGE})
+        with _translated("ListObjectsV2"):
+            for page in pages:
+                for item in page.get("Contents") or ():
+                    key = str(item["Key"])[len(prefix):]
+                    if is_key(key):
+                        yield StoredObject(key, item["LastModified"].timestamp(),
+                                           int(item["Size"]))
 
     def presigned_url(self, key: str, ttl: float, filename_header: str,
                       content_type: str) -> str | None:

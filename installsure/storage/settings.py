@@ -44,6 +44,28 @@ def _check_ttl(_inst: object, attribute: Any, value: float) -> None:
         )
 
 
+#: An orphan younger than this is never swept, whatever the setting says: uploads
+#: record their files only once the whole body arrived.
+MIN_ORPHAN_AGE = 60.0
+
+
+def _check_sweep_interval(_inst: object, attribute: Any, value: float) -> None:
+    if value != 0 and value < 1:
+        raise InvalidSettingError(
+            attribute.name,
+            f"storage.{attribute.name} must be 0 (no sweeping) or at least 1 s, got {value!r}",
+        )
+
+
+def _check_orphan_age(_inst: object, attribute: Any, value: float) -> None:
+    if value < MIN_ORPHAN_AGE:
+        raise InvalidSettingError(
+            attribute.name,
+            f"storage.{attribute.name} must be at least {MIN_ORPHAN_AGE:g} s (longer than "
+            f"any upload takes), got {value!r}",
+        )
+
+
 @frozen
 class StorageSettings:
     """Where uploaded files are kept: a local directory, or an S3-compatible bucket."""
@@ -73,3 +95,13 @@ class StorageSettings:
     bytes do not pass through this server."""
     s3_presign_ttl: Seconds = field(default=Seconds(300.0), validator=_check_ttl)
     """How long such a presigned URL works."""
+    orphan_sweep_interval: Seconds = field(default=Seconds(3600.0),
+                                           validator=_check_sweep_interval)
+    """How often to look for stored objects that no file record names (left by a crash
+    between storing an upload and recording it, or by a delete whose bytes could not be
+    removed) and delete them; 0 turns the sweep off. Processes of the roles that run
+    jobs (``all``, ``worker``) sweep."""
+    orphan_min_age: Seconds = field(default=Seconds(3600.0), validator=_check_orphan_age)
+    """Objects written less than this long ago are never swept: an upload stores its
+    first files before it records them all. At least 60 s; keep it longer than your
+    longest upload (with S3, a large object's age counts from the start of its upload)."""

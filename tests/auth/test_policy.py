@@ -9,7 +9,9 @@ from installsure.auth.policy import (
     ProjectAction,
     allows_global,
     can_create_project,
+    file_permits,
     project_permits,
+    require_file,
     require_project,
 )
 from installsure.auth.principal import Principal
@@ -93,3 +95,56 @@ def test_only_members_and_above_create_projects() -> None:
     """Viewers are read-only accounts: they cannot create projects."""
     assert [can_create_project(Principal(id="u", role=r)) for r in GLOBAL_ROLES] == [
         True, True, True, False]
+
+
+#: (global role, project role, the caller uploaded it) -> what it may do to a file of a
+#: project: (view, delete). By hand from the policy's docstring.
+FILE_EXPECTED: dict[tuple[str, str | None, bool], tuple[bool, bool]] = {
+    ("admin", None, False): (True, True),
+    ("manager", None, False): (True, True),
+    ("member", None, False): (False, False),
+    ("member", None, True): (False, False),  # no longer a member: gone from view
+    ("member", "viewer", False): (True, False),
+    ("member", "viewer", True): (True, True),
+    ("member", "editor", False): (True, True),
+    ("viewer", "editor", False): (True, False),
+    ("viewer", "owner", True): (True, True),
+    ("viewer", None, True): (False, False),
+}
+
+
+@pytest.mark.parametrize(("global_role", "project_role", "own"), list(FILE_EXPECTED))
+def test_files_of_a_project(global_role: str, project_role: str | None, own: bool) -> None:
+    """A project's file is seen by whoever may view the project, deleted by those who
+    may delete its files and by its uploader while it still sees the file; refusals
+    are 404 when it is not seen, else 403."""
+    principal = Principal(id="u1", role=global_role)
+    facts = {"project_id": "p1", "uploaded_by": "u1" if own else "u2",
+             "project_role": project_role}
+    sees, deletes = FILE_EXPECTED[global_role, project_role, own]
+    assert file_permits(principal, V, **facts) is sees
+    assert file_permits(principal, F, **facts) is deletes
+    for action, allowed in ((V, sees), (F, deletes)):
+        if allowed:
+            require_file(principal, action, exists=True, **facts)
+            continue
+        with pytest.raises(ApiError) as refused:
+            require_file(principal, action, exists=True, **facts)
+        assert refused.value.code == ("FORBIDDEN" if sees else "NOT_FOUND")
+
+
+@pytest.mark.parametrize("role", GLOBAL_ROLES)
+def test_files_of_no_project_are_their_uploaders_and_the_admins(role: str) -> None:
+    """A file without a project: its uploader may see and delete it whatever its role,
+    so may admins; anyone else (managers too, and the operator's own uploads, which
+    have no uploader) gets 404, and a missing file is 404 to everyone."""
+    principal = Principal(id="u1", role=role)
+    for uploader, allowed in (("u1", True), ("u2", role == "admin"), (None, role == "admin")):
+        for action in (V, F):
+            facts = {"project_id": None, "uploaded_by": uploader, "project_role": None}
+            assert file_permits(principal, action, **facts) is allowed
+    service = Principal(id="u1", role="member", kind="service")
+    assert not file_permits(service, V, project_id=None, uploaded_by="u1", project_role=None)
+    with pytest.raises(ApiError, match="No such file"):
+        require_file(Principal(id="a", role="admin"), V, exists=False, project_id=None,
+                     uploaded_by=None, project_role=None)

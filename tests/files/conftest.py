@@ -1,4 +1,5 @@
-"""Fixtures of the files tests: a database (SQLite and PostgreSQL) and the served API."""
+"""Fixtures of the files tests: a database (SQLite and PostgreSQL), moto's S3 server
+and the served API."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from installsure.db import Database
 from tests.db.conftest import database, make_database  # noqa: F401 - fixtures
 from tests.files.world import FilesWorld, serve_files
+from tests.fixtures.moto import moto_endpoint  # noqa: F401 - a fixture
 
 
 @pytest.fixture

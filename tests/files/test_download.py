@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -205,3 +206,43 @@ async def test_thumbnails_are_404_until_one_exists(fast_world: FilesWorld) -> No
     assert data["thumbnailUrl"] == f"/api/files/{record['id']}/thumbnail"
     assert data["status"] == "processed"
     assert data["processedAt"].endswith("Z")
+
+
+@pytest_twisted.ensureDeferred
+async def test_downloads_answer_as_the_served_openapi_document_says(
+    fast_world: FilesWorld,
+) -> None:
+    """/openapi.json documents the download's header parameters (Range, If-Range,
+    If-None-Match) and its answers 200, 206, 302, 304 (no body) and 416 (the error
+    envelope); the route's real 200, 206, 304 and 416 each carry every header the
+    document requires of that status, matching its pattern."""
+    world = fast_world
+    response, raw = await get(world, "/openapi.json", {})
+    assert response.code == 200
+    operation = json.loads(raw)["paths"]["/api/files/{id}/download"]["get"]
+    assert [p["name"] for p in operation["parameters"] if p["in"] == "header"] == [
+        "Range", "If-Range", "If-None-Match"]
+    documented = operation["responses"]
+    assert {"200", "206", "302", "304", "416", "401", "404", "503"} <= set(documented)
+    assert "content" not in documented["304"]
+    assert "content" not in documented["302"]
+    assert documented["416"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    assert documented["206"]["headers"]["Content-Range"]["required"] is True
+    user = await world.user()
+    record = await uploaded(world, user)
+    path = f"/api/files/{record['id']}/download"
+    etag = f'"{record["sha256"]}"'
+    for status, asked in ((200, {}), (206, {"Range": "bytes=2-9"}),
+                          (304, {"If-None-Match": etag}),
+                          (416, {"Range": f"bytes={len(CONTENT) + 5}-"})):
+        response, body = await get(world, path, {**user, **asked})
+        assert response.code == status, asked
+        for name, spec in documented[str(status)].get("headers", {}).items():
+            value = header(response, name)
+            assert value is not None or not spec["required"], (status, name)
+            pattern = spec["schema"].get("pattern")
+            if value is not None and pattern is not None:
+                assert re.search(pattern, value), (status, name, value)
+        if status == 304:
+            assert body == b""

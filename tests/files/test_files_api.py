@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest_twisted
 import treq
-from sqlalchemy import update
-from twisted.internet import reactor, task
+from sqlalchemy import event, update
+from twisted.internet import defer, reactor, task
+from twisted.internet.defer import DeferredList
 
 from installsure.db.projects import delete_project
 from installsure.db.tables import audit_log, project_members
@@ -195,3 +196,52 @@ async def test_deleting_a_project_removes_its_files_bytes(fast_world: FilesWorld
         await task.deferLater(reactor, 0.02, lambda: None)
     assert [p.name for p in world.stored_objects()] == [survivor["id"]]
     assert [row.id for row in await world.rows()] == [survivor["id"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_file_routes_read_the_file_and_the_callers_role_in_one_query(
+    fast_world: FilesWorld,
+) -> None:
+    """GET, download, thumbnail and DELETE of a file, by a member of its project who is
+    not an admin, read the file row together with the caller's project role in one
+    SELECT (the delete then only deletes and audits): counted on the real engine."""
+    world = fast_world
+    editor = await world.user()
+    project = await world.project({editor["X-User"]: "editor"})
+    [record] = await upload(world, editor, [("file", "p.png", PNG)], project)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        first = statement.lstrip().split(None, 1)[0].upper()
+        if first in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            statements.append(first)
+
+    event.listen(world.database.engine, "before_cursor_execute", seen)
+    try:
+        path = f"/api/files/{record['id']}"
+        for method, suffix, status in (("GET", "", 200), ("GET", "/download", 200),
+                                       ("GET", "/thumbnail", 404), ("DELETE", "", 200)):
+            statements.clear()
+            code, _ = await call(world, method, path + suffix, editor)
+            assert code == status, (method, suffix)
+            expected = ["SELECT", "DELETE", "INSERT"] if method == "DELETE" else ["SELECT"]
+            assert statements == expected, (method, suffix)
+    finally:
+        event.remove(world.database.engine, "before_cursor_execute", seen)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_deletes_of_one_file_at_once(world: FilesWorld) -> None:
+    """Two owners deleting the same file at the same moment: one gets 200, the other
+    404, and the audit log has one ``file.deleted``."""
+    first = await world.user()
+    second = await world.user()
+    project = await world.project({first["X-User"]: "owner", second["X-User"]: "owner"})
+    [record] = await upload(world, first, [("file", "p.png", PNG)], project)
+    path = f"/api/files/{record['id']}"
+    results = await DeferredList(
+        [defer.ensureDeferred(call(world, "DELETE", path, who)) for who in (first, second)],
+        fireOnOneErrback=True, consumeErrors=True)
+    assert sorted(code for _ok, (code, _body) in results) == [200, 404]
+    deleted = [a for a in await world.rows(audit_log) if a.action == "file.deleted"]
+    assert len(deleted) == 1

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,8 +20,7 @@ from installsure.storage import (
     StorageError,
 )
 from installsure.storage.local import STALE_PARTIAL_SECONDS
-from installsure.storage.settings import StorageSettings
-from tests.fixtures.redis import free_port
+from tests.fixtures.moto import s3_settings
 
 MIB = 1024 * 1024
 
@@ -106,47 +103,6 @@ def test_an_unusable_directory_says_what_to_fix(tmp_path: Path) -> None:
 
 
 # -- S3, against moto's server -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3 server (``moto[server]``) on a free port of 127.0.0.1, as a child: run
-    by ``MOTO_SERVER_PYTHON`` when set (.ci/run's lowest set, whose Flask moto cannot
-    import), else by this interpreter."""
-    python = os.environ.get("MOTO_SERVER_PYTHON") or sys.executable
-    probe = subprocess.run([python, "-c", "import moto.server"], capture_output=True,
-                           text=True, check=False)
-    if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-        pytest.fail(f"moto's server does not import with {python} ({last}); install the "
-                    "test extra, or set MOTO_SERVER_PYTHON to a Python that has moto[server]")
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(endpoint + "/moto-api/", timeout=1):  # noqa: S310
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto did not start:\n{log.read_text()}")
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def s3_settings(endpoint: str, bucket: str, **kw: Any) -> StorageSettings:
-    return StorageSettings(backend="s3", s3_bucket=bucket, s3_endpoint=endpoint,  # type: ignore[arg-type]
-                           s3_region="us-east-1", s3_access_key="testing",
-                           s3_secret_key="testing", s3_addressing_style="path", **kw)
 
 
 @pytest.fixture
@@ -272,7 +228,7 @@ async def test_uploads_and_downloads_through_s3(s3_world: Any, moto_endpoint: st
     response = await treq.get(url, headers=user, persistent=False, allow_redirects=False)
     body = await response.content()
     if presigned:
-        assert response.code == 302
+        assert (response.code, body) == (302, b"")
         location = response.headers.getRawHeaders("Location")[0]
         assert location.startswith(moto_endpoint)
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 from typing import Any
 
+import attrs
 import pytest_twisted
 import treq
 
@@ -55,6 +56,30 @@ async def test_an_upload_is_stored_recorded_audited_and_announced(world: FilesWo
               world.events.events]
     assert topics == [(f"installsure.project.{project}.file", "added", r["id"])
                       for r in records]
+
+
+@pytest_twisted.ensureDeferred
+async def test_audit_rows_name_the_uploader_as_its_account_does(
+    fast_world: FilesWorld,
+) -> None:
+    """A verified access token carries no name: the audit rows of an upload and of a
+    delete still name the user by its account's name (never by its id), as the rows
+    of project and account changes do."""
+    world = fast_world
+    headers = await world.user(name="Grace Hopper")
+    token = headers["Authorization"].removeprefix("Bearer ")
+    world.authenticator.principals[token] = attrs.evolve(
+        world.authenticator.principals[token], name=None)
+    code, answer = await post(world, headers, multipart([("file", "a.pdf", PDF)]))
+    assert code == 201, answer
+    response = await treq.delete(f"{world.base}/api/files/{answer['data'][0]['id']}",
+                                 headers=headers, persistent=False)
+    assert response.code == 200
+    audits = await world.rows(audit_log)
+    assert sorted((a.action, a.actor_id, a.actor_name) for a in audits) == [
+        ("file.deleted", headers["X-User"], "Grace Hopper"),
+        ("file.uploaded", headers["X-User"], "Grace Hopper"),
+    ]
 
 
 @pytest_twisted.ensureDeferred

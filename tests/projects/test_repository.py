@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, insert, select
 from twisted.internet.defer import DeferredList
 
 from installsure.auth.operator import OPERATOR
+from installsure.auth.principal import Principal
 from installsure.db import Database, audit, members
 from installsure.db import projects as repo
 from installsure.db.tables import files, project_members
@@ -286,3 +287,41 @@ async def test_audit_rows_page_newest_first(database: Database) -> None:
                                                                      per_page=4))
     assert [e.changes for e in second] == [{"progress": [1, 2]}, {"progress": [0, 1]}]
     assert first[0].id > first[1].id > second[0].id
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_writer_names_every_kind_of_actor(database: Database) -> None:
+    """``audit.record`` writes the rows of accounts, projects and files alike: a user
+    is kept by id with the name its principal carries, else its row's (access tokens
+    carry no name); a service principal by name without an id (it has no user row);
+    the operator command line (no principal) by that name. Empty changes are NULL, and
+    the account writer files its rows under the user, outside any project."""
+    from installsure.auth.audit import record_account_change
+    from installsure.db.tables import audit_log
+
+    def seed(c: Connection) -> tuple[str, list[Any]]:
+        ada = insert_user(c, name="Ada")
+        unnamed = Principal(id=ada.id, role=ada.role)  # as a verified access token gives
+        audit.record(c, actor=ada, action="file.uploaded", target_type="file",
+                     target_id="f1", project_id="p1", changes={"size": [None, 3]})
+        audit.record(c, actor=unnamed, action="file.deleted", target_type="file",
+                     target_id="f1", project_id="p1", changes={})
+        audit.record(c, actor=OPERATOR, action="project.deleted", target_type="project",
+                     target_id="p1", project_id="p1")
+        record_account_change(c, actor=None, action="user.created", user_id=ada.id,
+                              changes={"role": [None, "member"]}, request_id="r1")
+        rows = c.execute(select(
+            audit_log.c.actor_id, audit_log.c.actor_name, audit_log.c.action,
+            audit_log.c.target_type, audit_log.c.target_id, audit_log.c.project_id,
+            audit_log.c.changes, audit_log.c.request_id,
+        ).order_by(audit_log.c.id)).all()
+        return ada.id, [tuple(r) for r in rows]
+
+    ada_id, rows = await run(database, seed)
+    assert rows == [
+        (ada_id, "Ada", "file.uploaded", "file", "f1", "p1", {"size": [None, 3]}, None),
+        (ada_id, "Ada", "file.deleted", "file", "f1", "p1", None, None),
+        (None, "operator", "project.deleted", "project", "p1", "p1", None, None),
+        (None, audit.COMMAND_LINE_ACTOR, "user.created", "user", ada_id, None,
+         {"role": [None, "member"]}, "r1"),
+    ]

@@ -11,7 +11,7 @@ import uuid
 from sqlalchemy import Connection, insert
 
 from installsure.db.tables import files
-from installsure.files.receiver import storage_key
+from installsure.files.keys import storage_key
 from tests.authz.matrix import Entry, Situation, by_role, project_statuses, statuses
 from tests.files.helpers import CONTENT_TYPE, PNG, multipart
 
