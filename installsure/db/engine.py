@@ -118,7 +118,9 @@ def _sqlite_engine(
         # busy_timeout) instead; read-only work keeps the deferred BEGIN and runs
         # concurrently with the writer thanks to WAL.
         if conn.get_execution_options().get(READONLY_OPTION):
-            conn.exec_driver_sql("BEGIN")
+            # Straight to sqlite3: a deferred BEGIN takes no lock, so it cannot fail the
+            # ways SQLAlchemy's wrapping is for, and reads are the hot path.
+            conn.connection.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 

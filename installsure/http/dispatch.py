@@ -28,6 +28,10 @@ def _endpoint_of(route: Route) -> Any:
     return endpoint
 
 
+#: Matched paths with parameters remembered per route table.
+MATCHES_REMEMBERED = 4096
+
+
 class RouteTable:
     """The routes of a :class:`Router`, ready to match requests against."""
 
@@ -46,6 +50,9 @@ class RouteTable:
                     route.method.encode("ascii")
                 ] = route
         self._adapter = self.klein.url_map.bind("localhost")
+        #: (method, path) -> what werkzeug matched, for paths with parameters (emptied
+        #: when full): a client reading one project or file again skips the matcher.
+        self._matched: dict[tuple[bytes, bytes], tuple[Route, dict[str, Any]]] = {}
         limits = Klein()
         for route in router.routes:
             if route.max_body is not None:
@@ -75,6 +82,9 @@ class RouteTable:
                 route = by_method.get(b"GET")
             if route is not None:
                 return route, {}
+        known = self._matched.get((method, path))
+        if known is not None:
+            return known
         try:
             text = unquote_to_bytes(path).decode("utf-8")
         except UnicodeDecodeError:
@@ -90,7 +100,11 @@ class RouteTable:
             raise ApiError(
                 "NOT_FOUND", f"There is no {method_text} {text}; see /openapi.json."
             ) from None
-        return self._endpoints[endpoint], dict(params)
+        matched = self._endpoints[endpoint], dict(params)
+        if len(self._matched) >= MATCHES_REMEMBERED:
+            self._matched.clear()
+        self._matched[(method, path)] = matched
+        return matched
 
     def allowed_methods(self, path: bytes) -> list[str]:
         """The methods some route answers at ``path`` (empty: no route there)."""
