@@ -130,7 +130,9 @@ def main() -> int:
     parser.add_argument("--other-clients", type=int, default=8)
     parser.add_argument("--argon2", default="2,19456,1",
                         help="time cost, memory KiB, lanes (default: the server's defaults)")
-    parser.add_argument("--password-threads", type=int, default=2)
+    parser.add_argument("--password-threads", type=int, default=0,
+                        help="auth.password_threads (default 0: the server's own choice, "
+                             "one fewer than the CPUs, 1 to 4)")
     args = parser.parse_args()
     argon2 = tuple(int(part) for part in args.argon2.split(","))
     assert len(argon2) == 3, "--argon2 takes three numbers"
@@ -195,7 +197,7 @@ def main() -> int:
         return percentile(values, 0.99)
 
     print(f"argon2id t={argon2[0]} m={argon2[1]} KiB p={argon2[2]}, "
-          f"{args.password_threads} password threads, {os.cpu_count()} CPUs, "
+          f"{args.password_threads or 'default'} password threads, {os.cpu_count()} CPUs, "
           f"medians of {args.rounds} rounds of {seconds:g} s")
     print(f"logins/s                      {median_of('logins', rate):8.1f}   "
           f"(p50 {median_of('logins', p50):.0f} ms, p99 {median_of('logins', p99):.0f} ms)")

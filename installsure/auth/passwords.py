@@ -60,6 +60,16 @@ def _yielding(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
+def default_password_threads() -> int:
+    """One fewer than the CPUs this process may run on, from 1 to 4 (see the setting
+    ``auth.password_threads``)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus - 1))
+
+
 class PasswordHasherBusy(Exception):  # noqa: N818 - reads as the condition it is
     """Too many hashes are waiting for a thread; try again shortly."""
 
@@ -105,7 +115,8 @@ class PasswordHasher(Service):
     def from_settings(cls, settings: AuthSettings, reactor: Any = None) -> PasswordHasher:
         return cls(
             time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
-            parallelism=settings.argon2_parallelism, threads=settings.password_threads,
+            parallelism=settings.argon2_parallelism,
+            threads=settings.password_threads or default_password_threads(),
             queue_limit=settings.password_queue_limit, reactor=reactor,
         )
 

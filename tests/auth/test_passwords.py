@@ -16,7 +16,12 @@ from sqlalchemy import select
 from twisted.internet import defer, reactor
 
 from installsure.auth.password_policy import common_passwords, password_problems
-from installsure.auth.passwords import PasswordHasher, PasswordHasherBusy
+from installsure.auth.passwords import (
+    PasswordHasher,
+    PasswordHasherBusy,
+    default_password_threads,
+)
+from installsure.auth.settings import AuthSettings
 from installsure.db.tables import users
 from tests.auth.conftest import MakeStack
 
@@ -155,3 +160,14 @@ async def test_unknown_address_and_wrong_password_take_similar_time(
     assert 0.5 < ratio < 2.0, (known, unknown)
     hash_time = min(known)
     assert min(unknown) > hash_time / 3, (known, unknown)
+
+
+def test_the_default_hashing_threads_leave_a_core_to_the_reactor() -> None:
+    """``auth.password_threads = 0`` (the default) means one fewer than the CPUs this
+    process may run on, between 1 and 4; a number given is used as it is."""
+    cpus = len(os.sched_getaffinity(0))
+    assert AuthSettings().password_threads == 0
+    assert default_password_threads() == max(1, min(4, cpus - 1))
+    hasher = PasswordHasher.from_settings(AuthSettings(password_threads=0))
+    assert hasher._threads == default_password_threads()
+    assert PasswordHasher.from_settings(AuthSettings(password_threads=3))._threads == 3
