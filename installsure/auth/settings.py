@@ -86,8 +86,9 @@ class AuthSettings:
     it works); never the reactor thread, and at a lower CPU priority than it, so a flood
     of sign-ins slows sign-ins rather than every other request. 0: one fewer than the
     CPUs the process may run on, at least 1 and at most 4 (one core stays the
-    reactor's: on two cores a second hashing thread added 10 % to sign-ins per second
-    and doubled other requests' p99 while sign-ins ran)."""
+    reactor's: on two cores a second hashing thread took a quarter of other requests'
+    throughput while sign-ins ran, for sign-ins per second that varied more than they
+    grew)."""
     password_queue_limit: int = field(default=64, validator=_at_least(1))
     """Hashes waiting for a thread beyond which logins answer 503 at once rather than
     queue without bound."""
