@@ -118,8 +118,12 @@ class Producer:
     def enqueue(
         self,
         job_type: str | JobType,
-        spec: JobSpec,
+        payload: object,
         *,
+        delay: float | None,
+        priority: int | None,
+        unique_key: str | None,
+        idempotency_key: str | None,
         attempts: int | None,
         backoff: BackoffPolicy | None,
         timeout: float | None,
@@ -131,9 +135,8 @@ class Producer:
             return defer.fail(e)
         try:
             row = self._row(
-                jt, spec.payload, delay=spec.delay,
-                priority=jt.priority if spec.priority is None else spec.priority,
-                unique_key=spec.unique_key, idempotency_key=spec.idempotency_key,
+                jt, payload, delay=delay, priority=jt.priority if priority is None else priority,
+                unique_key=unique_key, idempotency_key=idempotency_key,
             )
         except JobsError as e:  # worded as enqueue_bulk words it, for one job
             return defer.fail(InvalidPayload(jt.name, [f"job 0: {e}"]))

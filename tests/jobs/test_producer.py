@@ -3,6 +3,7 @@ fields take the fast path to the same JSON, ids are random version 4 UUIDs."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -101,6 +102,11 @@ def test_plain_payloads_encode_as_the_converter_does() -> None:
     )
     assert plain.encode_payload({"count": 3, "name": "x", "ratio": 2, "on": True}) == (
         '{"count":3,"name":"x","ratio":2.0,"on":true}'
+    )
+    # Text is escaped as json.dumps escapes it (the fast path has an encoder of its own).
+    odd = 'é "quoted"\n\u2028\x00'
+    assert plain.encode_payload(Plain(1, odd)) == json.dumps(
+        {"count": 1, "name": odd, "ratio": 0.5, "on": False}, separators=(",", ":")
     )
     for wrong in (Plain("3", "x"), Plain(True, "x"), Plain(1, "x", ratio=float("nan"))):
         with pytest.raises(InvalidPayload):
