@@ -88,6 +88,34 @@ async def test_enqueue_then_claim_leases_in_order(harness: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_claim_reply_sends_what_jobs_share_once(harness: Harness) -> None:
+    """The reply names each job type and each stored options text once, and every job
+    by index: jobs of two types with two option sets decode with their own; a job
+    whose options field is gone decodes with the fallback options."""
+    await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(3)])
+    await harness.queue.enqueue_bulk("slow", [Echo(3)], attempts=7)
+    await harness.queue.enqueue_bulk("echo", [Echo(4)], attempts=5)
+    broken = await harness.queue.enqueue("echo", Echo(5))
+    await harness.redis.execute("HDEL", f"{base(harness)[0]}:job:{broken}", "opts")
+    qs = harness.settings.queue("test")
+    text = await harness.queue.scripts.claim(
+        base(harness), [10, "w1", 1000, "tok:", 0, 60000, qs.priority_aging * 1000, "0"]
+    )
+    raw = json.loads(text)
+    assert sorted(raw["types"]) == ["echo", "slow"]
+    assert len(raw["options"]) == 3
+    assert raw["token"].startswith("w1|")
+    assert raw["token"].endswith("|tok:")
+    jobs = ClaimDecoder(_FALLBACK).decode(text).jobs
+    assert [(j.type, j.data["value"], j.max_attempts) for j in jobs] == [
+        ("echo", 0, 3), ("echo", 1, 3), ("echo", 2, 3), ("slow", 3, 7), ("echo", 4, 5),
+        ("echo", 5, _FALLBACK.attempts),
+    ]
+    assert len({j.token for j in jobs}) == 6
+    assert all(j.token.startswith(raw["token"]) for j in jobs)
+
+
+@pytest_twisted.ensureDeferred
 async def test_claim_sent_again_answers_the_jobs_it_leased(harness: Harness) -> None:
     """A claim sent again with the same token base (its reply was lost) answers with the
     jobs that claim leased, their leases renewed, and leases no new ones; with a base
