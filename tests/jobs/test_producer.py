@@ -119,6 +119,35 @@ def test_plain_payloads_encode_as_the_converter_does() -> None:
         nested.encode_payload(Nested(Plain("1", "y")))  # type: ignore[arg-type]
 
 
+@attrs.frozen
+class Checked:
+    count: int = attrs.field(validator=attrs.validators.gt(0))
+
+
+def test_plain_payloads_decode_as_the_converter_does() -> None:
+    """Stored JSON of a plain class decodes to the object the converter makes (an int
+    stored for a float field becomes a float); missing or extra keys, values of
+    another type and values a validator refuses are refused in the converter's words."""
+    plain = JobType("plain", Plain, lambda p, c: None, "test")
+    loaded = plain.load_payload({"count": 3, "name": "x", "ratio": 2, "on": True}, 1)
+    assert loaded == Plain(3, "x", 2.0, True)
+    assert type(loaded.ratio) is float  # type: ignore[attr-defined]
+    assert plain.load_payload({"count": 3, "name": "x"}, 1) == Plain(3, "x")  # defaults
+    wrong: list[dict[str, Any]] = [
+        {"count": 3, "name": "x", "ratio": 2, "on": True, "extra": 1},
+        {"count": "3", "name": "x", "ratio": 2, "on": True},
+        {"count": True, "name": "x", "ratio": 2, "on": True},
+        {"count": 3, "name": "x", "ratio": "2", "on": 1},
+    ]
+    for raw in wrong:
+        with pytest.raises(InvalidPayload):
+            plain.load_payload(raw, 1)
+    checked = JobType("checked", Checked, lambda p, c: None, "test")
+    assert checked.load_payload({"count": 1}, 1) == Checked(1)
+    with pytest.raises(InvalidPayload, match="count"):
+        checked.load_payload({"count": 0}, 1)
+
+
 def test_new_ids_are_random_version_4_uuids() -> None:
     """Ids come out as canonical version 4 (random) UUID text, all different."""
     ids: list[Any] = new_ids(2000)
