@@ -312,9 +312,16 @@ class Producer:
         ids = [str(row[0]) for row in rows]
 
         def send(start: int) -> Deferred[Any]:
-            args = list(head)
-            for row in rows[start:start + _BULK_CHUNK]:
-                args += row
+            chunk = rows[start:start + _BULK_CHUNK]
+            every = _shared_priority(chunk)
+            if every is None:
+                args = [*head, ""]
+                for row in chunk:
+                    args += row
+            else:  # short rows: id and data only (see enqueue.lua)
+                args = [*head, every]
+                for row in chunk:
+                    args += row[:2]
             return self._scripts.enqueue([keys.base], args)
 
         if len(rows) <= _BULK_CHUNK:
@@ -347,6 +354,18 @@ class Producer:
         if duplicates:
             metrics.DUPLICATES.labels(jt.queue).inc(duplicates)
         return ids
+
+
+def _shared_priority(rows: list[Row]) -> RedisArg | None:
+    """The priority of every row, when no row has a delay or a key and all have that
+    priority (the script then takes short rows); None otherwise."""
+    if not rows:
+        return None
+    every = rows[0][2]
+    for row in rows:
+        if row[2] != every or row[3] or row[4] or row[5]:
+            return None
+    return every
 
 
 def _unwrap_first_error(failure: Any) -> Any:

@@ -88,6 +88,54 @@ async def test_enqueue_then_claim_leases_in_order(harness: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_enqueue_takes_short_rows_of_id_and_data(harness: Harness) -> None:
+    """Jobs with no delay and no key may come as two arguments each (id, payload), the
+    priority of all of them given once: they are stored as full rows store them, and
+    claimed with jobs that came as full rows, in their order."""
+    options = JobOptions(attempts=3, backoff=BackoffPolicy(), timeout=5.0).to_json()
+    head = [86400000, 1000, "echo", options, 1]
+    short = [*head, 2, "s1", '{"value":1,"note":""}', "s2", '{"value":2,"note":""}']
+    full = [*head, "", "f1", '{"value":3,"note":""}', 2, 0, "", "",
+            "f2", '{"value":4,"note":""}', 0, 5000, "", ""]
+    assert list(await harness.queue.scripts.enqueue(base(harness), short)) == []
+    assert list(await harness.queue.scripts.enqueue(base(harness), full)) == []
+    records = [await harness.queue.get("test", job_id) for job_id in ("s1", "s2", "f1", "f2")]
+    assert [(r.state, r.priority, r.payload["value"], r.max_attempts) for r in records] == [
+        ("waiting", 2, 1, 3), ("waiting", 2, 2, 3), ("waiting", 2, 3, 3), ("delayed", 0, 4, 3),
+    ]
+    # (Jobs of two calls in one millisecond tie, and ties go by id: compare as sets.)
+    claimed = [j.id for j in (await claim(harness, count=5)).jobs]
+    assert sorted(claimed) == ["f1", "s1", "s2"]
+    assert claimed.index("s1") < claimed.index("s2")
+
+
+@pytest_twisted.ensureDeferred
+async def test_producer_sends_short_rows_only_when_no_job_needs_more(
+    harness: Harness,
+) -> None:
+    """A batch whose jobs share their priority and have no delay or key goes as short
+    rows; one job with a key, a delay or another priority sends the batch as full
+    rows, and each job keeps what it asked for."""
+    sent: list[list[Any]] = []
+    enqueue = harness.queue.scripts.enqueue
+
+    def watching(keys: Any, args: Any) -> Any:
+        sent.append(list(args))
+        return enqueue(keys, args)
+
+    harness.queue.scripts.enqueue = watching  # type: ignore[method-assign]
+    await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)], priority=4)
+    await harness.queue.enqueue_bulk(
+        "echo", [Echo(3), JobSpec(Echo(4), unique_key="u")]
+    )
+    await harness.queue.enqueue_bulk("echo", [Echo(5), JobSpec(Echo(6), priority=1)])
+    assert [(args[5], len(args)) for args in sent] == [(4, 6 + 2 * 2), ("", 6 + 6 * 2),
+                                                       ("", 6 + 6 * 2)]
+    counts = await harness.queue.stats("test")
+    assert counts.waiting == 6
+
+
+@pytest_twisted.ensureDeferred
 async def test_claim_reply_sends_what_jobs_share_once(harness: Harness) -> None:
     """The reply names each job type and each stored options text once, and every job
     by index: jobs of two types with two option sets decode with their own; a job
