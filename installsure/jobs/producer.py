@@ -3,10 +3,17 @@
 ``enqueue_bulk`` sends its jobs in chunks of up to a thousand per script call, a few
 chunks in flight at once. ``enqueue`` (one job) joins the jobs other callers enqueue
 in the same reactor turn: they go to Redis together, in one script call per job type
-and options (at the end of the turn, or as soon as 32 are there), and each caller's
-Deferred fires with its own job's id once Redis has the whole batch (or fails with
-the batch's error). A caller sees one job enqueued
-as before; many callers at once cost one round trip instead of one each.
+and options, and each caller's Deferred fires with its own job's id once Redis has
+the whole batch (or fails with the batch's error). A caller sees one job enqueued as
+before; many callers at once cost one round trip instead of one each.
+
+A batch goes at the end of the turn. When several single enqueues are under way (at
+least 8 were waiting for Redis or gathering at the end of the last turn), a batch
+goes as soon as it holds half of them, and a smaller one left at the end of a turn
+waits, while others are on their way, for the callers their answer brings: callers
+that enqueue again as soon as their job is in (a steady stream) then keep two batches
+of about equal size going, and Redis writes one while this process prepares the
+other. Fewer single enqueues at once go at the end of every turn, as they come.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ _BULK_CHUNK = 1000  # jobs per enqueue script call: bounded script time
 _CHUNKS_IN_FLIGHT = 4
 _OPTIONS_CACHE_SIZE = 1000
 _IDS_AT_ONCE = 256  # ids made ahead for single enqueues, from one random read
-_BATCH_AT_ONCE = 32  # single enqueues that go out without waiting for the turn's end
+_LEAST_HALF = 4  # single enqueues under way below twice this: one batch per turn
 
 Row = list[RedisArg]
 """One job as the script takes it: id, data, priority, delay ms, unique key, idem key."""
@@ -112,14 +119,22 @@ class Producer:
         self._ids: list[str] = []  # made ahead for single enqueues
         self._waiting: dict[tuple[str, str], _Waiting] = {}
         self._flush_call: IDelayedCall | None = None
+        self._unanswered = 0  # single enqueues sent whose batch Redis has not answered
+        # Single enqueues under way (sent and unanswered, or gathering) at the end of
+        # the last turn: what a batch is half of (module docstring).
+        self._under_way = 0
 
     # --- the two ways in
 
     def enqueue(
         self,
         job_type: str | JobType,
-        spec: JobSpec,
+        payload: object,
         *,
+        delay: float | None,
+        priority: int | None,
+        unique_key: str | None,
+        idempotency_key: str | None,
         attempts: int | None,
         backoff: BackoffPolicy | None,
         timeout: float | None,
@@ -131,9 +146,8 @@ class Producer:
             return defer.fail(e)
         try:
             row = self._row(
-                jt, spec.payload, delay=spec.delay,
-                priority=jt.priority if spec.priority is None else spec.priority,
-                unique_key=spec.unique_key, idempotency_key=spec.idempotency_key,
+                jt, payload, delay=delay, priority=jt.priority if priority is None else priority,
+                unique_key=unique_key, idempotency_key=idempotency_key,
             )
         except JobsError as e:  # worded as enqueue_bulk words it, for one job
             return defer.fail(InvalidPayload(jt.name, [f"job 0: {e}"]))
@@ -146,9 +160,10 @@ class Producer:
         d: Deferred[str] = Deferred()
         waiting.rows.append(row)
         waiting.callers.append(d)
-        if len(waiting.rows) >= _BATCH_AT_ONCE:
-            # Enough to go now: the next batch then gathers while this one is on its
-            # way, and Redis runs one while this process prepares the other.
+        half = self._under_way // 2
+        if half >= _LEAST_HALF and len(waiting.rows) >= half:
+            # Half of what is under way: the next batch gathers while this one is on
+            # its way, and Redis runs one while this process prepares the other.
             del self._waiting[(jt.name, options)]
             self._send(waiting)
         elif self._flush_call is None:
@@ -275,26 +290,48 @@ class Producer:
     # --- writing
 
     def _flush_waiting(self) -> None:
+        """The end of a turn: send what gathered, except a small batch while others are
+        on their way (module docstring); it joins the callers of their answers, and
+        every answer looks again, so it goes at the latest when none is left."""
         self._flush_call = None
         waiting, self._waiting = self._waiting, {}
-        for batch in waiting.values():
-            self._send(batch)
+        self._under_way = self._unanswered + sum(len(b.rows) for b in waiting.values())
+        half = self._under_way // 2
+        for key, batch in waiting.items():
+            if half >= _LEAST_HALF and self._unanswered and len(batch.rows) < half:
+                self._wait_longer(key, batch)
+            else:
+                self._send(batch)
+
+    def _wait_longer(self, key: tuple[str, str], batch: _Waiting) -> None:
+        later = self._waiting.get(key)  # (a caller may have enqueued again meanwhile)
+        if later is None:
+            self._waiting[key] = batch
+        else:
+            later.rows[:0] = batch.rows
+            later.callers[:0] = batch.callers
 
     def _send(self, batch: _Waiting) -> None:
+        self._unanswered += len(batch.rows)
         d = defer.ensureDeferred(self._write(batch.job_type, batch.options, batch.rows))
         d.addCallbacks(
             self._answer, self._fail,
             callbackArgs=(batch.callers,), errbackArgs=(batch.callers,),
         )
 
-    @staticmethod
-    def _answer(ids: list[str], callers: list[Deferred[str]]) -> None:
+    def _answered(self, count: int) -> None:
+        self._unanswered -= count
+        if self._waiting and self._flush_call is None:  # a batch waits for this answer
+            self._flush_call = self._reactor.callLater(0, self._flush_waiting)
+
+    def _answer(self, ids: list[str], callers: list[Deferred[str]]) -> None:
+        self._answered(len(callers))
         for caller, job_id in zip(callers, ids, strict=True):
             if not caller.called:  # a caller may have cancelled its wait
                 caller.callback(job_id)
 
-    @staticmethod
-    def _fail(failure: Failure, callers: list[Deferred[str]]) -> None:
+    def _fail(self, failure: Failure, callers: list[Deferred[str]]) -> None:
+        self._answered(len(callers))
         for caller in callers:
             if not caller.called:
                 caller.errback(failure)
@@ -309,9 +346,16 @@ class Producer:
         ids = [str(row[0]) for row in rows]
 
         def send(start: int) -> Deferred[Any]:
-            args = list(head)
-            for row in rows[start:start + _BULK_CHUNK]:
-                args += row
+            chunk = rows[start:start + _BULK_CHUNK]
+            every = _shared_priority(chunk)
+            if every is None:
+                args = [*head, ""]
+                for row in chunk:
+                    args += row
+            else:  # short rows: id and data only (see enqueue.lua)
+                args = [*head, every]
+                for row in chunk:
+                    args += row[:2]
             return self._scripts.enqueue([keys.base], args)
 
         if len(rows) <= _BULK_CHUNK:
@@ -344,6 +388,18 @@ class Producer:
         if duplicates:
             metrics.DUPLICATES.labels(jt.queue).inc(duplicates)
         return ids
+
+
+def _shared_priority(rows: list[Row]) -> RedisArg | None:
+    """The priority of every row, when no row has a delay or a key and all have that
+    priority (the script then takes short rows); None otherwise."""
+    if not rows:
+        return None
+    every = rows[0][2]
+    for row in rows:
+        if row[2] != every or row[3] or row[4] or row[5]:
+            return None
+    return every
 
 
 def _unwrap_first_error(failure: Any) -> Any:

@@ -29,7 +29,7 @@ from installsure.jobs.events import (
 )
 from installsure.jobs.keys import STATE_SETS, STATES, QueueKeys
 from installsure.jobs.model import JobRecord, QueueCounts
-from installsure.jobs.producer import JobSpec, Producer
+from installsure.jobs.producer import JobSpec, Producer  # noqa: F401 - JobSpec: imported from here too
 from installsure.jobs.registry import JobRegistry, JobType
 from installsure.jobs.scripts import Scripts
 from installsure.jobs.settings import JobsSettings
@@ -99,9 +99,10 @@ class JobQueue:
     ) -> Deferred[str]:
         """Validate and enqueue one job; fires with its id (or, when ``unique_key`` or
         ``idempotency_key`` matches a job already there, with that job's id)."""
-        spec = JobSpec(payload, delay, priority, unique_key, idempotency_key)
         return self._producer.enqueue(
-            job_type, spec, attempts=attempts, backoff=backoff, timeout=timeout
+            job_type, payload, delay=delay, priority=priority, unique_key=unique_key,
+            idempotency_key=idempotency_key, attempts=attempts, backoff=backoff,
+            timeout=timeout,
         )
 
     def enqueue_bulk(

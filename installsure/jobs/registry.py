@@ -51,7 +51,31 @@ def _strict_converter() -> cattrs.Converter:
 
 _converter = _strict_converter()
 # One encoder for every payload: json.dumps with options builds a new one per call.
-_encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_json_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_encode_json = _json_encoder.encode
+
+
+def _flat_encoder() -> Callable[[dict[str, Any]], str]:
+    """The JSON of a flat object of plain values, as ``_encode_json`` writes it, in a
+    fifth of the time: ``JSONEncoder.encode`` makes a new C encoder on every call, this
+    one is made once. Without circular-reference markers, which a flat object of
+    numbers, strings and booleans cannot need."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return _encode_json
+    c_encode = make(
+        None, _json_encoder.default, json.encoder.encode_basestring_ascii,
+        None, ":", ",", False, False, False,
+    )
+
+    def encode(data: dict[str, Any]) -> str:
+        return "".join(c_encode(data, 0))
+
+    return encode
+
+
+_encode_flat_json = _flat_encoder()
+_MISSING = object()
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 # Field types whose values the fast path checks by their exact type; the strict
@@ -80,6 +104,20 @@ def _plain_fields(payload_type: type) -> _PlainFields | None:
             return None
         plain.append((f.name, accept))
     return tuple(plain), any(f.validator is not None for f in attrs.fields(payload_type))
+
+
+@functools.cache
+def _plain_init(payload_type: type) -> tuple[tuple[str, tuple[type, ...], bool], ...] | None:
+    """For a payload class of plain fields (``_plain_fields``) each passed to
+    ``__init__`` under its own name: each field's name, the exact types its stored
+    value may have, and whether an int is turned into a float for it (as the strict
+    converter does). None for any other class."""
+    plain = _plain_fields(payload_type)
+    if plain is None:
+        return None
+    if any(not f.init or f.alias != f.name for f in attrs.fields(payload_type)):
+        return None
+    return tuple((name, accept, float in accept) for name, accept in plain[0])
 
 
 def _describe(error: BaseException, type_: type | None) -> str:
@@ -166,7 +204,7 @@ class JobType:
             except (TypeError, ValueError) as e:
                 raise InvalidPayload(self.name, [str(e)]) from None
         try:
-            return _encode_json(data)
+            return _encode_flat_json(data)
         except ValueError as e:
             raise InvalidPayload(self.name, [f"payload is not JSON serialisable: {e}"]) from None
 
@@ -186,7 +224,29 @@ class JobType:
                      f"{self.schema_version} and has no upgrade for it"],
                 )
             raw = self.upgrade(version, raw)
-        return self._structure(raw)
+        plain = self._load_plain(raw)
+        return self._structure(raw) if plain is None else plain
+
+    def _load_plain(self, raw: dict[str, Any]) -> object | None:
+        """The payload of stored JSON that has every field of a plain class, no other
+        key, and values of exactly the fields' types (the usual case, and the hot path
+        of every claimed job): the object the converter makes, made directly. None:
+        take the converter's path (which also words what is wrong)."""
+        fields = _plain_init(self.payload_type)
+        if fields is None or len(raw) != len(fields):
+            return None
+        values = {}
+        for name, accept, to_float in fields:
+            value = raw.get(name, _MISSING)
+            kind = type(value)
+            if kind not in accept:
+                return None
+            values[name] = float(value) if to_float and kind is int else value
+        try:
+            payload: object = self.payload_type(**values)
+        except (TypeError, ValueError):  # a validator refused it: the converter says why
+            return None
+        return payload
 
     def _structure(self, data: dict[str, Any]) -> object:
         try:

@@ -90,6 +90,8 @@ class JobRunner:
         self._on_lease_lost = on_lease_lost
         self._running: dict[str, Running] = {}  # by job id
         self._idle: Deferred[None] | None = None
+        self._starting = False  # in run_claimed: slots freed are announced after it
+        self._freed_while_starting = False
         self._wait_hist = metrics.WAIT_SECONDS.labels(queue)
         self._in_flight = metrics.IN_FLIGHT.labels(queue)
 
@@ -106,11 +108,22 @@ class JobRunner:
         return [running.job for running in self._running.values()]
 
     def run_claimed(self, jobs: Sequence[ClaimedJob], now: float) -> None:
-        """Start the jobs of one claim; ``now`` is Redis' time of the claim (ms)."""
-        for job in jobs:
-            self._wait_hist.observe(max(0.0, (now - job.ready) / 1000.0))
-            self._run(job)
+        """Start the jobs of one claim; ``now`` is Redis' time of the claim (ms).
+
+        The slots that jobs finishing at once free are announced once, after the
+        whole batch started: announced one by one, each would send a claim of its own
+        (of one job) in the middle of the batch."""
+        self._starting = True
+        try:
+            for job in jobs:
+                self._wait_hist.observe(max(0.0, (now - job.ready) / 1000.0))
+                self._run(job)
+        finally:
+            self._starting = False
         self._in_flight.set(len(self._running))
+        if self._freed_while_starting:
+            self._freed_while_starting = False
+            self._on_slot_freed()
 
     async def wait_idle(self, grace: float) -> None:
         """Wait until no job runs here, or ``grace`` seconds."""
@@ -177,12 +190,16 @@ class JobRunner:
             partial(self._progress, job, payload),
         )
         running.ctx = ctx
-        self._events.transition(job.id, job.type, "active", attempt=job.attempts_made + 1)
+        if self._events.transitions:
+            self._events.transition(job.id, job.type, "active", attempt=job.attempts_made + 1)
         started = time.perf_counter()
         try:
             result = job_type.processor(payload, ctx)
         except Exception:  # a processor that raises at once fails its attempt
             self._finished(Failure(), running, job_type)  # type: ignore[no-untyped-call]
+            return
+        if result is None:  # the usual synchronous end, told apart without isinstance
+            self._finished(None, running, job_type, ran_for=time.perf_counter() - started)
             return
         if isinstance(result, Deferred):
             d: Deferred[Any] = result
@@ -245,7 +262,10 @@ class JobRunner:
 
     def _forget(self, running: Running) -> None:
         self._running.pop(running.job.id, None)
-        self._on_slot_freed()
+        if self._starting:
+            self._freed_while_starting = True
+        else:
+            self._on_slot_freed()
         if self._idle is not None and not self._running and not self._idle.called:
             self._idle.callback(None)
 

@@ -1,8 +1,9 @@
 """What travels between Python and the Lua scripts: job options and claim replies.
 
-Both are attrs classes decoded with cattrs. The claim reply is the hottest path of the
-runner (one per batch of jobs), so its converter skips cattrs' detailed validation and
-options, which every job of a type shares, are decoded once per distinct text.
+Both are attrs classes. Options are decoded with cattrs. The claim reply is the hottest
+path of the runner (one per batch of jobs): it is decoded by hand from its compact form
+(see ``claim.lua``), and options, which every job of a type shares, are decoded once
+per distinct text.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from typing import Any
 
 import cattrs
-from attrs import field, frozen
+from attrs import define, field, frozen
 
 from installsure.jobs.backoff import BackoffPolicy
 
@@ -46,10 +47,13 @@ class JobOptions:
         return _converter.structure(raw, cls)
 
 
-@frozen
+@define
 class ClaimedJob:
     """A job a worker holds a lease on: one job of a claim reply (see ``claim.lua``).
-    Times are Redis' milliseconds since the epoch."""
+    Times are Redis' milliseconds since the epoch.
+
+    Treated as a value, though not frozen: one is made per claimed job, and a frozen
+    class's ``__init__`` costs five times as much."""
 
     id: str
     token: str
@@ -111,8 +115,6 @@ class ClaimDecoder:
     def __init__(self, fallback: JobOptions) -> None:
         self._fallback = fallback
         self._options: dict[str | None, JobOptions] = {}
-        self._converter = _make_converter()
-        self._converter.register_structure_hook(JobOptions, self._decode_options)
 
     def decode(self, text: str | bytes) -> ClaimReply:
         """Raises UnreadableClaimReplyError when ``text`` is no claim reply (e.g. a claim
@@ -121,11 +123,43 @@ class ClaimDecoder:
             raw = json.loads(text)
             if not isinstance(raw, dict):
                 raise ValueError("a claim reply is a JSON object")
-            return self._converter.structure(raw, ClaimReply)
-        except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as e:
+            status = raw["status"]
+            if not isinstance(status, str):
+                raise ValueError(f"a claim reply's status is text, not {status!r:.100}")
+            due = raw["due"]
+            reply = ClaimReply(
+                status, float(raw["now"]), None if due is None else float(due),
+                float(raw.get("reopens_in", 0.0)),
+            )
+            rows = raw.get("jobs")
+            if rows:
+                reply.jobs.extend(self._jobs(raw["token"], raw["types"], raw["options"], rows))
+            return reply
+        except (ValueError, TypeError, KeyError, IndexError) as e:
             raise UnreadableClaimReplyError(f"{type(e).__name__}: {e}") from None
 
-    def _decode_options(self, text: Any, _: type) -> JobOptions:
+    def _jobs(
+        self, prefix: str, types: list[str], options: list[str], rows: list[list[Any]]
+    ) -> list[ClaimedJob]:
+        if not isinstance(prefix, str) or not all(isinstance(t, str) for t in types):
+            raise ValueError("a claim reply's token prefix and types are text")
+        decoded = [self._decode_options(text) for text in options]
+        fallback = self._fallback
+        jobs = []
+        for row in rows:
+            (job_id, token_rest, type_index, data, options_index, version, attempts, stalls,
+             created, ready, idem, uniq) = row
+            if not isinstance(job_id, str) or type(type_index) is not int:
+                raise ValueError(f"a claimed job is [id, token, type, ...], not {row!r:.200}")
+            jobs.append(ClaimedJob(
+                job_id, prefix + token_rest, types[type_index], data,
+                fallback if options_index is None else decoded[options_index],
+                int(version), int(attempts), int(stalls), float(created), float(ready),
+                idem, uniq,
+            ))
+        return jobs
+
+    def _decode_options(self, text: Any) -> JobOptions:
         options = self._options.get(text)
         if options is None:
             try:

@@ -89,6 +89,12 @@ def _encode(arg: object, errors: str = "strict") -> bytes:
     )
 
 
+class _ReplyHandling:
+    """Whether this (the reactor) thread is handling Redis replies right now."""
+
+    depth = 0
+
+
 class _ProtocolMixin:
     """What every connection of ours adds to txredisapi's protocol."""
 
@@ -123,6 +129,34 @@ class _ProtocolMixin:
             append(b"\r\n")
         return b"".join(parts)
 
+    def dataReceived(self, data: bytes, unpause: bool = False) -> Any:
+        _ReplyHandling.depth += 1
+        try:
+            return super().dataReceived(data, unpause)  # type: ignore[misc]
+        finally:
+            _ReplyHandling.depth -= 1
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Send a command; one sent while a reply is handled goes out at once.
+
+        Twisted writes what a protocol wrote on its next turn, after everything read
+        in this one has been handled. A command sent in answer to a reply (the job
+        runner's next claim, the next batch of enqueues) would then wait for every
+        other reply read with it, and Redis would sit idle meanwhile: sent at once,
+        Redis runs it while this process handles the rest, and the two work side by
+        side instead of in turn."""
+        result = super().execute_command(*args, **kwargs)  # type: ignore[misc]
+        if _ReplyHandling.depth:
+            transport = self.transport
+            # Plain TCP and Unix connections; a TLS transport has no doWrite and writes
+            # when its own turn comes.
+            do_write = getattr(transport, "doWrite", None)
+            if do_write is not None and not transport.disconnecting:
+                # A failure to write leaves the data buffered: the reactor's own write
+                # meets the same error and closes the connection as usual.
+                do_write()
+        return result
+
     def connectionMade(self) -> Any:
         if not getattr(self.factory, "tls", False):
             return super().connectionMade()  # type: ignore[misc]
@@ -131,7 +165,7 @@ class _ProtocolMixin:
         # verify would look like a connection lost right after it was made. A first
         # round trip proves the handshake.
         try:
-            first = self.execute_command("PING")  # type: ignore[attr-defined]
+            first = self.execute_command("PING")
         except txredisapi.ConnectionError:
             return None
         return first.addCallbacks(

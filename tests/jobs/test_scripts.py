@@ -88,6 +88,84 @@ async def test_enqueue_then_claim_leases_in_order(harness: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_enqueue_takes_short_rows_of_id_and_data(harness: Harness) -> None:
+    """Jobs with no delay and no key may come as two arguments each (id, payload), the
+    priority of all of them given once: they are stored as full rows store them, and
+    claimed with jobs that came as full rows, in their order."""
+    options = JobOptions(attempts=3, backoff=BackoffPolicy(), timeout=5.0).to_json()
+    head = [86400000, 1000, "echo", options, 1]
+    short = [*head, 2, "s1", '{"value":1,"note":""}', "s2", '{"value":2,"note":""}']
+    full = [*head, "", "f1", '{"value":3,"note":""}', 2, 0, "", "",
+            "f2", '{"value":4,"note":""}', 0, 5000, "", ""]
+    assert list(await harness.queue.scripts.enqueue(base(harness), short)) == []
+    assert list(await harness.queue.scripts.enqueue(base(harness), full)) == []
+    records = [await harness.queue.get("test", job_id) for job_id in ("s1", "s2", "f1", "f2")]
+    assert [(r.state, r.priority, r.payload["value"], r.max_attempts) for r in records] == [
+        ("waiting", 2, 1, 3), ("waiting", 2, 2, 3), ("waiting", 2, 3, 3), ("delayed", 0, 4, 3),
+    ]
+    # (Jobs of two calls in one millisecond tie, and ties go by id: compare as sets.)
+    claimed = [j.id for j in (await claim(harness, count=5)).jobs]
+    assert sorted(claimed) == ["f1", "s1", "s2"]
+    assert claimed.index("s1") < claimed.index("s2")
+
+
+@pytest_twisted.ensureDeferred
+async def test_producer_sends_short_rows_only_when_no_job_needs_more(
+    harness: Harness,
+) -> None:
+    """A batch whose jobs share their priority and have no delay or key goes as short
+    rows; one job with a key, a delay or another priority sends the batch as full
+    rows, and each job keeps what it asked for."""
+    sent: list[list[Any]] = []
+    enqueue = harness.queue.scripts.enqueue
+
+    def watching(keys: Any, args: Any) -> Any:
+        sent.append(list(args))
+        return enqueue(keys, args)
+
+    harness.queue.scripts.enqueue = watching  # type: ignore[method-assign]
+    await harness.queue.enqueue_bulk("echo", [Echo(1), Echo(2)], priority=4)
+    await harness.queue.enqueue_bulk(
+        "echo", [Echo(3), JobSpec(Echo(4), unique_key="u")]
+    )
+    await harness.queue.enqueue_bulk("echo", [Echo(5), JobSpec(Echo(6), priority=1)])
+    assert [(args[5], len(args)) for args in sent] == [(4, 6 + 2 * 2), ("", 6 + 6 * 2),
+                                                       ("", 6 + 6 * 2)]
+    counts = await harness.queue.stats("test")
+    assert counts.waiting == 6
+
+
+@pytest_twisted.ensureDeferred
+async def test_claim_reply_sends_what_jobs_share_once(harness: Harness) -> None:
+    """The reply names each job type and each stored options text once, and every job
+    by index: jobs of two types with two option sets decode with their own; a job
+    whose options field is gone decodes with the fallback options."""
+    await harness.queue.enqueue_bulk("echo", [Echo(i) for i in range(3)])
+    await harness.queue.enqueue_bulk("slow", [Echo(3)], attempts=7)
+    await harness.queue.enqueue_bulk("echo", [Echo(4)], attempts=5)
+    broken = await harness.queue.enqueue("echo", Echo(5))
+    await harness.redis.execute("HDEL", f"{base(harness)[0]}:job:{broken}", "opts")
+    qs = harness.settings.queue("test")
+    text = await harness.queue.scripts.claim(
+        base(harness), [10, "w1", 1000, "tok:", 0, 60000, qs.priority_aging * 1000, "0"]
+    )
+    raw = json.loads(text)
+    assert sorted(raw["types"]) == ["echo", "slow"]
+    assert len(raw["options"]) == 3
+    assert raw["token"].startswith("w1|")
+    assert raw["token"].endswith("|tok:")
+    jobs = ClaimDecoder(_FALLBACK).decode(text).jobs
+    # (Jobs of separate calls in one millisecond tie, and ties go by id: sort them.)
+    jobs.sort(key=lambda j: j.data["value"])
+    assert [(j.type, j.data["value"], j.max_attempts) for j in jobs] == [
+        ("echo", 0, 3), ("echo", 1, 3), ("echo", 2, 3), ("slow", 3, 7), ("echo", 4, 5),
+        ("echo", 5, _FALLBACK.attempts),
+    ]
+    assert len({j.token for j in jobs}) == 6
+    assert all(j.token.startswith(raw["token"]) for j in jobs)
+
+
+@pytest_twisted.ensureDeferred
 async def test_claim_sent_again_answers_the_jobs_it_leased(harness: Harness) -> None:
     """A claim sent again with the same token base (its reply was lost) answers with the
     jobs that claim leased, their leases renewed, and leases no new ones; with a base

@@ -72,13 +72,14 @@ def test_job_options_round_trip_and_read_the_older_one_letter_form() -> None:
     assert JobOptions.from_json(legacy) == options
 
 
-def claim_reply(options: object, **job: object) -> str:
-    row = {
-        "id": "j1", "token": "w|1|t:1", "type": "echo", "data": {"value": 1},
-        "options": options, "version": 1, "attempts_made": 0, "stalls": 0,
-        "created": 1000, "ready": 2000, "idempotency_key": None, "unique_key": None,
-    } | job
-    return json.dumps({"status": "ok", "now": 3000, "due": None, "jobs": [row]})
+def claim_reply(options: str | None, *, unique_key: str | None = None) -> str:
+    """A claim reply of one job in claim.lua's form."""
+    row = ["j1", "1", 0, {"value": 1}, None if options is None else 0, 1, 0, 0, 1000, 2000,
+           None, unique_key]
+    return json.dumps({
+        "status": "ok", "now": 3000, "due": None, "token": "w|1|t:", "types": ["echo"],
+        "options": [] if options is None else [options], "jobs": [row],
+    })
 
 
 def test_claim_reply_decodes_into_jobs_with_their_options() -> None:
@@ -102,7 +103,21 @@ def test_unreadable_stored_options_fall_back_instead_of_failing_the_claim(
     assert job.options == FALLBACK
 
 
-@pytest.mark.parametrize("text", ["", "[1, 2]", '{"status": "ok"}', '"ok"', b"\xff"])
+_ROW = '["j1", "1", 0, {}, null, 1, 0, 0, 1, 2, null, null]'
+_NOT_CLAIM_REPLIES = [
+    "", "[1, 2]", '{"status": "ok"}', '"ok"', b"\xff", '{"status": 1, "now": 1, "due": null}',
+    # jobs that do not match their tables, or rows of the wrong shape
+    f'{{"status": "ok", "now": 1, "due": null, "jobs": [{_ROW}]}}',
+    f'{{"status": "ok", "now": 1, "due": null, "token": "t", "types": [], "options": [],'
+    f' "jobs": [{_ROW}]}}',
+    '{"status": "ok", "now": 1, "due": null, "token": "t", "types": ["a"], "options": [],'
+    ' "jobs": [["j1", "1", 0]]}',
+    '{"status": "ok", "now": 1, "due": null, "token": 5, "types": ["a"], "options": [],'
+    f' "jobs": [{_ROW}]}}',
+]
+
+
+@pytest.mark.parametrize("text", _NOT_CLAIM_REPLIES)
 def test_a_reply_that_is_no_claim_reply_is_one_clear_error(text: str | bytes) -> None:
     """Whatever is wrong with a reply, the decoder raises UnreadableClaimReplyError."""
     with pytest.raises(UnreadableClaimReplyError):

@@ -586,3 +586,24 @@ async def test_job_queued_by_an_older_version_keeps_its_options(harness: Harness
     record = await harness.queue.get("test", job_id)
     assert runs == [2, 2]
     assert (record.max_attempts, record.attempts_made) == (2, 2)
+
+
+@pytest_twisted.ensureDeferred
+async def test_jobs_finishing_together_free_their_slots_together(harness_factory: Any) -> None:
+    """The jobs of one claim that finish as they start (synchronous processors) free
+    their slots once the whole batch has started, so the next claims ask for many
+    jobs each, not for one job per finished one."""
+    h = harness_factory()
+    await h.queue.enqueue_bulk("echo", [Echo(i) for i in range(400)])
+    asked: list[int] = []
+    claim = h.queue.scripts.claim
+
+    def counting(keys: Any, args: Any) -> Any:
+        asked.append(args[0])
+        return claim(keys, args)
+
+    h.queue.scripts.claim = counting
+    h.worker(queues=["test"], concurrency={"test": 10})
+    await wait_until(completed(h, 400))
+    # Two lanes of concurrency 10: 5 each. One freed slot at a time gave claims of 1-4.
+    assert len([n for n in asked if n < 5]) <= 2

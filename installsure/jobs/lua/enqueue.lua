@@ -6,9 +6,13 @@
 -- ARGV[3]: the job type
 -- ARGV[4]: the job options, JSON (installsure.jobs.wire.JobOptions)
 -- ARGV[5]: the payload schema version
--- ARGV[6]...: six arguments per job: id, data (payload JSON), priority, delay ms,
---          unique key or '', idempotency key or ''. Plain arguments rather than one
---          JSON array: nothing to decode here, and the payloads travel unescaped.
+-- ARGV[6]: the priority of every job, when the jobs come as short rows; '' when they
+--          come as full rows
+-- ARGV[7]...: the jobs, as full rows of six arguments each: id, data (payload JSON),
+--          priority, delay ms, unique key or '', idempotency key or ''; or, when none
+--          has a delay or a key and all have the priority of ARGV[6], as short rows of
+--          two: id, data. Plain arguments rather than one JSON array: nothing to
+--          decode here, and the payloads travel unescaped.
 -- Returns {index, existing id, ...} for the jobs answered by an existing job; every
 -- other job was created under the id it was given.
 local idem_ttl = tonumber(ARGV[1])
@@ -18,13 +22,22 @@ local now = now_ms()
 local now_text = tostring(now)
 local dups = {}
 local ranks = {}
-local n = (#ARGV - 5) / 6
+-- Short rows (the usual single enqueue, and bulk enqueues without options): a third
+-- of the arguments to send and to read.
+local short = ARGV[6] ~= ''
+local width, every_prio_text = 6, ARGV[6]
+if short then width = 2 end
+local every_prio = tonumber(every_prio_text)
+local n = (#ARGV - 6) / width
 for i = 1, n do
-  local k = 5 + (i - 1) * 6
-  local id, data, prio_text, delay = ARGV[k + 1], ARGV[k + 2], ARGV[k + 3],
-    tonumber(ARGV[k + 4])
-  local prio = tonumber(prio_text)
-  local uniq, idem = ARGV[k + 5], ARGV[k + 6]
+  local k = 6 + (i - 1) * width
+  local id, data = ARGV[k + 1], ARGV[k + 2]
+  local prio_text, prio, delay, uniq, idem = every_prio_text, every_prio, 0, '', ''
+  if not short then
+    prio_text, delay, uniq, idem = ARGV[k + 3], tonumber(ARGV[k + 4]), ARGV[k + 5],
+      ARGV[k + 6]
+    prio = tonumber(prio_text)
+  end
   local existing = false
   if idem ~= '' then
     existing = redis.call('GET', b .. ':idem:' .. idem)
