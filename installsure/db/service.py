@@ -4,7 +4,8 @@ Every query blocks, so it runs on this service's own ``ThreadPool`` (never the
 reactor's default pool, which DNS lookups and other libraries share): ``run(fn)`` calls
 ``fn(connection)`` inside a transaction on a pool thread and returns a Deferred of its
 result. The pool has as many threads as the Engine has connections, so a thread never
-waits for a connection. The calls made during one reactor turn are handed to the pool
+waits for a connection; with a SQLite file each thread keeps its own (a pool checkout
+cost as much as a query). The calls made during one reactor turn are handed to the pool
 together (:mod:`installsure.db.handoff`), which saves a thread wake-up per query under
 load.
 
@@ -16,6 +17,7 @@ fires once the schema is ready.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -87,6 +89,11 @@ class Database(Service):
         self._startup_retry = startup_retry
         self._startup_retry_max = startup_retry_max
         self._pool: ThreadPool | None = None
+        # A file's SQLite connections are kept by their pool threads (_kept_connection).
+        self._keeps_connections = self._url.dialect == "sqlite" and not self._url.is_memory
+        self._local = threading.local()
+        self._kept_lock = threading.Lock()
+        self._kept: list[Connection] = []
         self._handoff: BatchedHandoff | None = None
         self._shutdown_trigger: Any = None
         self._retry_call: IDelayedCall | None = None
@@ -214,7 +221,7 @@ class Database(Service):
         if pool is None:
             return succeed(None)
         # dispose() closes connections (a SQLite WAL checkpoint may run): on the pool.
-        d = deferToThreadPool(self._reactor, pool, self._engine.dispose)
+        d = deferToThreadPool(self._reactor, pool, self._dispose)
 
         def stop_pool(_: object) -> None:
             self._stop_pool_now()
@@ -352,14 +359,47 @@ class Database(Service):
 
     def _run_sync(self, fn: Callable[[Connection], T], readonly: bool) -> T:
         try:
+            if self._keeps_connections:
+                return self._in_transaction(self._kept_connection(), fn, readonly)
             with self._engine.connect() as connection:
-                if readonly:
-                    connection.execution_options(**{READONLY_OPTION: True})
-                with connection.begin():
-                    if readonly and self.dialect == "postgresql":
-                        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-                    return fn(connection)
+                return self._in_transaction(connection, fn, readonly)
         except DBAPIError as e:
             if is_unavailable(e):
                 raise unavailable(self._url, e) from e
             raise
+
+    def _in_transaction(self, connection: Connection, fn: Callable[[Connection], T],
+                        readonly: bool) -> T:
+        # Set on every call: a kept connection runs reading and writing work in turn.
+        connection.execution_options(**{READONLY_OPTION: readonly})
+        with connection.begin():
+            if readonly and self.dialect == "postgresql":
+                connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            return fn(connection)
+
+    def _kept_connection(self) -> Connection:
+        """This pool thread's own connection to a SQLite file, opened on first use.
+
+        Checking a connection out of SQLAlchemy's pool and back in cost about as much
+        as the query it was for; a SQLite connection cannot go stale, so each thread
+        keeps one (``_close`` closes them). A server database keeps the pool's
+        checkout, whose ping turns a dead connection into a reconnect."""
+        connection: Connection | None = getattr(self._local, "connection", None)
+        if connection is None or connection.closed or connection.invalidated:
+            if connection is not None:
+                with suppress(Exception):
+                    connection.close()
+            connection = self._engine.connect()
+            self._local.connection = connection
+            with self._kept_lock:
+                self._kept.append(connection)
+        return connection
+
+    def _dispose(self) -> None:
+        """On a pool thread: close the kept connections, then the pool's."""
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+        for connection in kept:
+            with suppress(Exception):
+                connection.close()
+        self._engine.dispose()

@@ -525,3 +525,41 @@ async def test_reactor_shutdown_stops_the_pool_threads(tmp_path: Path) -> None:
         assert pool_threads() == []
     finally:
         await within(database.stopService())
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_pool_threads_keep_their_connection_and_close_it_at_stop(
+    make_database: MakeDatabase, tmp_path: Path,
+) -> None:
+    """On a SQLite file each pool thread keeps one connection across calls (no pool
+    checkout per query); a write after a read on it still takes the write lock at
+    BEGIN (the read-only option does not stick); stopping closes every kept one."""
+    import sqlite3
+
+    path = tmp_path / "kept.db"
+    database = make_database(f"sqlite:///{path}", pool_size=1)
+    await within(database.started())
+
+    def driver_of(connection: Connection) -> int:
+        return id(connection.connection.driver_connection)
+
+    first = await within(database.run(driver_of, readonly=True))
+    assert await within(database.run(driver_of)) == first
+
+    def write_lock_taken(connection: Connection) -> bool:
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            return "locked" in str(e)
+        finally:
+            other.close()
+        return False
+
+    await within(database.run(get_value("x"), readonly=True))
+    assert await within(database.run(write_lock_taken)) is True
+    assert await within(database.run(write_lock_taken, readonly=True)) is False
+    engine = database.engine
+    assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    await within(database.stopService())
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
