@@ -26,14 +26,14 @@ from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from installsure import __version__
+from installsure import __version__, health_checks
 from installsure.api.auth import auth_router
 from installsure.api.files import files_router
-from installsure.api.health import CheckResult, HealthSources, health_router, run_checks
+from installsure.api.health import HealthSources, health_router, run_checks
 from installsure.api.projects import projects_router
 from installsure.api.queue import queue_router
 from installsure.api.users import users_router
@@ -98,34 +98,6 @@ def redis_target(config: Config, embedded: EmbeddedRedisService | None) -> Redis
     return RedisTarget.from_url(config.redis.url)
 
 
-def _redis_check(redis: RedisService) -> Deferred[CheckResult]:
-    return redis.ping().addCallback(lambda ms: CheckResult(ok=True, latency_ms=ms))
-
-
-def _database_check(database: Database) -> Deferred[CheckResult]:
-    if not database.ready:
-        return succeed(CheckResult(ok=False, message="schema not ready yet (migrating or "
-                                   "waiting for the database)"))
-    return database.ping().addCallback(lambda ms: CheckResult(ok=True, latency_ms=ms))
-
-
-def _embedded_check(embedded: EmbeddedRedisService) -> Deferred[CheckResult]:
-    details: dict[str, Any] = {"state": embedded.state, "pid": embedded.pid}
-    return succeed(CheckResult(ok=embedded.state == "running", message=embedded.error,
-                               details=details))
-
-
-def _storage_check(storage: Storage) -> Deferred[CheckResult]:
-    """The file store answers (a local one can be written), and how much room is left."""
-
-    def healthy(facts: dict[str, object]) -> CheckResult:
-        latency = facts.pop("latencyMs", None)
-        return CheckResult(ok=True, latency_ms=latency if isinstance(latency, float) else None,
-                           details=facts)
-
-    return storage.health().addCallback(healthy)
-
-
 def _stop_on_unusable_database(failure: Failure, reactor: Any) -> None:
     """A schema we cannot use will not fix itself: stop with the message, exit 1.
 
@@ -134,19 +106,6 @@ def _stop_on_unusable_database(failure: Failure, reactor: Any) -> None:
     if failure.check(DatabaseConfigError, MigrationError):  # type: ignore[no-untyped-call]
         fail_and_stop(reactor, "cannot use the database: {reason}",
                       reason=failure.getErrorMessage())
-
-
-def _queues_check(admin: QueueAdmin) -> Deferred[CheckResult]:
-    def summarize(status: dict[str, Any]) -> CheckResult:
-        queues = status["queues"]
-        return CheckResult(ok=True, details={
-            "waiting": sum(q["waiting"] for q in queues.values()),
-            "active": sum(q["active"] for q in queues.values()),
-            "dead": sum(q["dead"] for q in queues.values()),
-            "paused": sorted(name for name, q in queues.items() if q["isPaused"]),
-        })
-
-    return admin.status().addCallback(summarize)
 
 
 def _metric_total(metric: Any) -> float:
@@ -355,14 +314,14 @@ def build_service(
 
     if config.runs_http:
         checks: dict[str, Any] = {
-            "redis": lambda: _redis_check(redis),
-            "database": lambda: _database_check(database),
+            "redis": lambda: health_checks.redis_check(redis),
+            "database": lambda: health_checks.database_check(database),
         }
         if embedded is not None:
-            checks["embeddedRedis"] = lambda: _embedded_check(embedded)
+            checks["embeddedRedis"] = lambda: health_checks.embedded_redis_check(embedded)
         admin = QueueAdmin(queue)
-        checks["queues"] = lambda: _queues_check(admin)
-        checks["storage"] = lambda: _storage_check(storage)
+        checks["queues"] = lambda: health_checks.queues_check(admin)
+        checks["storage"] = lambda: health_checks.storage_check(storage)
         sources = HealthSources(
             checks=checks,
             is_draining=drain.is_draining,

@@ -7,8 +7,9 @@ X-Response-Time), logs it and counts it.
 
 Its parts live beside it: routing in :mod:`~installsure.http.dispatch`, body reading
 in :mod:`~installsure.http.body`, encoding in :mod:`~installsure.http.encoding`, the
-headers every response gets in :mod:`~installsure.http.policy`, the count of requests
-in flight in :mod:`~installsure.http.inflight`.
+headers every response gets in :mod:`~installsure.http.policy`, writing the answer in
+:mod:`~installsure.http.writing`, the count of requests in flight in
+:mod:`~installsure.http.inflight`.
 """
 
 from __future__ import annotations
@@ -28,27 +29,24 @@ from twisted.web.server import NOT_DONE_YET
 
 from installsure import logs, metrics
 from installsure.http._wire.head import canonical_name
-from installsure.http._wire.headers import first_values, is_sane, set_trusted
+from installsure.http._wire.headers import first_values
 from installsure.http.body import read_body
 from installsure.http.context import RequestContext, RequestIds, parse_traceparent, sane_request_id
 from installsure.http.dispatch import RouteTable
 from installsure.http.encoding import (
-    JSON,
     JSON_UTF8,
     Encoded,
-    accepts_gzip,
     encode_result,
-    gzipped,
 )
 from installsure.http.errors import ApiError, FieldError, error_body
 from installsure.http.incoming import BodyStream, from_content
 from installsure.http.inflight import InFlight
-from installsure.http.outgoing import StreamedBody, send_streamed
-from installsure.http.policy import HeaderPolicy, add_header
+from installsure.http.policy import HeaderPolicy
 from installsure.http.ratelimit import RateLimiter, admit, authenticate_counted
 from installsure.http.routing import Response, Route, Router
 from installsure.http.settings import ADDRESS_RULE, HttpSettings
 from installsure.http.validation import structure_query
+from installsure.http.writing import ResponseWriter
 
 log = Logger(namespace="installsure.http")
 
@@ -88,8 +86,8 @@ class ApiResource(Resource):
         self._in_flight = InFlight()
         self._request_id_header = settings.request_id_header.encode("ascii")
         self._slow_ms = settings.slow_request_threshold * 1000
-        self._gzip_min_size = settings.gzip_min_size
         self._headers = HeaderPolicy(settings)
+        self._writer = ResponseWriter(settings, self._headers)
         self._request_id_key = canonical_name(self._request_id_header)
         if self.rate_limiter is not None:
             for route in router.routes:
@@ -340,7 +338,7 @@ class ApiResource(Resource):
         if early:
             ctx.add_header(b"Connection", b"close")
         try:
-            sent = self._respond(ctx, answer, started)
+            sent = self._writer.respond(ctx, answer, started)
         except Exception:
             # E.g. a header Twisted refuses: answer 500 rather than leave the client
             # waiting, unless the response had already begun.
@@ -379,63 +377,13 @@ class ApiResource(Resource):
         request.responseHeaders = Headers()
         ctx.extra_headers = None
         try:
-            sent = self._respond(ctx, (500, self._crash_body(ctx, failure), JSON_UTF8, ()),
+            sent = self._writer.respond(ctx, (500, self._crash_body(ctx, failure), JSON_UTF8, ()),
                                  started)
             return sent if isinstance(sent, int) else 0
         except Exception:
             log.failure("failed to write a 500 response; closing the connection")
             request.channel.loseConnection()
             return 0
-
-    def _respond(
-        self, ctx: RequestContext, answer: Encoded, started: float
-    ) -> int | defer.Deferred[int]:
-        """Set the response's headers, write it and finish the request; the size of
-        the body sent (a Deferred of it for a streamed body, fired once it is sent)."""
-        status, body, content_type, headers = answer
-        request: Any = ctx.request
-        self._headers.apply(request, headers, ctx.extra_headers)
-        out = request.responseHeaders
-        request_headers = request.requestHeaders
-        streamed = isinstance(body, StreamedBody)
-        if content_type is not None and not streamed and (
-            len(body) >= self._gzip_min_size
-            and content_type.startswith(JSON)
-            and accepts_gzip(request_headers.getRawHeaders(b"accept-encoding"))
-        ):
-            body = gzipped(body)
-            out.setRawHeaders(b"Content-Encoding", [b"gzip"])
-            add_header(out, b"Vary", b"Accept-Encoding")
-        request.setResponseCode(status)
-        with_body = status not in (204, 304)
-        elapsed = b"%.2fms" % ((perf_counter() - started) * 1000)
-        ours = [(self._request_id_key, [ctx.request_id.encode("ascii")])]
-        if content_type is not None:
-            if content_type is JSON_UTF8 or is_sane(content_type):
-                ours.append((b"Content-Type", [content_type]))
-            else:
-                # A handler's (Response.content_type) with a line break: sanitised as
-                # any header value is, so it cannot add a header.
-                out.setRawHeaders(b"Content-Type", [content_type])
-        if with_body:
-            length = body.length if isinstance(body, StreamedBody) else len(body)
-            ours.append((b"Content-Length", [b"%d" % length]))
-        ours.append((b"X-Response-Time", [elapsed]))
-        set_trusted(out, ours)
-        if isinstance(body, StreamedBody):
-            if request.method == b"HEAD" or not with_body:
-                body.source.close()
-                request.finish()
-                return 0
-            return send_streamed(request, body)
-        respond = getattr(request, "respond", None)
-        if respond is not None:
-            respond(body if with_body else b"")
-        else:
-            if body and with_body:
-                request.write(body)
-            request.finish()
-        return len(body)
 
     def _count(self, ctx: RequestContext, status: int, size: int, started: float) -> None:
         elapsed = perf_counter() - started

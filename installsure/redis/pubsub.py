@@ -17,7 +17,8 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from installsure.redis._link import _Link, _Protocol, _SentinelProtocol
+from installsure.redis._link import _Link
+from installsure.redis._protocol import _Protocol, _SentinelProtocol
 from installsure.redis.interfaces import (
     GapCallback,
     MessageCallback,

@@ -7,7 +7,7 @@ import enum
 import pytest
 import txredisapi
 
-from installsure.redis._link import _Protocol
+from installsure.redis._protocol import _Protocol
 
 
 class Color(str, enum.Enum):  # noqa: UP042 - str() is "Color.RED" here, not the value
