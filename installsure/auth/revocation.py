@@ -34,6 +34,7 @@ from twisted.logger import Logger
 
 from installsure.auth.interfaces import SESSION_REVOKED_CHANNEL
 from installsure.auth.tokens import CLOCK_LEEWAY_SECONDS
+from installsure.bounded import remember
 from installsure.redis.interfaces import RedisCommands, Subscription
 
 log = Logger(namespace="installsure.auth.revocation")
@@ -188,9 +189,7 @@ class SessionRevocations:
             if revoked:
                 self._forget_live(session_id)
             elif self._cache_ttl > 0 and self._listening():
-                if len(self._live) >= MAX_CACHED:
-                    self._live.clear()
-                self._live[session_id] = self._clock() + self._cache_ttl
+                remember(self._live, session_id, self._clock() + self._cache_ttl, MAX_CACHED)
             return revoked
 
         return d.addCallback(answered)

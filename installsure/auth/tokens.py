@@ -29,6 +29,7 @@ from attrs import frozen
 
 from installsure.auth.interfaces import AuthenticationError
 from installsure.auth.keys import SigningKey
+from installsure.bounded import remember
 from installsure.db.tables import GLOBAL_ROLES
 
 #: Every claim a token must carry.
@@ -109,10 +110,7 @@ class AccessTokens:
         """The claims of a valid token; :class:`AuthenticationError` for anything else."""
         known = self._verified.get(token)
         if known is None:
-            known = self._check(token)
-            if len(self._verified) >= VERIFIED_CACHE_SIZE:
-                self._verified.clear()
-            self._verified[token] = known
+            known = remember(self._verified, token, self._check(token), VERIFIED_CACHE_SIZE)
         # The clock the token was checked against is PyJWT's; ours may be a test's.
         if known.expires_at + CLOCK_LEEWAY_SECONDS < self._clock():
             self._verified.pop(token, None)

@@ -44,7 +44,7 @@ from installsure.http.inflight import InFlight
 from installsure.http.policy import HeaderPolicy
 from installsure.http.ratelimit import RateLimiter, admit, authenticate_counted
 from installsure.http.routing import Response, Route, Router
-from installsure.http.settings import ADDRESS_RULE, HttpSettings
+from installsure.http.settings import HttpSettings
 from installsure.http.validation import structure_query
 from installsure.http.writing import ResponseWriter
 
@@ -95,8 +95,6 @@ class ApiResource(Resource):
                     # Unknown names fail here, at start, rather than on every request.
                     self.rate_limiter.rule(route.rate_limit)
         self.routes = RouteTable(router)
-        self._per_address = (self.rate_limiter is not None
-                             and self.rate_limiter.has_rule(ADDRESS_RULE))
 
     @property
     def in_flight(self) -> int:
@@ -195,7 +193,7 @@ class ApiResource(Resource):
             )
         if self.rate_limiter is not None:
             await admit(self.rate_limiter, ctx, rule=route.rate_limit,
-                        authenticated=route.auth is not None, per_address=self._per_address)
+                        authenticated=route.auth is not None)
         result = self._call(ctx, route, params)
         if isinstance(result, defer.Deferred):
             result = await result
@@ -377,8 +375,8 @@ class ApiResource(Resource):
         request.responseHeaders = Headers()
         ctx.extra_headers = None
         try:
-            sent = self._writer.respond(ctx, (500, self._crash_body(ctx, failure), JSON_UTF8, ()),
-                                 started)
+            answer = (500, self._crash_body(ctx, failure), JSON_UTF8, ())
+            sent = self._writer.respond(ctx, answer, started)
             return sent if isinstance(sent, int) else 0
         except Exception:
             log.failure("failed to write a 500 response; closing the connection")

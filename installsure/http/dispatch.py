@@ -16,6 +16,7 @@ from klein import Klein
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
+from installsure.bounded import remember
 from installsure.http.errors import ApiError
 from installsure.http.routing import Route, Router, method_not_allowed
 
@@ -100,11 +101,8 @@ class RouteTable:
             raise ApiError(
                 "NOT_FOUND", f"There is no {method_text} {text}; see /openapi.json."
             ) from None
-        matched = self._endpoints[endpoint], dict(params)
-        if len(self._matched) >= MATCHES_REMEMBERED:
-            self._matched.clear()
-        self._matched[(method, path)] = matched
-        return matched
+        return remember(self._matched, (method, path),
+                        (self._endpoints[endpoint], dict(params)), MATCHES_REMEMBERED)
 
     def allowed_methods(self, path: bytes) -> list[str]:
         """The methods some route answers at ``path`` (empty: no route there)."""

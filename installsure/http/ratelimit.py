@@ -142,17 +142,10 @@ class RateLimiter:
 
     def check(self, rule_name: str, key: str) -> defer.Deferred[RateDecision | None]:
         """Count one hit; ``None`` means "not counted" (Redis unavailable: let it through)."""
-        return self._ask_one(RateQuery(rule_name, key))
-
-    def peek(self, rule_name: str, key: str) -> defer.Deferred[RateDecision | None]:
-        """Whether one more hit would still be allowed, without counting one."""
-        return self._ask_one(RateQuery(rule_name, key, count=False))
-
-    def _ask_one(self, query: RateQuery) -> defer.Deferred[RateDecision | None]:
         def first(decisions: list[RateDecision] | None) -> RateDecision | None:
             return decisions[0] if decisions is not None else None
 
-        return self.ask([query]).addCallback(first)
+        return self.ask([RateQuery(rule_name, key)]).addCallback(first)
 
     def ask(self, queries: Sequence[RateQuery]) -> defer.Deferred[list[RateDecision] | None]:
         """Answer every query in one Redis call, in the order given; ``None`` when Redis
@@ -284,7 +277,6 @@ async def admit(
     *,
     rule: str | None,
     authenticated: bool,
-    per_address: bool,
 ) -> None:
     """Ask, in one Redis call, everything this request is limited by (see the module
     docstring): raise 429 for a locked-out address (on a route that needs credentials),
@@ -297,7 +289,7 @@ async def admit(
         queries.append(RateQuery(FAILED_AUTH_RULE, address, count=False))
     if rule is not None:
         queries.append(RateQuery(rule, f"user:{ctx.user_id}" if ctx.user_id else address))
-        if ctx.user_id and per_address:
+        if ctx.user_id and limiter.has_rule(ADDRESS_RULE):
             queries.append(RateQuery(ADDRESS_RULE, address))
     if not queries:
         return

@@ -28,6 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from installsure.bounded import remember
 from installsure.jobs import metrics
 from installsure.jobs.backoff import BackoffPolicy
 from installsure.jobs.errors import InvalidOption, InvalidPayload, JobsError
@@ -226,9 +227,7 @@ class Producer:
         if not isinstance(timeout, int | float) or timeout < 0:
             raise InvalidOption(f"timeout must be 0 (none) or more seconds, got {timeout!r}")
         text = JobOptions(attempts=attempts, backoff=backoff, timeout=timeout).to_json()
-        if len(self._options) >= _OPTIONS_CACHE_SIZE:
-            self._options.clear()
-        self._options[key] = (jt, text)
+        remember(self._options, key, (jt, text), _OPTIONS_CACHE_SIZE)
         return text
 
     def _rows(

@@ -29,7 +29,7 @@ from installsure.jobs.events import (
 )
 from installsure.jobs.keys import STATE_SETS, STATES, QueueKeys
 from installsure.jobs.model import JobRecord, QueueCounts
-from installsure.jobs.producer import JobSpec, Producer  # noqa: F401 - JobSpec: imported from here too
+from installsure.jobs.producer import Producer
 from installsure.jobs.registry import JobRegistry, JobType
 from installsure.jobs.scripts import Scripts
 from installsure.jobs.settings import JobsSettings

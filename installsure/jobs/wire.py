@@ -14,6 +14,7 @@ from typing import Any
 import cattrs
 from attrs import define, field, frozen
 
+from installsure.bounded import remember
 from installsure.jobs.backoff import BackoffPolicy
 
 # Option keys of jobs enqueued before options had names; such jobs may still wait.
@@ -166,7 +167,5 @@ class ClaimDecoder:
                 options = JobOptions.from_json(text)
             except (ValueError, TypeError, KeyError, cattrs.BaseValidationError):
                 options = self._fallback
-            if len(self._options) >= _OPTIONS_CACHE_SIZE:
-                self._options.clear()
-            self._options[text] = options
+            remember(self._options, text, options, _OPTIONS_CACHE_SIZE)
         return options

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from installsure.jobs import JobSpec
 from installsure.jobs.backoff import BackoffPolicy
 from installsure.jobs.errors import JobNotFound, JobStateConflict
-from installsure.jobs.queue import JobSpec
 from installsure.jobs.wire import ClaimDecoder, ClaimReply, JobOptions
 from tests.fixtures.redis import RedisServerProcess
 from tests.jobs.conftest import Echo, Harness, sleep, wait_until
